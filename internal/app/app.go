@@ -1,0 +1,233 @@
+// Package app wires the service together and owns its lifecycle: New builds
+// every component without I/O, Start listens and starts the subscriptions,
+// Stop drains them in reverse order within a deadline.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/config"
+	"github.com/emaillistener/emaillistener/internal/delivery"
+	"github.com/emaillistener/emaillistener/internal/httpapi"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/mime"
+	"github.com/emaillistener/emaillistener/internal/obs"
+	"github.com/emaillistener/emaillistener/internal/source/imapsrc"
+	"github.com/emaillistener/emaillistener/internal/store"
+	"github.com/emaillistener/emaillistener/internal/syncer"
+)
+
+// Options are programmatic overrides, mainly for tests. Nil is fine.
+type Options struct {
+	// IMAPTLS replaces the TLS configuration built from the config (tests pass
+	// the private Dovecot's CA here).
+	IMAPTLS *tls.Config
+	// Reconnect overrides the reconnect backoff (tests use short delays).
+	Reconnect backoff.Policy
+	// DeliveryBackoff overrides the delivery retry backoff.
+	DeliveryBackoff backoff.Policy
+}
+
+// App is one running service instance.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	panics   *obs.Panics
+	store    *store.Memory
+	syncer   *syncer.Manager
+	service  *service
+	api      *httpapi.API
+	server   *http.Server
+	listener net.Listener
+
+	stopOnce sync.Once
+	stopErr  error
+	served   chan error
+}
+
+// New builds the application; it performs no I/O besides reading the
+// configured CA file.
+func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*App, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	panics := obs.NewPanics(reg)
+
+	tlsCfg := opts.IMAPTLS
+	if tlsCfg == nil {
+		var err error
+		if tlsCfg, err = imapTLS(cfg); err != nil {
+			return nil, err
+		}
+	}
+	imapOpts := &imapsrc.Options{
+		DialTimeout:     cfg.IMAPDialTimeout,
+		CommandTimeout:  cfg.IMAPCommandTimeout,
+		TLSConfig:       tlsCfg,
+		MaxMessageBytes: cfg.MaxMessageBytes,
+		Logger:          log,
+	}
+	dbackoff := opts.DeliveryBackoff
+	if dbackoff == (backoff.Policy{}) {
+		dbackoff = backoff.Policy{Min: time.Second, Max: cfg.DeliveryMaxBackoff}
+	}
+	post := delivery.New(&delivery.Options{
+		PerHost:        cfg.DeliveryPerHost,
+		AttemptTimeout: cfg.DeliveryTimeout,
+		Backoff:        dbackoff,
+		Logger:         log,
+		Registerer:     reg,
+	})
+	mimeOpts := &mime.Options{MaxAttachmentBytes: cfg.MaxAttachmentBytes}
+	reconnect := opts.Reconnect
+	if reconnect == (backoff.Policy{}) {
+		reconnect = backoff.Policy{Min: time.Second, Max: cfg.ReconnectMaxDelay}
+	}
+	st := store.NewMemory()
+	mgr, err := syncer.New(syncer.Options{
+		Dialer: syncer.DialerFunc(func(ctx context.Context, mb *mail.Mailbox, onExists func()) (syncer.Session, error) {
+			return imapsrc.Dial(ctx, mb, imapOpts, onExists)
+		}),
+		Sink:            &creatioSink{post: post},
+		Cursors:         st,
+		Parser:          func(raw []byte) (*mail.Message, error) { return mime.Parse(raw, mimeOpts) },
+		WatchByDefault:  imapsrc.WatchByDefault,
+		IdleMax:         cfg.IMAPIdleMax,
+		FolderPoll:      cfg.IMAPFolderPoll,
+		Reconnect:       reconnect,
+		DialConcurrency: cfg.IMAPDialConcurrency,
+		Logger:          log,
+		Registerer:      reg,
+		Panics:          panics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	svc := &service{registry: st, syncer: mgr, version: version, started: time.Now()}
+	api, err := httpapi.New(httpapi.Options{
+		Service:         svc,
+		PathPrefix:      cfg.PathPrefix,
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Logger:          log,
+		Registerer:      reg,
+		Panics:          panics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &App{
+		cfg: cfg, log: log, reg: reg, panics: panics, store: st, syncer: mgr, service: svc, api: api,
+		server: &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute},
+		served: make(chan error, 1),
+	}, nil
+}
+
+func imapTLS(cfg config.Config) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.IMAPTLSInsecure} //nolint:gosec // opt-in, documented as unsafe
+	if cfg.IMAPTLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.IMAPTLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("EL_IMAP_TLS_CA_FILE: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("EL_IMAP_TLS_CA_FILE %s: no PEM certificates found", cfg.IMAPTLSCAFile)
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
+}
+
+// Start listens on the configured address and starts subscriptions.
+func (a *App) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", a.cfg.ListenAddr, err)
+	}
+	a.listener = ln
+	a.syncer.Start(context.WithoutCancel(ctx))
+	n, err := a.service.restore(ctx)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("restore subscriptions: %w", err)
+	}
+	go func() {
+		defer a.panics.Recover(a.log, "http", nil)
+		a.served <- a.server.Serve(ln)
+	}()
+	a.log.Info("emaillistener started", "addr", ln.Addr().String(), "store", "memory", "restored", n)
+	return nil
+}
+
+// Addr is the address the API listens on (useful with port 0).
+func (a *App) Addr() string {
+	if a.listener == nil {
+		return ""
+	}
+	return a.listener.Addr().String()
+}
+
+// Registry exposes the metrics registry (tests read counters from it).
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// Panics returns the panic counter.
+func (a *App) Panics() *obs.Panics { return a.panics }
+
+// Stop shuts down: first the API stops taking requests, then the subscriptions
+// log out; it is idempotent and bounded by ctx.
+func (a *App) Stop(ctx context.Context) error {
+	a.stopOnce.Do(func() {
+		var errs []error
+		if err := a.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		if err := a.syncer.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		a.stopErr = errors.Join(errs...)
+		a.log.Info("emaillistener stopped", "err", a.stopErr)
+	})
+	return a.stopErr
+}
+
+// Run starts the app, waits for ctx (the signal context) or a server failure,
+// then stops within the configured shutdown timeout.
+func (a *App) Run(ctx context.Context) error {
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-a.served:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	stopErr := a.Stop(sctx)
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return errors.Join(serveErr, stopErr)
+	}
+	return stopErr
+}

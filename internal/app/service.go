@@ -1,0 +1,130 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/creatio"
+	"github.com/emaillistener/emaillistener/internal/httpapi"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/store"
+	"github.com/emaillistener/emaillistener/internal/syncer"
+)
+
+// Registry is the mailbox registry the service writes.
+type Registry interface {
+	PutMailbox(ctx context.Context, m *mail.Mailbox) error
+	DeleteMailbox(ctx context.Context, id mail.MailboxID) error
+	Mailboxes(ctx context.Context) ([]*mail.Mailbox, error)
+}
+
+// service implements httpapi.Service on top of the registry and the syncer.
+type service struct {
+	registry Registry
+	syncer   *syncer.Manager
+	version  string
+	started  time.Time
+}
+
+var _ httpapi.Service = (*service)(nil)
+
+func (s *service) Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode httpapi.Mode) error {
+	m := syncer.ModeCreate
+	switch mode {
+	case httpapi.Recreate:
+		m = syncer.ModeRecreate
+	case httpapi.Update:
+		m = syncer.ModeUpdate
+	}
+	for _, mb := range mbs {
+		if _, err := creatio.CallbackURL(mb.Endpoint, "ProcessFullEmail"); err != nil {
+			return &creatio.RequestError{Field: "BpmEndpoint", Offset: -1, Msg: "credentials: BpmEndpoint: " + err.Error(), Err: err}
+		}
+	}
+	for _, mb := range mbs {
+		if err := s.registry.PutMailbox(ctx, mb); err != nil {
+			return err
+		}
+		if err := s.syncer.Subscribe(mb, m); err != nil {
+			if errors.Is(err, syncer.ErrStopped) {
+				return httpapi.ErrUnavailable
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *service) Close(ctx context.Context, ids []mail.MailboxID) error {
+	for _, id := range ids {
+		s.syncer.Unsubscribe(id)
+		if err := s.registry.DeleteMailbox(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *service) States(_ context.Context, ids []mail.MailboxID) (map[mail.MailboxID]creatio.SubscriptionState, error) {
+	out := make(map[mail.MailboxID]creatio.SubscriptionState, len(ids))
+	for _, id := range ids {
+		st, ok := s.syncer.Status(id)
+		if !ok {
+			out[id] = creatio.SubscriptionState{State: syncer.StateClosed}
+			continue
+		}
+		extra := map[string]any{
+			"Since":     st.Since.UTC().Format(time.RFC3339),
+			"Delivered": st.Delivered,
+			"Folders":   st.Folders,
+		}
+		if !st.LastEventAt.IsZero() {
+			extra["LastEventTime"] = st.LastEventAt.UTC().Format(time.RFC3339)
+		}
+		if st.State == syncer.StateError {
+			extra["ErrorClass"] = st.ErrorClass
+			extra["ExceptionClassName"] = creatio.ExceptionClassName(mail.ErrorClass(st.ErrorClass))
+			extra["LastError"] = st.LastError
+			extra["RetryAt"] = st.RetryAt.UTC().Format(time.RFC3339)
+		}
+		out[id] = creatio.SubscriptionState{State: st.State, Extra: extra}
+	}
+	return out, nil
+}
+
+func (s *service) Status(context.Context) creatio.ServiceStatus {
+	counts := s.syncer.Counts()
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	return creatio.ServiceStatus{
+		ServiceStatus: creatio.StatusStarted,
+		Version:       s.version,
+		Extra: map[string]any{
+			"Subscriptions": counts,
+			"Total":         total,
+			"Goroutines":    runtime.NumGoroutine(),
+			"Uptime":        time.Since(s.started).Round(time.Second).String(),
+			"Store":         "memory",
+		},
+	}
+}
+
+// restore re-subscribes every registered mailbox at start-up.
+func (s *service) restore(ctx context.Context) (int, error) {
+	mbs, err := s.registry.Mailboxes(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, mb := range mbs {
+		if err := s.syncer.Subscribe(mb, syncer.ModeCreate); err != nil {
+			return 0, err
+		}
+	}
+	return len(mbs), nil
+}
+
+var _ Registry = (*store.Memory)(nil)

@@ -1,0 +1,52 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/creatio"
+	"github.com/emaillistener/emaillistener/internal/delivery"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/syncer"
+)
+
+// stateReportTimeout bounds a ProcessMailboxState call: the report is advisory,
+// and a supervisor must not hang on it while Creatio is down.
+const stateReportTimeout = 30 * time.Second
+
+// creatioSink delivers parsed emails and mailbox states to Creatio's
+// ExchangeListenerService.svc, one email per ProcessFullEmail call.
+type creatioSink struct {
+	post *delivery.Client
+}
+
+var _ syncer.Sink = (*creatioSink)(nil)
+
+func (s *creatioSink) Deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error {
+	url, err := creatio.CallbackURL(mb.Endpoint, "ProcessFullEmail")
+	if err != nil {
+		return mail.Wrap(mail.ClassConfig, "callback url", err)
+	}
+	email := creatio.NewEmail(msg)
+	body, err := json.Marshal(creatio.NewLoadEmailCommand(mb, []creatio.Email{email}, time.Now()))
+	if err != nil {
+		return mail.Wrap(mail.ClassInternal, "encode email", err)
+	}
+	return s.post.Post(ctx, "ProcessFullEmail", url, body)
+}
+
+func (s *creatioSink) ReportState(ctx context.Context, mb *mail.Mailbox, failure error) error {
+	url, err := creatio.CallbackURL(mb.Endpoint, "ProcessMailboxState")
+	if err != nil {
+		return mail.Wrap(mail.ClassConfig, "callback url", err)
+	}
+	body, err := json.Marshal(creatio.NewMailboxStateForError(mb, failure))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, stateReportTimeout, errors.New("mailbox state report timeout"))
+	defer cancel()
+	return s.post.Post(ctx, "ProcessMailboxState", url, body)
+}

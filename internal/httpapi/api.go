@@ -1,0 +1,244 @@
+// Package httpapi is the REST transport of the Creatio-compatible API: routing
+// (at / and under an optional ingress prefix, case-insensitive like the .NET
+// original), decoding, the single error-to-status mapping, and middleware
+// (panic recovery, body limit, access log, metrics). What the endpoints do is
+// behind the Service interface.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/emaillistener/emaillistener/internal/creatio"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/obs"
+)
+
+// Mode is what a registration call asks for.
+type Mode int
+
+const (
+	Create   Mode = iota // POST /api/listeners/create
+	Recreate             // POST /api/listeners/recreate
+	Update               // POST /api/listeners/update
+)
+
+// Service is what the API needs from the rest of the application.
+type Service interface {
+	// Subscribe registers and starts (or restarts, or updates) subscriptions.
+	// All mailboxes are valid when it is called.
+	Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode Mode) error
+	// Close stops and forgets subscriptions; unknown ids are fine.
+	Close(ctx context.Context, ids []mail.MailboxID) error
+	// States reports each id's subscription state.
+	States(ctx context.Context, ids []mail.MailboxID) (map[mail.MailboxID]creatio.SubscriptionState, error)
+	// Status is the body of /status and /exists.
+	Status(ctx context.Context) creatio.ServiceStatus
+}
+
+// ErrUnsupported marks a request for a feature this build does not have; it
+// maps to 501.
+var ErrUnsupported = errors.New("not supported by this version of the service")
+
+// ErrUnavailable marks a temporary refusal (shutting down); it maps to 503.
+var ErrUnavailable = errors.New("service unavailable")
+
+// Options configures the handler.
+type Options struct {
+	Service         Service
+	PathPrefix      string       // optional extra mount point, e.g. /exchangelistener
+	MaxRequestBytes int64        // default 64 MiB
+	Metrics         http.Handler // served at /metrics when set
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
+	Panics          *obs.Panics
+}
+
+// API is the HTTP handler.
+type API struct {
+	opts     Options
+	log      *slog.Logger
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// New builds the handler; it does no I/O.
+func New(opts Options) (*API, error) {
+	if opts.Service == nil {
+		return nil, errors.New("httpapi: Options.Service is required")
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = obs.Discard()
+	}
+	opts.PathPrefix = strings.TrimRight(strings.ToLower(opts.PathPrefix), "/")
+	f := promauto.With(opts.Registerer)
+	a := &API{
+		opts: opts,
+		log:  opts.Logger,
+		mux:  http.NewServeMux(),
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "emaillistener_http_requests_total",
+			Help: "API requests, by route and status code.",
+		}, []string{"route", "code"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "emaillistener_http_request_duration_seconds",
+			Help:    "API request duration, by route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"}),
+	}
+	a.routes()
+	return a, nil
+}
+
+func (a *API) routes() {
+	a.handle("GET /api/listeners/status", a.status)
+	a.handle("GET /api/listeners/exists", a.status)
+	a.handle("POST /api/listeners/create", a.register(Create))
+	a.handle("POST /api/listeners/recreate", a.register(Recreate))
+	a.handle("POST /api/listeners/update", a.register(Update))
+	a.handle("POST /api/listeners/close", a.close)
+	a.handle("POST /api/listeners/subscriptionsstate", a.states)
+	// The rest of the Creatio contract (validate, folders, synchronize, send,
+	// availability) answers 501 until it is implemented, so Creatio shows a
+	// clear error instead of a 404.
+	for _, p := range []string{"/api/mailbox/validate", "/api/listeners/validate", "/api/mailbox/folders",
+		"/api/email/synchronize", "/apiv2/email/send", "/api/email/send", "/api/availability/app"} {
+		a.handle("POST "+p, func(http.ResponseWriter, *http.Request) error { return ErrUnsupported })
+	}
+	if a.opts.Metrics != nil {
+		a.mux.Handle("GET /metrics", a.opts.Metrics)
+	}
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle registers h with logging, metrics, panic recovery and error mapping.
+func (a *API) handle(pattern string, h handlerFunc) {
+	route := pattern[strings.IndexByte(pattern, ' ')+1:]
+	a.requests.WithLabelValues(route, "200")
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		panicked := false
+		func() {
+			defer a.opts.Panics.Recover(a.log, "httpapi", &panicked)
+			r.Body = http.MaxBytesReader(rw, r.Body, a.opts.MaxRequestBytes)
+			if err := h(rw, r); err != nil {
+				a.fail(rw, r, err)
+			}
+		}()
+		if panicked && !rw.wrote {
+			writeError(rw, http.StatusInternalServerError, "internal error")
+		}
+		a.requests.WithLabelValues(route, itoa(rw.code)).Inc()
+		a.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		a.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rw.code, "duration", time.Since(start))
+	})
+}
+
+// ServeHTTP strips the optional prefix and lower-cases the path (the original
+// ASP.NET service routes case-insensitively) before routing.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := strings.ToLower(r.URL.Path)
+	if a.opts.PathPrefix != "" && (p == a.opts.PathPrefix || strings.HasPrefix(p, a.opts.PathPrefix+"/")) {
+		p = strings.TrimPrefix(p, a.opts.PathPrefix)
+	}
+	if p != r.URL.Path {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = p, ""
+		r = r2
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// fail is the one place that maps errors to HTTP statuses.
+func (a *API) fail(w *statusWriter, r *http.Request, err error) {
+	var re *creatio.RequestError
+	var mbe *http.MaxBytesError
+	code := http.StatusInternalServerError
+	switch {
+	case errors.As(err, &mbe):
+		code = http.StatusRequestEntityTooLarge
+	case errors.As(err, &re):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrUnsupported):
+		code = http.StatusNotImplemented
+	case errors.Is(err, ErrUnavailable):
+		code = http.StatusServiceUnavailable
+	}
+	if code >= 500 && code != http.StatusNotImplemented && code != http.StatusServiceUnavailable {
+		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		a.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
+	}
+	msg := err.Error()
+	if code == http.StatusInternalServerError {
+		msg = "internal error"
+	}
+	writeError(w, code, msg)
+}
+
+type errorBody struct {
+	Error string `json:"Error"`
+	Code  int    `json:"Code"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{Error: msg, Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"Error":"internal error","Code":500}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	return io.ReadAll(r.Body)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote {
+		s.code, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+func itoa(n int) string {
+	const digits = "0123456789"
+	if n >= 100 && n < 1000 {
+		return string([]byte{digits[n/100], digits[n/10%10], digits[n%10]})
+	}
+	return "other"
+}

@@ -1,0 +1,66 @@
+package mail
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrorClass is the closed set of failure kinds. It decides retry behaviour, the
+// state shown to the client, metric labels and the .NET exception class name
+// reported to Creatio.
+type ErrorClass string
+
+const (
+	ClassAuth     ErrorClass = "auth"     // credentials rejected
+	ClassTLS      ErrorClass = "tls"      // handshake or certificate failure
+	ClassConnect  ErrorClass = "connect"  // DNS, refused, unreachable, reset
+	ClassTimeout  ErrorClass = "timeout"  // a deadline ran out
+	ClassProtocol ErrorClass = "protocol" // unexpected server response
+	ClassConfig   ErrorClass = "config"   // the mailbox settings cannot work (no host, bad folder)
+	ClassInternal ErrorClass = "internal" // a bug or resource problem on our side
+)
+
+// Classes lists every class, for pre-initializing metric labels.
+var Classes = []ErrorClass{ClassAuth, ClassTLS, ClassConnect, ClassTimeout, ClassProtocol, ClassConfig, ClassInternal}
+
+// Error is a classified failure of an operation against a mail server.
+type Error struct {
+	Class ErrorClass
+	Op    string // what was being done: "dial", "login", "select INBOX", …
+	Err   error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return e.Op
+	}
+	return e.Op + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error of class c.
+func Errorf(c ErrorClass, op string, format string, args ...any) error {
+	return &Error{Class: c, Op: op, Err: fmt.Errorf(format, args...)}
+}
+
+// Wrap classifies err (nil stays nil). An err that already carries a class keeps it.
+func Wrap(c ErrorClass, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var me *Error
+	if errors.As(err, &me) {
+		return err
+	}
+	return &Error{Class: c, Op: op, Err: err}
+}
+
+// ClassOf returns the class of err, ClassInternal when it has none.
+func ClassOf(err error) ErrorClass {
+	var me *Error
+	if errors.As(err, &me) {
+		return me.Class
+	}
+	return ClassInternal
+}

@@ -1,0 +1,171 @@
+// Package mail holds the domain types shared by every other package: the mailbox a
+// client registered, the parsed message that is delivered, sync cursors and the
+// error classes that decide retries and what the client is told. It does no I/O.
+package mail
+
+import (
+	"time"
+)
+
+// MailboxID identifies a mailbox subscription. For Creatio it is the mailbox's GUID
+// in lower-case "d" format; it is the key of everything stored about a mailbox.
+type MailboxID string
+
+// ServerKind says which protocol family a mailbox uses.
+type ServerKind int
+
+const (
+	// ServerUnknown is a server type this service does not (yet) support.
+	ServerUnknown ServerKind = iota
+	// ServerIMAP is an IMAP mailbox (incoming) with SMTP for sending.
+	ServerIMAP
+	// ServerExchange is an Exchange (EWS) mailbox.
+	ServerExchange
+)
+
+// String returns the lower-case name used in logs and metric labels.
+func (k ServerKind) String() string {
+	switch k {
+	case ServerIMAP:
+		return "imap"
+	case ServerExchange:
+		return "exchange"
+	default:
+		return "unknown"
+	}
+}
+
+// SecureOption is how the connection to the mail server is secured. The values are
+// Creatio's MailSecureOption enum.
+type SecureOption int
+
+const (
+	SecureNone     SecureOption = 0 // plain TCP, no TLS at all
+	SecureAuto     SecureOption = 1 // implicit TLS on 993, else STARTTLS when offered
+	SecureSSL      SecureOption = 2 // implicit TLS
+	SecureStartTLS SecureOption = 3 // STARTTLS, required
+)
+
+// Mailbox is everything the client told us about one mailbox: where its server is,
+// how to log in, which folders to watch, and where to deliver. It is stored in the
+// registry as is; Password and AccessToken are secrets and must never be logged.
+type Mailbox struct {
+	ID          MailboxID
+	Kind        ServerKind
+	ServerType  string // the client's server type id, kept for error messages
+	Host        string // ServiceUrl: host name, host:port or URL
+	Port        int
+	UseSSL      bool
+	Secure      SecureOption
+	UserName    string
+	Password    string
+	AccessToken string
+	UseOAuth    bool
+	FolderIDs   []string // empty: all mail folders (see the IMAP source for exclusions)
+
+	// Delivery target and identity echoed back to the client.
+	Endpoint      string // Creatio BpmEndpoint (…/ExchangeListenerService.svc/ProcessFullEmail)
+	User          string // BpmUser
+	Workspace     string // BpmUserWorkspace
+	TimeZone      string // BpmUserTimeZone
+	SenderAddress string // SenderEmailAddress
+	Context       string // opaque client context, echoed in state reports
+
+	SubscriptionTTL int               // minutes as sent by the client; informational
+	Features        map[string]bool   // FeatureValues
+	Extra           map[string]string // fields we keep but do not interpret
+}
+
+// SameConnection reports whether m and o would open the same server session, so
+// that a re-registration with identical settings need not restart a healthy
+// subscription.
+func (m *Mailbox) SameConnection(o *Mailbox) bool {
+	if m.Kind != o.Kind || m.Host != o.Host || m.Port != o.Port || m.UseSSL != o.UseSSL ||
+		m.Secure != o.Secure || m.UserName != o.UserName || m.Password != o.Password ||
+		m.AccessToken != o.AccessToken || m.UseOAuth != o.UseOAuth || len(m.FolderIDs) != len(o.FolderIDs) {
+		return false
+	}
+	for i := range m.FolderIDs {
+		if m.FolderIDs[i] != o.FolderIDs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Cursor is the sync position of one folder: everything with a UID up to LastUID
+// under UIDValidity has been acknowledged by the client.
+type Cursor struct {
+	UIDValidity uint32
+	LastUID     uint32
+	// LastDate is the internal date of the newest acknowledged message (or the time
+	// the cursor was created). After a UIDVALIDITY change, messages since a day
+	// before it are re-delivered: the client deduplicates by Message-ID.
+	LastDate time.Time
+}
+
+// Address is one mailbox address with its optional display name.
+type Address struct {
+	Name    string
+	Address string
+}
+
+// String renders the address as `Name <addr>` or the bare address.
+func (a Address) String() string {
+	if a.Name == "" {
+		return a.Address
+	}
+	if a.Address == "" {
+		return a.Name
+	}
+	return a.Name + " <" + a.Address + ">"
+}
+
+// Header is one message header field, decoded to UTF-8.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// Importance is a message's priority, with Creatio's enum values.
+type Importance int
+
+const (
+	ImportanceNone   Importance = 0
+	ImportanceNormal Importance = 1
+	ImportanceHigh   Importance = 2
+	ImportanceLow    Importance = 3
+)
+
+// Attachment is one attached or inline file.
+type Attachment struct {
+	Name        string
+	ContentType string
+	ContentID   string // without angle brackets; set for parts referenced by cid:
+	Inline      bool
+	Data        []byte
+}
+
+// Message is a parsed email, ready to be encoded for the client.
+type Message struct {
+	MessageID  string // with angle brackets; never empty (synthesized when missing)
+	Subject    string
+	From       Address
+	To         []Address
+	Cc         []Address
+	Bcc        []Address
+	ReplyTo    []Address
+	Date       time.Time // Date header, UTC; zero when absent or unparsable
+	InReplyTo  string
+	References string
+	Headers    []Header
+	Importance Importance
+	HTML       string
+	Text       string
+	// Attachments in the order they appear in the message.
+	Attachments []Attachment
+	// Size is the raw message size in bytes.
+	Size int
+	// Warnings lists what the parser had to repair; informational.
+	Warnings []string
+}

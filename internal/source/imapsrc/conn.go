@@ -1,0 +1,199 @@
+package imapsrc
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/emaillistener/emaillistener/internal/source"
+)
+
+var errCommandTimeout = errors.New("imap command timeout")
+
+// Conn is one authenticated IMAP connection. Its methods must be called from one
+// goroutine at a time (the mailbox's supervisor); only the exists callback runs
+// on go-imap's reader goroutine.
+type Conn struct {
+	c    *imapclient.Client
+	opts Options
+	log  *slog.Logger
+}
+
+type (
+	// FolderStatus is what STATUS/EXAMINE tell about a folder.
+	FolderStatus = source.FolderStatus
+	// MessageRef identifies a message found by ListAfter or SearchSince.
+	MessageRef = source.MessageRef
+	// Fetched is a downloaded message.
+	Fetched = source.Fetched
+)
+
+// run executes one command under the command timeout, closing the connection if
+// ctx ends first so that the blocked go-imap call returns.
+func (c *Conn) run(ctx context.Context, op string, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeoutCause(ctx, c.opts.CommandTimeout, errCommandTimeout)
+	defer cancel()
+	stop := context.AfterFunc(cctx, func() { c.c.Close() })
+	err := f()
+	if !stop() {
+		if ctx.Err() != nil {
+			return ctx.Err() // shutdown or close, not a server failure
+		}
+		return classify(op, context.Cause(cctx))
+	}
+	return classify(op, err)
+}
+
+// Closed is closed when the connection is gone.
+func (c *Conn) Closed() <-chan struct{} { return c.c.Closed() }
+
+// Close logs out politely (bounded) and closes the connection.
+func (c *Conn) Close() error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.c.Logout().Wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	_ = c.c.Close() // already closed by the server or by Logout: nothing to report
+	return nil
+}
+
+// HasIdle reports whether the server supports IDLE (RFC 2177).
+func (c *Conn) HasIdle() bool {
+	caps := c.c.Caps()
+	return caps.Has(imap.CapIdle) || caps.Has(imap.CapIMAP4rev2)
+}
+
+// Noop checks that the connection is alive.
+func (c *Conn) Noop(ctx context.Context) error {
+	return c.run(ctx, "noop", func() error { return c.c.Noop().Wait() })
+}
+
+// Status returns a folder's UIDVALIDITY and UIDNEXT without selecting it.
+func (c *Conn) Status(ctx context.Context, folder string) (FolderStatus, error) {
+	var st FolderStatus
+	err := c.run(ctx, "status "+folder, func() error {
+		d, err := c.c.Status(folder, &imap.StatusOptions{UIDNext: true, UIDValidity: true, NumMessages: true}).Wait()
+		if err != nil {
+			return err
+		}
+		st.UIDValidity, st.UIDNext = d.UIDValidity, uint32(d.UIDNext)
+		if d.NumMessages != nil {
+			st.Messages = *d.NumMessages
+		}
+		return nil
+	})
+	return st, err
+}
+
+// Examine selects a folder read-only: we never change flags, and read-only
+// selection also keeps \Recent for the user's own client.
+func (c *Conn) Examine(ctx context.Context, folder string) (FolderStatus, error) {
+	var st FolderStatus
+	err := c.run(ctx, "examine "+folder, func() error {
+		d, err := c.c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+		if err != nil {
+			return err
+		}
+		st = FolderStatus{UIDValidity: d.UIDValidity, UIDNext: uint32(d.UIDNext), Messages: d.NumMessages}
+		return nil
+	})
+	return st, err
+}
+
+// ListAfter returns the messages of the selected folder with a UID above after,
+// in UID order.
+func (c *Conn) ListAfter(ctx context.Context, after uint32) ([]MessageRef, error) {
+	var refs []MessageRef
+	err := c.run(ctx, "list new", func() error {
+		set := imap.UIDSet{imap.UIDRange{Start: imap.UID(after + 1), Stop: 0}}
+		cmd := c.c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true})
+		defer cmd.Close()
+		for {
+			m := cmd.Next()
+			if m == nil {
+				break
+			}
+			buf, err := m.Collect()
+			if err != nil {
+				return err
+			}
+			// "n:*" always matches the last message, even below n (RFC 9051 §6.4.8).
+			if uint32(buf.UID) > after {
+				refs = append(refs, MessageRef{UID: uint32(buf.UID), Size: buf.RFC822Size, Date: buf.InternalDate})
+			}
+		}
+		return cmd.Close()
+	})
+	sortRefs(refs)
+	return refs, err
+}
+
+// SearchSince returns messages of the selected folder that arrived on or after
+// the day of since (IMAP SINCE has day granularity).
+func (c *Conn) SearchSince(ctx context.Context, since time.Time) ([]MessageRef, error) {
+	var refs []MessageRef
+	err := c.run(ctx, "search since", func() error {
+		d, err := c.c.UIDSearch(&imap.SearchCriteria{Since: since}, nil).Wait()
+		if err != nil {
+			return err
+		}
+		for _, uid := range d.AllUIDs() {
+			refs = append(refs, MessageRef{UID: uint32(uid)})
+		}
+		return nil
+	})
+	sortRefs(refs)
+	return refs, err
+}
+
+// Fetch downloads one message of the selected folder with BODY.PEEK[], so the
+// \Seen flag is never set.
+func (c *Conn) Fetch(ctx context.Context, ref MessageRef) (*Fetched, error) {
+	section := &imap.FetchItemBodySection{Peek: true}
+	truncated := ref.Size > c.opts.MaxMessageBytes
+	if truncated {
+		section.Specifier = imap.PartSpecifierHeader
+	}
+	var out *Fetched
+	err := c.run(ctx, "fetch", func() error {
+		set := imap.UIDSetNum(imap.UID(ref.UID))
+		bufs, err := c.c.Fetch(set, &imap.FetchOptions{UID: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+		if err != nil {
+			return err
+		}
+		for _, b := range bufs {
+			if uint32(b.UID) != ref.UID {
+				continue
+			}
+			out = &Fetched{UID: ref.UID, Raw: b.FindBodySection(section), Date: b.InternalDate, Truncated: truncated}
+		}
+		return nil
+	})
+	if err == nil && out == nil {
+		return nil, ErrGone
+	}
+	return out, err
+}
+
+// ErrGone means the message was expunged before we could fetch it.
+var ErrGone = source.ErrGone
+
+func sortRefs(refs []MessageRef) {
+	for i := 1; i < len(refs); i++ {
+		for j := i; j > 0 && refs[j].UID < refs[j-1].UID; j-- {
+			refs[j], refs[j-1] = refs[j-1], refs[j]
+		}
+	}
+}

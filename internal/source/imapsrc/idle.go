@@ -1,0 +1,60 @@
+package imapsrc
+
+import (
+	"context"
+	"time"
+)
+
+// Idle waits in IDLE (RFC 2177) on the selected folder until wake fires (the
+// exists callback or an outside request), max elapses, or ctx ends; then it ends
+// IDLE and waits for the server to confirm, which also proves the connection is
+// still alive. Servers without IDLE are polled with NOOP at the same cadence.
+//
+// max must stay below 29 minutes: servers may drop an IDLE client after 30
+// (RFC 2177 §3).
+func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration) error {
+	if !c.HasIdle() {
+		return c.pollWait(ctx, wake, max)
+	}
+	var cmd interface {
+		Close() error
+		Wait() error
+	}
+	if err := c.run(ctx, "idle", func() error {
+		ic, err := c.c.Idle()
+		cmd = ic
+		return err
+	}); err != nil {
+		return err
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-wake:
+	case <-t.C:
+	case <-c.c.Closed():
+	}
+	err := c.run(context.WithoutCancel(ctx), "idle done", func() error {
+		if err := cmd.Close(); err != nil {
+			return err
+		}
+		return cmd.Wait()
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+func (c *Conn) pollWait(ctx context.Context, wake <-chan struct{}, max time.Duration) error {
+	t := time.NewTimer(min(max, 30*time.Second))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wake:
+	case <-t.C:
+	}
+	return c.Noop(ctx)
+}

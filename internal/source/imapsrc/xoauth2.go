@@ -1,0 +1,31 @@
+package imapsrc
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// xoauth2 is the SASL XOAUTH2 mechanism used by Gmail and Microsoft 365
+// (https://developers.google.com/gmail/imap/xoauth2-protocol). go-sasl only has
+// the standard OAUTHBEARER, which Microsoft does not accept for IMAP.
+type xoauth2 struct {
+	user, token string
+}
+
+func newXOAuth2(user, token string) *xoauth2 { return &xoauth2{user: user, token: token} }
+
+func (x *xoauth2) Start() (string, []byte, error) {
+	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
+}
+
+// Next answers the server's error challenge (a JSON status) with an empty
+// response, as the protocol requires; the server then fails the command with NO.
+func (x *xoauth2) Next(challenge []byte) ([]byte, error) {
+	var status struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(challenge, &status) == nil && status.Status != "" {
+		return []byte{}, nil
+	}
+	return nil, fmt.Errorf("xoauth2: unexpected server challenge")
+}

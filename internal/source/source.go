@@ -1,0 +1,42 @@
+// Package source holds the vocabulary shared by mail-server adapters (IMAP now,
+// Exchange later): folder status, message references and fetched messages. The
+// adapters return these types, so the syncer never sees a protocol library.
+package source
+
+import (
+	"errors"
+	"time"
+)
+
+// Folder is one folder of a mailbox.
+type Folder struct {
+	Name       string // full path, UTF-8
+	Delim      rune   // hierarchy delimiter, 0 when flat
+	Attrs      []string
+	Selectable bool
+}
+
+// FolderStatus is a folder's UID state.
+type FolderStatus struct {
+	UIDValidity uint32
+	UIDNext     uint32
+	Messages    uint32
+}
+
+// MessageRef identifies a message in the selected folder.
+type MessageRef struct {
+	UID  uint32
+	Size int64
+	Date time.Time // internal (arrival) date, zero when unknown
+}
+
+// Fetched is a downloaded message.
+type Fetched struct {
+	UID       uint32
+	Raw       []byte
+	Date      time.Time
+	Truncated bool // over the size limit: Raw holds the header only
+}
+
+// ErrGone means the message was expunged before it could be fetched.
+var ErrGone = errors.New("source: message no longer exists")

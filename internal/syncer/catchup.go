@@ -1,0 +1,119 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/source"
+)
+
+// uidValidityLookback is how far before the last delivered message a
+// UIDVALIDITY change re-delivers: generous, since the client deduplicates by
+// Message-ID and losing mail is worse than sending it twice.
+const uidValidityLookback = 24 * time.Hour
+
+// catchUp delivers every message of the selected folder above its cursor. st is
+// the folder's status from EXAMINE, or zero when the folder stayed selected
+// (then UIDVALIDITY cannot have changed: the server would have closed it).
+func (w *worker) catchUp(ctx context.Context, sess Session, mb *mail.Mailbox, folder string, st source.FolderStatus) error {
+	cur, ok, err := w.m.opts.Cursors.Cursor(ctx, w.id, folder)
+	if err != nil {
+		return err
+	}
+	if !ok { // folder appeared after the session started
+		cur = mail.Cursor{UIDValidity: st.UIDValidity, LastDate: time.Now().UTC()}
+		if st.UIDNext > 0 {
+			cur.LastUID = st.UIDNext - 1
+		}
+		return w.m.opts.Cursors.PutCursor(ctx, w.id, folder, cur)
+	}
+	var refs []source.MessageRef
+	if st.UIDValidity != 0 && st.UIDValidity != cur.UIDValidity {
+		since := cur.LastDate.Add(-uidValidityLookback)
+		w.log.Warn("UIDVALIDITY changed, re-delivering recent mail", "folder", folder,
+			"old", cur.UIDValidity, "new", st.UIDValidity, "since", since)
+		w.m.metrics.uidValidity.Inc()
+		if refs, err = sess.SearchSince(ctx, since); err != nil {
+			return err
+		}
+		// Not persisted until a message is delivered: a crash before that
+		// repeats the re-delivery instead of skipping it.
+		cur = mail.Cursor{UIDValidity: st.UIDValidity, LastDate: cur.LastDate}
+		if len(refs) == 0 && st.UIDNext > 0 {
+			cur.LastUID = st.UIDNext - 1
+			return w.m.opts.Cursors.PutCursor(ctx, w.id, folder, cur)
+		}
+	} else {
+		if st.UIDNext > 0 && st.UIDNext <= cur.LastUID+1 {
+			return nil
+		}
+		if refs, err = sess.ListAfter(ctx, cur.LastUID); err != nil {
+			return err
+		}
+	}
+	for _, ref := range refs {
+		if err := w.deliverOne(ctx, sess, mb, folder, ref, &cur); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deliverOne fetches, parses and delivers one message, then advances the cursor.
+func (w *worker) deliverOne(ctx context.Context, sess Session, mb *mail.Mailbox, folder string, ref source.MessageRef, cur *mail.Cursor) error {
+	found := time.Now()
+	if t := w.woke.Swap(0); t != 0 {
+		found = time.Unix(0, t)
+	}
+	f, err := sess.Fetch(ctx, ref)
+	if errors.Is(err, source.ErrGone) {
+		w.m.metrics.skipped.WithLabelValues("expunged").Inc()
+		return w.advance(ctx, folder, ref.UID, time.Time{}, cur)
+	}
+	if err != nil {
+		return err
+	}
+	msg, err := w.m.opts.Parser(f.Raw)
+	if err != nil {
+		w.log.Error("unparseable message skipped", "folder", folder, "uid", ref.UID, "err", err)
+		w.m.metrics.skipped.WithLabelValues("unparseable").Inc()
+		return w.advance(ctx, folder, ref.UID, f.Date, cur)
+	}
+	if msg.Date.IsZero() {
+		msg.Date = f.Date.UTC()
+	}
+	if f.Truncated {
+		msg.Warnings = append(msg.Warnings, "message exceeds the size limit: only its header was fetched")
+		if msg.HTML == "" && msg.Text == "" {
+			msg.Text = "This message is too large to be synchronized; open it in your mail client."
+		}
+	}
+	if err := w.m.opts.Sink.Deliver(ctx, mb, msg); err != nil {
+		var p permanent
+		if !errors.As(err, &p) || !p.PermanentFailure() {
+			return err
+		}
+		w.log.Error("client refused the email for good, skipped", "folder", folder, "uid", ref.UID,
+			"message_id", msg.MessageID, "err", err)
+		w.m.metrics.skipped.WithLabelValues("rejected").Inc()
+		return w.advance(ctx, folder, ref.UID, f.Date, cur)
+	}
+	w.m.metrics.delivered.Inc()
+	w.m.metrics.latency.Observe(time.Since(found).Seconds())
+	w.update(func(s *Status) { s.Delivered++; s.LastEventAt = time.Now() })
+	return w.advance(ctx, folder, ref.UID, f.Date, cur)
+}
+
+func (w *worker) advance(ctx context.Context, folder string, uid uint32, date time.Time, cur *mail.Cursor) error {
+	if uid > cur.LastUID {
+		cur.LastUID = uid
+	}
+	if !date.IsZero() {
+		cur.LastDate = date.UTC()
+	}
+	// The cursor write is the commit point: it happens after the client's
+	// acknowledgement, and a write that fails means re-delivery, never loss.
+	return w.m.opts.Cursors.PutCursor(context.WithoutCancel(ctx), w.id, folder, *cur)
+}

@@ -1,0 +1,260 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/obs"
+)
+
+// Defaults for Options.
+const (
+	// DefaultIdleMax re-issues IDLE well before the 29 minutes after which RFC 2177
+	// allows servers to drop the client; each re-issue also proves the link alive.
+	DefaultIdleMax = 25 * time.Minute
+	// DefaultFolderPoll is how often folders other than the IDLE one are checked
+	// with STATUS (cheap: one round trip per folder, no SELECT unless changed).
+	DefaultFolderPoll = 60 * time.Second
+	// DefaultDialConcurrency bounds simultaneous connection attempts per mail
+	// server, so ten thousand subscriptions created at once do not look like an
+	// attack to the server (and to fail2ban).
+	DefaultDialConcurrency = 64
+)
+
+// Options configures a Manager. Dialer, Sink, Cursors and Parser are required.
+type Options struct {
+	Dialer          Dialer
+	Sink            Sink
+	Cursors         Cursors
+	Parser          Parser
+	WatchByDefault  FolderLister   // nil: every selectable folder
+	IdleMax         time.Duration  // default DefaultIdleMax
+	FolderPoll      time.Duration  // default DefaultFolderPoll
+	Reconnect       backoff.Policy // zero: 1s doubling to 5m, jittered
+	DialConcurrency int            // per server host; default DefaultDialConcurrency
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
+	Panics          *obs.Panics
+}
+
+// Mode says how a registration relates to an existing subscription.
+type Mode int
+
+const (
+	// ModeCreate starts a subscription; an identical running one is kept.
+	ModeCreate Mode = iota
+	// ModeRecreate restarts the subscription unless an identical one is healthy.
+	ModeRecreate
+	// ModeUpdate swaps credentials (e.g. a fresh OAuth token) without a restart
+	// when only secrets changed; the next (re)connect uses them.
+	ModeUpdate
+)
+
+// Manager owns the mailbox supervisors. Its methods are safe for concurrent use.
+type Manager struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	mu      sync.Mutex
+	ctx     context.Context // base context of all workers; set by Start
+	stopped bool
+	workers map[mail.MailboxID]*worker
+	dials   map[string]chan struct{} // per-host dial semaphores
+	wg      sync.WaitGroup
+}
+
+// New checks options and returns a Manager; it does no I/O.
+func New(opts Options) (*Manager, error) {
+	switch {
+	case opts.Dialer == nil:
+		return nil, errors.New("syncer: Options.Dialer is required")
+	case opts.Sink == nil:
+		return nil, errors.New("syncer: Options.Sink is required")
+	case opts.Cursors == nil:
+		return nil, errors.New("syncer: Options.Cursors is required")
+	case opts.Parser == nil:
+		return nil, errors.New("syncer: Options.Parser is required")
+	}
+	if opts.IdleMax <= 0 || opts.IdleMax > 29*time.Minute {
+		opts.IdleMax = DefaultIdleMax
+	}
+	if opts.FolderPoll <= 0 {
+		opts.FolderPoll = DefaultFolderPoll
+	}
+	if opts.Reconnect == (backoff.Policy{}) {
+		opts.Reconnect = backoff.Policy{Min: time.Second, Max: 5 * time.Minute}
+	}
+	if opts.DialConcurrency <= 0 {
+		opts.DialConcurrency = DefaultDialConcurrency
+	}
+	if opts.Logger == nil {
+		opts.Logger = obs.Discard()
+	}
+	return &Manager{
+		opts:    opts,
+		log:     opts.Logger,
+		metrics: newMetrics(opts.Registerer),
+		workers: make(map[mail.MailboxID]*worker),
+		dials:   make(map[string]chan struct{}),
+	}, nil
+}
+
+// Start lets subscriptions run under ctx. Subscriptions registered before Start
+// begin now.
+func (m *Manager) Start(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ctx = ctx
+	for _, w := range m.workers {
+		m.launch(w, nil)
+	}
+}
+
+// Stop ends every subscription and waits for them to log out, until ctx ends.
+func (m *Manager) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	m.stopped = true
+	for _, w := range m.workers {
+		w.stop()
+	}
+	m.mu.Unlock()
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("syncer: stop: %w", context.Cause(ctx))
+	}
+}
+
+// ErrStopped is returned by Subscribe after Stop.
+var ErrStopped = errors.New("syncer: shutting down")
+
+// Subscribe starts, restarts or updates the subscription of mb according to mode.
+func (m *Manager) Subscribe(mb *mail.Mailbox, mode Mode) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return ErrStopped
+	}
+	old := m.workers[mb.ID]
+	if old != nil {
+		cur := old.mailbox()
+		switch {
+		case mode == ModeUpdate && onlySecretsDiffer(cur, mb):
+			old.setMailbox(mb)
+			old.retryNow()
+			return nil
+		case cur.SameConnection(mb) && sameTarget(cur, mb) && (mode != ModeRecreate || old.snapshot().State == StateExists):
+			old.setMailbox(mb) // identity fields (user, workspace) may still change
+			return nil
+		}
+		old.stop()
+	}
+	w := m.newWorker(mb)
+	m.workers[mb.ID] = w
+	if m.ctx != nil {
+		m.launch(w, old)
+	}
+	return nil
+}
+
+// Unsubscribe stops the subscription; unknown ids are not an error.
+func (m *Manager) Unsubscribe(id mail.MailboxID) {
+	m.mu.Lock()
+	w := m.workers[id]
+	delete(m.workers, id)
+	m.mu.Unlock()
+	if w != nil {
+		w.stop()
+	}
+}
+
+// Status returns the status of a subscription and whether it exists.
+func (m *Manager) Status(id mail.MailboxID) (Status, bool) {
+	m.mu.Lock()
+	w := m.workers[id]
+	m.mu.Unlock()
+	if w == nil {
+		return Status{State: StateClosed}, false
+	}
+	return w.snapshot(), true
+}
+
+// Counts returns the number of subscriptions per state.
+func (m *Manager) Counts() map[string]int {
+	m.mu.Lock()
+	ws := make([]*worker, 0, len(m.workers))
+	for _, w := range m.workers {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	out := make(map[string]int, len(States))
+	for _, s := range States {
+		out[s] = 0
+	}
+	for _, w := range ws {
+		out[w.snapshot().State]++
+	}
+	return out
+}
+
+// launch starts w's goroutine; it begins once prev (the replaced worker of the
+// same mailbox, if any) has exited, so two supervisors never move one cursor.
+// m.mu must be held.
+func (m *Manager) launch(w *worker, prev *worker) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	w.cancel = cancel
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if prev != nil {
+			<-prev.done
+		}
+		w.run(ctx)
+	}()
+}
+
+// acquireDial takes a connection slot for the mailbox's server.
+func (m *Manager) acquireDial(ctx context.Context, mb *mail.Mailbox) (release func(), err error) {
+	host := strings.ToLower(mb.Host)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	m.mu.Lock()
+	sem := m.dials[host]
+	if sem == nil {
+		sem = make(chan struct{}, m.opts.DialConcurrency)
+		m.dials[host] = sem
+	}
+	m.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func onlySecretsDiffer(a, b *mail.Mailbox) bool {
+	x, y := *a, *b
+	x.Password, y.Password = "", ""
+	x.AccessToken, y.AccessToken = "", ""
+	return x.SameConnection(&y) && sameTarget(a, b)
+}
+
+func sameTarget(a, b *mail.Mailbox) bool {
+	return a.Endpoint == b.Endpoint
+}

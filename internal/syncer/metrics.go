@@ -1,0 +1,58 @@
+package syncer
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/emaillistener/emaillistener/internal/mail"
+)
+
+type metrics struct {
+	subscriptions *prometheus.GaugeVec
+	delivered     prometheus.Counter
+	latency       prometheus.Histogram
+	skipped       *prometheus.CounterVec
+	reconnects    *prometheus.CounterVec
+	uidValidity   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		subscriptions: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "emaillistener_subscriptions",
+			Help: "Subscriptions held by this node, by state (exists = live).",
+		}, []string{"state"}),
+		delivered: f.NewCounter(prometheus.CounterOpts{
+			Name: "emaillistener_emails_delivered_total",
+			Help: "Emails acknowledged by the client application.",
+		}),
+		latency: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "emaillistener_delivery_latency_seconds",
+			Help:    "From the server's new-mail notification (or discovery) to the client's acknowledgement.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+		skipped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "emaillistener_emails_skipped_total",
+			Help: "Emails not delivered for good, by reason (rejected by the client, unparseable, expunged).",
+		}, []string{"reason"}),
+		reconnects: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "emaillistener_reconnects_total",
+			Help: "Mail server sessions that ended in an error and will be retried, by error class.",
+		}, []string{"class"}),
+		uidValidity: f.NewCounter(prometheus.CounterOpts{
+			Name: "emaillistener_uidvalidity_changes_total",
+			Help: "Folders whose UIDVALIDITY changed, triggering a conservative re-delivery.",
+		}),
+	}
+	for _, s := range States {
+		m.subscriptions.WithLabelValues(s)
+	}
+	for _, r := range []string{"rejected", "unparseable", "expunged"} {
+		m.skipped.WithLabelValues(r)
+	}
+	for _, c := range mail.Classes {
+		m.reconnects.WithLabelValues(string(c))
+	}
+	return m
+}

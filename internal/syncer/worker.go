@@ -1,0 +1,342 @@
+package syncer
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/obs"
+	"github.com/emaillistener/emaillistener/internal/source"
+)
+
+// worker supervises one mailbox. Everything below "owned by run" is touched only
+// by the run goroutine; mb and status are shared under mu.
+type worker struct {
+	m      *Manager
+	id     mail.MailboxID
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+	kick   chan struct{} // buffered(1): retry the connection now
+	exists chan struct{} // buffered(1): the server pushed new mail
+	woke   atomic.Int64  // unix nanos of the first unconsumed push, for latency
+
+	mu     sync.Mutex
+	mb     *mail.Mailbox
+	status Status
+
+	// owned by run
+	reported error // the failure last reported to the client, nil if none
+}
+
+func (m *Manager) newWorker(mb *mail.Mailbox) *worker {
+	w := &worker{
+		m:      m,
+		id:     mb.ID,
+		log:    m.log.With("mailbox", string(mb.ID)),
+		done:   make(chan struct{}),
+		kick:   make(chan struct{}, 1),
+		exists: make(chan struct{}, 1),
+		mb:     mb,
+		status: Status{State: StateConnecting, Since: time.Now()},
+	}
+	m.metrics.subscriptions.WithLabelValues(StateConnecting).Inc()
+	return w
+}
+
+func (w *worker) mailbox() *mail.Mailbox {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mb
+}
+
+func (w *worker) setMailbox(mb *mail.Mailbox) {
+	w.mu.Lock()
+	w.mb = mb
+	w.mu.Unlock()
+}
+
+func (w *worker) snapshot() Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.status
+	s.Folders = append([]string(nil), s.Folders...)
+	return s
+}
+
+// update changes the status under mu and keeps the per-state gauge in step.
+func (w *worker) update(f func(s *Status)) {
+	w.mu.Lock()
+	old := w.status.State
+	f(&w.status)
+	if w.status.State != old {
+		w.status.Since = time.Now()
+		w.m.metrics.subscriptions.WithLabelValues(old).Dec()
+		w.m.metrics.subscriptions.WithLabelValues(w.status.State).Inc()
+	}
+	w.mu.Unlock()
+}
+
+// finish marks the worker closed; closed subscriptions are not in the gauge.
+func (w *worker) finish() {
+	w.mu.Lock()
+	w.m.metrics.subscriptions.WithLabelValues(w.status.State).Dec()
+	w.status.State, w.status.Since = StateClosed, time.Now()
+	w.mu.Unlock()
+}
+
+func (w *worker) stop() {
+	if w.cancel != nil {
+		w.cancel()
+	}
+}
+
+func (w *worker) retryNow() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// onExists runs on the IMAP reader goroutine: record and signal, never block.
+func (w *worker) onExists() {
+	w.woke.CompareAndSwap(0, time.Now().UnixNano())
+	select {
+	case w.exists <- struct{}{}:
+	default:
+	}
+}
+
+// run is the supervisor loop: session, and on failure report, back off, retry.
+func (w *worker) run(ctx context.Context) {
+	defer close(w.done)
+	defer w.finish()
+	b := backoff.Backoff{Policy: w.m.opts.Reconnect}
+	for {
+		err := w.safeSession(ctx, &b)
+		if ctx.Err() != nil {
+			return
+		}
+		class := mail.ClassOf(err)
+		w.m.metrics.reconnects.WithLabelValues(string(class)).Inc()
+		delay := b.Next()
+		w.update(func(s *Status) {
+			s.State, s.ErrorClass, s.LastError = StateError, string(class), err.Error()
+			s.RetryAt = time.Now().Add(delay)
+		})
+		w.reportFailure(ctx, err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-w.kick:
+			b.Reset()
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// safeSession turns a panic inside one session into an internal error, so one
+// malformed mailbox cannot stop its supervisor for good.
+func (w *worker) safeSession(ctx context.Context, b *backoff.Backoff) (err error) {
+	panicked := false
+	defer func() {
+		if panicked {
+			err = mail.Errorf(mail.ClassInternal, "session", "internal error (panic), see log")
+		}
+	}()
+	defer w.m.opts.Panics.Recover(w.log, "syncer", &panicked)
+	return w.session(ctx, b)
+}
+
+// reportFailure tells the client once per distinct failure (class and message).
+func (w *worker) reportFailure(ctx context.Context, err error) {
+	if w.reported != nil && mail.ClassOf(w.reported) == mail.ClassOf(err) && w.reported.Error() == err.Error() {
+		return
+	}
+	w.log.Warn("mailbox session failed", "class", mail.ClassOf(err), "err", err)
+	if rerr := w.m.opts.Sink.ReportState(ctx, w.mailbox(), err); rerr != nil {
+		obs.Check(w.log, rerr, "report mailbox failure")
+		return
+	}
+	w.reported = err
+}
+
+func (w *worker) reportRecovery(ctx context.Context) {
+	if w.reported == nil {
+		return
+	}
+	w.log.Info("mailbox session recovered")
+	if err := w.m.opts.Sink.ReportState(ctx, w.mailbox(), nil); err != nil {
+		obs.Check(w.log, err, "report mailbox recovery")
+		return
+	}
+	w.reported = nil
+}
+
+// session runs one connection until it fails or ctx ends.
+func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
+	mb := w.mailbox()
+	release, err := w.m.acquireDial(ctx, mb)
+	if err != nil {
+		return err
+	}
+	sess, err := w.m.opts.Dialer.Dial(ctx, mb, w.onExists)
+	release()
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+
+	folders, err := w.resolveFolders(ctx, sess, mb)
+	if err != nil {
+		return err
+	}
+	for _, f := range folders {
+		if err := w.ensureCursor(ctx, sess, f); err != nil {
+			return err
+		}
+	}
+	w.update(func(s *Status) {
+		s.State, s.ErrorClass, s.LastError, s.RetryAt, s.Folders = StateExists, "", "", time.Time{}, folders
+	})
+	b.Reset()
+	w.reportRecovery(ctx)
+	return w.watch(ctx, sess, mb, folders)
+}
+
+// watch is the steady state: catch up, then IDLE on the primary folder, polling
+// the others between IDLE rounds.
+func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, folders []string) error {
+	primary, others := folders[0], folders[1:]
+	selected := ""
+	var nextPoll time.Time // zero: poll others at once, to catch up after a reconnect
+	for {
+		if len(others) > 0 && !time.Now().Before(nextPoll) {
+			for _, f := range others {
+				if err := w.pollFolder(ctx, sess, mb, f, &selected); err != nil {
+					return err
+				}
+			}
+			nextPoll = time.Now().Add(w.m.opts.FolderPoll)
+		}
+		st := source.FolderStatus{}
+		if selected != primary {
+			var err error
+			if st, err = sess.Examine(ctx, primary); err != nil {
+				return err
+			}
+			selected = primary
+		}
+		// Drain the push signal before listing: anything that arrives after the
+		// list will wake the next IDLE at once.
+		select {
+		case <-w.exists:
+		default:
+		}
+		if err := w.catchUp(ctx, sess, mb, primary, st); err != nil {
+			return err
+		}
+		wait := w.m.opts.IdleMax
+		if len(others) > 0 {
+			wait = min(wait, max(time.Until(nextPoll), time.Millisecond))
+		}
+		if err := sess.Idle(ctx, w.exists, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// pollFolder checks a non-primary folder with STATUS and catches up if it moved.
+func (w *worker) pollFolder(ctx context.Context, sess Session, mb *mail.Mailbox, folder string, selected *string) error {
+	st, err := sess.Status(ctx, folder)
+	if err != nil {
+		if mail.ClassOf(err) == mail.ClassConfig { // folder deleted meanwhile
+			w.log.Warn("watched folder is gone, skipping it", "folder", folder, "err", err)
+			return nil
+		}
+		return err
+	}
+	cur, ok, err := w.m.opts.Cursors.Cursor(ctx, w.id, folder)
+	if err != nil {
+		return err
+	}
+	if ok && cur.UIDValidity == st.UIDValidity && st.UIDNext <= cur.LastUID+1 {
+		return nil
+	}
+	if st, err = sess.Examine(ctx, folder); err != nil {
+		return err
+	}
+	*selected = folder
+	return w.catchUp(ctx, sess, mb, folder, st)
+}
+
+// ensureCursor starts a folder without a cursor at its current UIDNEXT: a new
+// subscription delivers only new mail (history is the synchronize call's job).
+func (w *worker) ensureCursor(ctx context.Context, sess Session, folder string) error {
+	_, ok, err := w.m.opts.Cursors.Cursor(ctx, w.id, folder)
+	if err != nil || ok {
+		return err
+	}
+	st, err := sess.Status(ctx, folder)
+	if err != nil {
+		return err
+	}
+	last := uint32(0)
+	if st.UIDNext > 0 {
+		last = st.UIDNext - 1
+	}
+	return w.m.opts.Cursors.PutCursor(ctx, w.id, folder, mail.Cursor{UIDValidity: st.UIDValidity, LastUID: last, LastDate: time.Now().UTC()})
+}
+
+// resolveFolders returns the folders to watch, the IDLE one (INBOX) first.
+func (w *worker) resolveFolders(ctx context.Context, sess Session, mb *mail.Mailbox) ([]string, error) {
+	list, err := sess.Folders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]source.Folder, len(list))
+	for _, f := range list {
+		byName[f.Name] = f
+	}
+	var out []string
+	if len(mb.FolderIDs) > 0 {
+		for _, id := range mb.FolderIDs {
+			name := id
+			if strings.EqualFold(id, "INBOX") {
+				name = "INBOX"
+			}
+			if f, ok := byName[name]; ok && f.Selectable {
+				out = append(out, name)
+			} else {
+				w.log.Warn("configured folder does not exist, skipping it", "folder", id)
+			}
+		}
+		if len(out) == 0 {
+			return nil, mail.Errorf(mail.ClassConfig, "folders", "none of the %d configured folders exists on the server", len(mb.FolderIDs))
+		}
+	} else {
+		for _, f := range list {
+			if f.Selectable && (w.m.opts.WatchByDefault == nil || w.m.opts.WatchByDefault(f) || strings.EqualFold(f.Name, "INBOX")) {
+				out = append(out, f.Name)
+			}
+		}
+		if len(out) == 0 {
+			return nil, mail.Errorf(mail.ClassConfig, "folders", "the server lists no folder to watch")
+		}
+	}
+	for i, f := range out {
+		if strings.EqualFold(f, "INBOX") {
+			out[0], out[i] = out[i], out[0]
+			break
+		}
+	}
+	return out, nil
+}
