@@ -231,3 +231,8 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	return stopErr
 }
+
+// Cursor returns a folder's sync cursor (for tests and diagnostics).
+func (a *App) Cursor(ctx context.Context, id mail.MailboxID, folder string) (mail.Cursor, bool, error) {
+	return a.store.Cursor(ctx, id, folder)
+}

@@ -222,6 +222,9 @@ func (m *Manager) launch(w *worker, prev *worker) {
 		defer m.wg.Done()
 		if prev != nil {
 			<-prev.done
+			// The client was told about prev's failure; the successor owes it
+			// the recovery report.
+			w.reported = prev.reported
 		}
 		w.run(ctx)
 	}()

@@ -1,0 +1,40 @@
+# emaillistener — see README.md.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+FUZZTIME  ?= 10s
+
+.PHONY: run build test test-deps unit vet fuzz bench clean
+
+## run: start the service on :10000 with the embedded memory store (no Redis needed)
+run:
+	$(GO) run ./cmd/emaillistener serve
+
+## build: build bin/emaillistener
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/emaillistener ./cmd/emaillistener
+
+## test: install the real servers tests need (Dovecot, Redis via apt), then run every test
+test: test-deps vet
+	$(GO) test -race -shuffle=on -timeout 20m ./...
+	$(MAKE) fuzz
+
+test-deps:
+	bash scripts/install-test-deps.sh
+
+vet:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+
+## fuzz: a short fuzzing budget per parser (FUZZTIME each)
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/mime/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./internal/creatio/
+
+## bench: Go micro-benchmarks of the hot paths
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...
+
+clean:
+	rm -rf bin
