@@ -217,6 +217,7 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, folders []string) error {
 	primary, others := folders[0], folders[1:]
 	selected := ""
+	var examined time.Time
 	var nextPoll time.Time // zero: poll others at once, to catch up after a reconnect
 	for {
 		if len(others) > 0 && !time.Now().Before(nextPoll) {
@@ -228,12 +229,15 @@ func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, fold
 			nextPoll = time.Now().Add(w.m.opts.FolderPoll)
 		}
 		st := source.FolderStatus{}
-		if selected != primary {
+		// Re-select the primary folder after each full IDLE period too: a
+		// server does not always tell an IDLE client that its folder was
+		// deleted and re-created (new UIDVALIDITY); EXAMINE does.
+		if selected != primary || time.Since(examined) >= w.m.opts.IdleMax {
 			var err error
 			if st, err = sess.Examine(ctx, primary); err != nil {
 				return err
 			}
-			selected = primary
+			selected, examined = primary, time.Now()
 		}
 		// Drain the push signal before listing: anything that arrives after the
 		// list will wake the next IDLE at once.
