@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -30,7 +29,7 @@ func (s *creatioSink) Deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.M
 		return mail.Wrap(mail.ClassConfig, "callback url", err)
 	}
 	email := creatio.NewEmail(msg)
-	body, err := json.Marshal(creatio.NewLoadEmailCommand(mb, []creatio.Email{email}, time.Now()))
+	body, err := creatio.Marshal(creatio.NewLoadEmailCommand(mb, []creatio.Email{email}, time.Now()))
 	if err != nil {
 		return mail.Wrap(mail.ClassInternal, "encode email", err)
 	}
@@ -42,7 +41,7 @@ func (s *creatioSink) ReportState(ctx context.Context, mb *mail.Mailbox, failure
 	if err != nil {
 		return mail.Wrap(mail.ClassConfig, "callback url", err)
 	}
-	body, err := json.Marshal(creatio.NewMailboxStateForError(mb, failure))
+	body, err := creatio.Marshal(creatio.NewMailboxStateForError(mb, failure))
 	if err != nil {
 		return err
 	}
