@@ -2,6 +2,7 @@ package config
 
 import (
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +61,18 @@ func TestParseSize(t *testing.T) {
 	}
 	if _, err := ParseSize("-1"); err == nil {
 		t.Error("negative size accepted")
+	}
+}
+
+// The README's configuration table must list every setting.
+func TestREADMEDocumentsEverySetting(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Settings {
+		if !strings.Contains(string(b), "`"+s.Env+"`") {
+			t.Errorf("README.md does not document %s", s.Env)
+		}
 	}
 }
