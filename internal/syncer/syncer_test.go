@@ -1,0 +1,301 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/obs"
+	"github.com/emaillistener/emaillistener/internal/source"
+	"github.com/emaillistener/emaillistener/internal/store"
+)
+
+// fakeServer is an in-memory mailbox for supervisor edge cases that a real
+// Dovecot cannot produce on demand (expunge races, exotic failures). The
+// protocol paths themselves are covered against Dovecot in test/e2e.
+type fakeServer struct {
+	mu       sync.Mutex
+	validity uint32
+	msgs     []uint32          // UIDs in INBOX
+	gone     map[uint32]bool   // listed but expunged before FETCH
+	raw      map[uint32][]byte // message bodies
+	dialErr  error
+	panicOn  uint32
+	wake     func()
+}
+
+type fakeSession struct{ s *fakeServer }
+
+func (f *fakeServer) dial(_ context.Context, _ *mail.Mailbox, onExists func()) (Session, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dialErr != nil {
+		return nil, f.dialErr
+	}
+	f.wake = onExists
+	return fakeSession{f}, nil
+}
+
+func (f *fakeServer) add(uid uint32, raw string) {
+	f.mu.Lock()
+	f.msgs = append(f.msgs, uid)
+	f.raw[uid] = []byte(raw)
+	wake := f.wake
+	f.mu.Unlock()
+	if wake != nil {
+		wake()
+	}
+}
+
+func (s fakeSession) Folders(context.Context) ([]source.Folder, error) {
+	return []source.Folder{{Name: "INBOX", Selectable: true}}, nil
+}
+
+func (s fakeSession) status() source.FolderStatus {
+	s.s.mu.Lock()
+	defer s.s.mu.Unlock()
+	next := uint32(1)
+	if n := len(s.s.msgs); n > 0 {
+		next = s.s.msgs[n-1] + 1
+	}
+	return source.FolderStatus{UIDValidity: s.s.validity, UIDNext: next}
+}
+
+func (s fakeSession) Status(context.Context, string) (source.FolderStatus, error) {
+	return s.status(), nil
+}
+func (s fakeSession) Examine(context.Context, string) (source.FolderStatus, error) {
+	return s.status(), nil
+}
+
+func (s fakeSession) ListAfter(_ context.Context, uid uint32) ([]source.MessageRef, error) {
+	s.s.mu.Lock()
+	defer s.s.mu.Unlock()
+	var out []source.MessageRef
+	for _, u := range s.s.msgs {
+		if u > uid {
+			out = append(out, source.MessageRef{UID: u})
+		}
+	}
+	return out, nil
+}
+
+func (s fakeSession) SearchSince(context.Context, time.Time) ([]source.MessageRef, error) {
+	return s.ListAfter(context.Background(), 0)
+}
+
+func (s fakeSession) Fetch(_ context.Context, ref source.MessageRef) (*source.Fetched, error) {
+	s.s.mu.Lock()
+	defer s.s.mu.Unlock()
+	if ref.UID == s.s.panicOn {
+		panic("fetch exploded")
+	}
+	if s.s.gone[ref.UID] {
+		return nil, source.ErrGone
+	}
+	return &source.Fetched{UID: ref.UID, Raw: s.s.raw[ref.UID], Date: time.Unix(int64(ref.UID), 0)}, nil
+}
+
+func (s fakeSession) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wake:
+	case <-time.After(max):
+	}
+	return nil
+}
+
+func (s fakeSession) Close() error { return nil }
+
+type permErr struct{}
+
+func (permErr) Error() string          { return "refused for good" }
+func (permErr) PermanentFailure() bool { return true }
+
+// recSink acknowledges every message except those whose body is "reject".
+type recSink struct {
+	mu        sync.Mutex
+	delivered []string
+	states    []error
+}
+
+func (r *recSink) Deliver(_ context.Context, _ *mail.Mailbox, m *mail.Message) error {
+	if m.Text == "reject" {
+		return permErr{}
+	}
+	r.mu.Lock()
+	r.delivered = append(r.delivered, m.Text)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recSink) ReportState(_ context.Context, _ *mail.Mailbox, err error) error {
+	r.mu.Lock()
+	r.states = append(r.states, err)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recSink) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.delivered...)
+}
+
+func parse(raw []byte) (*mail.Message, error) {
+	if string(raw) == "garbage" {
+		return nil, errors.New("unparseable")
+	}
+	return &mail.Message{MessageID: "<x>", Text: string(raw)}, nil
+}
+
+func newTestManager(t *testing.T, srv *fakeServer) (*Manager, *recSink, *store.Memory, *obs.Panics) {
+	t.Helper()
+	sink := &recSink{}
+	st := store.NewMemory()
+	panics := obs.NewPanics(nil)
+	m, err := New(Options{
+		Dialer: DialerFunc(srv.dial), Sink: sink, Cursors: st, Parser: parse,
+		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}, Panics: panics,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		_ = m.Stop(context.Background())
+	})
+	return m, sink, st, panics
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestSkipsAndAdvancesPastUndeliverable(t *testing.T) {
+	srv := &fakeServer{validity: 7, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+	m, sink, st, _ := newTestManager(t, srv)
+	mb := &mail.Mailbox{ID: "m1", Host: "h"}
+	if err := m.Subscribe(mb, ModeCreate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "exists", func() bool { s, _ := m.Status("m1"); return s.State == StateExists })
+	srv.mu.Lock()
+	srv.gone[2] = true
+	srv.mu.Unlock()
+	srv.add(1, "one")
+	srv.add(2, "expunged before fetch")
+	srv.add(3, "garbage")
+	srv.add(4, "reject")
+	srv.add(5, "five")
+	waitFor(t, "delivery of 5", func() bool { return len(sink.got()) == 2 })
+	if got := sink.got(); got[0] != "one" || got[1] != "five" {
+		t.Fatalf("delivered %v", got)
+	}
+	waitFor(t, "cursor 5", func() bool { c, _, _ := st.Cursor(context.Background(), "m1", "INBOX"); return c.LastUID == 5 })
+	for reason, want := range map[string]float64{"expunged": 1, "unparseable": 1, "rejected": 1} {
+		if got := obs.Value(m.metrics.skipped.WithLabelValues(reason)); got != want {
+			t.Errorf("skipped{%s} = %v, want %v", reason, got, want)
+		}
+	}
+}
+
+func TestUIDValidityChangeRedelivers(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+	srv.add(1, "old")
+	m, sink, st, _ := newTestManager(t, srv)
+	if err := m.Subscribe(&mail.Mailbox{ID: "m2", Host: "h"}, ModeCreate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "exists", func() bool { s, _ := m.Status("m2"); return s.State == StateExists })
+	if c, _, _ := st.Cursor(context.Background(), "m2", "INBOX"); c.LastUID != 1 || c.UIDValidity != 1 {
+		t.Fatalf("new subscription cursor = %+v, want at UIDNEXT-1", c)
+	}
+	// The server renumbers: same message under a new UIDVALIDITY, plus a new one.
+	// No push: a real server ends the session of a renumbered folder.
+	srv.mu.Lock()
+	srv.validity, srv.msgs = 2, []uint32{1, 2}
+	srv.raw[2] = []byte("new")
+	srv.mu.Unlock()
+	// Force a reconnect so EXAMINE sees the new UIDVALIDITY.
+	m.Subscribe(&mail.Mailbox{ID: "m2", Host: "h", FolderIDs: []string{"INBOX"}}, ModeRecreate)
+	waitFor(t, "re-delivery", func() bool { return len(sink.got()) == 2 })
+	if got := sink.got(); got[0] != "old" || got[1] != "new" {
+		t.Fatalf("delivered %v", got)
+	}
+	if c, _, _ := st.Cursor(context.Background(), "m2", "INBOX"); c.UIDValidity != 2 || c.LastUID != 2 {
+		t.Fatalf("cursor after change = %+v", c)
+	}
+}
+
+func TestPanicInSessionIsRecoveredAndRetried(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}, panicOn: 1}
+	m, sink, _, panics := newTestManager(t, srv)
+	if err := m.Subscribe(&mail.Mailbox{ID: "m3", Host: "h"}, ModeCreate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "exists", func() bool { s, _ := m.Status("m3"); return s.State == StateExists })
+	srv.add(1, "boom")
+	waitFor(t, "panic", func() bool { return panics.Count("syncer") >= 1 })
+	waitFor(t, "error state", func() bool { s, _ := m.Status("m3"); return s.State == StateError || s.State == StateExists })
+	srv.mu.Lock()
+	srv.panicOn = 0
+	srv.mu.Unlock()
+	waitFor(t, "delivery after recovery", func() bool { return len(sink.got()) == 1 })
+}
+
+func TestDialFailureReportedOnceThenRecovery(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{},
+		dialErr: mail.Errorf(mail.ClassAuth, "login", "bad password")}
+	m, sink, _, _ := newTestManager(t, srv)
+	if err := m.Subscribe(&mail.Mailbox{ID: "m4", Host: "h"}, ModeCreate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "error", func() bool { s, _ := m.Status("m4"); return s.State == StateError && s.ErrorClass == "auth" })
+	time.Sleep(50 * time.Millisecond) // many retries at 1-5 ms
+	srv.mu.Lock()
+	srv.dialErr = nil
+	srv.mu.Unlock()
+	waitFor(t, "exists", func() bool { s, _ := m.Status("m4"); return s.State == StateExists })
+	waitFor(t, "recovery report", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return len(sink.states) == 2
+	})
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if mail.ClassOf(sink.states[0]) != mail.ClassAuth || sink.states[1] != nil {
+		t.Fatalf("reports = %v, want [auth failure, recovery]", sink.states)
+	}
+}
+
+func TestUnsubscribeAndCounts(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+	m, _, _, _ := newTestManager(t, srv)
+	for _, id := range []mail.MailboxID{"a", "b", "c"} {
+		if err := m.Subscribe(&mail.Mailbox{ID: id, Host: "h"}, ModeCreate); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "3 exist", func() bool { return m.Counts()[StateExists] == 3 })
+	m.Unsubscribe("b")
+	m.Unsubscribe("unknown")
+	if s, ok := m.Status("b"); ok || s.State != StateClosed {
+		t.Fatalf("status after unsubscribe = %+v %v", s, ok)
+	}
+	waitFor(t, "gauge", func() bool { return obs.Value(m.metrics.subscriptions.WithLabelValues(StateExists)) == 2 })
+}
