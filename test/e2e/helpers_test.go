@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ const imapServerType = "844f0837-eaa0-4f40-b965-71f5db9eae6e"
 
 type env struct {
 	t    *testing.T
+	logs *logBuffer
 	dc   *testenv.Dovecot
 	col  *testenv.Collector
 	app  *app.App
@@ -46,7 +48,8 @@ func newEnv(t *testing.T, tweak func(*config.Config)) *env {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	log, _ := obs.NewLogger(testWriter{t}, "text", "debug")
+	logs := &logBuffer{t: t}
+	log, _ := obs.NewLogger(logs, "text", "debug")
 	a, err := app.New(cfg, log, "e2e", &app.Options{
 		IMAPTLS:         dc.TLSConfig(),
 		Reconnect:       backoff.Policy{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond},
@@ -67,15 +70,38 @@ func newEnv(t *testing.T, tweak func(*config.Config)) *env {
 		if n := a.Panics().Count("syncer") + a.Panics().Count("httpapi"); n != 0 {
 			t.Errorf("%v panics recovered", n)
 		}
+		// Secrets never reach the logs (debug level included).
+		for _, secret := range []string{"alicepw", "bobpw", "carolpw", wrongPassword} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("the service logged the password %q", secret)
+			}
+		}
 	})
-	return &env{t: t, dc: dc, col: col, app: a, base: "http://" + a.Addr()}
+	return &env{t: t, logs: logs, dc: dc, col: col, app: a, base: "http://" + a.Addr()}
 }
 
-type testWriter struct{ t *testing.T }
+// wrongPassword is distinctive so the secrets check cannot miss it.
+const wrongPassword = "Wr0ng-Passw0rd!"
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+// logBuffer keeps the service log and mirrors it to the test log.
+type logBuffer struct {
+	t  *testing.T
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.b.Write(p)
+	l.mu.Unlock()
+	l.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // mailboxSpec is what a test varies in the Creatio credentials.

@@ -104,7 +104,7 @@ func TestLifecycle(t *testing.T) {
 
 	// 3. A wrong password: ProcessMailboxState says unavailable, state is not exists.
 	const bad = "7d7c7b7a-0000-4000-8000-000000000001"
-	e.mustPost("/api/listeners/recreate", e.createBody(mailboxSpec{ID: bad, User: "bob@example.com", Password: "wrong",
+	e.mustPost("/api/listeners/recreate", e.createBody(mailboxSpec{ID: bad, User: "bob@example.com", Password: wrongPassword,
 		Context: "{UserRequested:false,HasError:true}"}))
 	st = e.waitState(bad, "error", 10*time.Second)
 	if st["ErrorClass"] != "auth" || !strings.Contains(fmt.Sprint(st["ExceptionClassName"]), "AuthenticationException") {
