@@ -41,7 +41,7 @@ func TestServeAndSIGTERM(t *testing.T) {
 	defer cmd.Process.Kill()
 	sc := bufio.NewScanner(stderr)
 	addr := ""
-	for sc.Scan() && addr == "" {
+	for addr == "" && sc.Scan() {
 		line := sc.Text()
 		if i := strings.Index(line, `"addr":"`); i >= 0 && strings.Contains(line, "started") {
 			addr = line[i+8:]

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestScenariosSmoke runs density and latency at tiny scale against a real Dovecot and
+// the service binary, and checks only that the result JSON is well-formed and nothing
+// was lost: timings on a shared CI machine prove nothing.
+func TestScenariosSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Dovecot and the service binary (~20 s)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin, err := buildService(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	common := commonOptions{
+		stackOptions:  stackOptions{Bin: bin, Logf: t.Logf},
+		N:             20,
+		Batch:         1,
+		Parallel:      8,
+		ExistsTimeout: 30 * time.Second,
+	}
+
+	t.Run("density", func(t *testing.T) {
+		res, err := runDensity(ctx, densityOptions{commonOptions: common,
+			Baseline: 200 * time.Millisecond, Settle: time.Second, Idle: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := decodeResult(t, res)
+		if m["exists"] != float64(common.N) {
+			t.Errorf("exists = %v, want %d", m["exists"], common.N)
+		}
+		for _, k := range []string{"rss_per_mailbox_kib", "goroutines_per_mailbox", "idle_cpu_pct_of_core"} {
+			if _, ok := m[k].(float64); !ok {
+				t.Errorf("metric %s missing", k)
+			}
+		}
+	})
+
+	t.Run("latency", func(t *testing.T) {
+		res, err := runLatency(ctx, latencyOptions{commonOptions: common,
+			Rate: 20, Duration: 2 * time.Second, Settle: minSettle, Size: 2048, Drain: 20 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := decodeResult(t, res)
+		if m["sent"] != float64(40) || m["lost"] != float64(0) || m["duplicates"] != float64(0) {
+			t.Errorf("sent %v lost %v duplicates %v, want 40, 0, 0", m["sent"], m["lost"], m["duplicates"])
+		}
+		if _, ok := m["latency_p99_ms"].(float64); !ok {
+			t.Error("metric latency_p99_ms missing")
+		}
+	})
+}
+
+// decodeResult writes res as JSON, reads it back as generic JSON and returns its metrics.
+func decodeResult(t *testing.T, res *Result) map[string]any {
+	t.Helper()
+	path, err := res.WriteJSON(filepath.Join(t.TempDir(), "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("result is not valid JSON: %v\n%s", err, b)
+	}
+	if doc["scenario"] != res.Scenario || doc["ok"] != true {
+		t.Errorf("scenario %v ok %v, warnings %v", doc["scenario"], doc["ok"], doc["warnings"])
+	}
+	m, ok := doc["metrics"].(map[string]any)
+	if !ok || len(m) == 0 {
+		t.Fatalf("no metrics object in %s", b)
+	}
+	return m
+}

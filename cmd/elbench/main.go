@@ -1,0 +1,217 @@
+// Command elbench is the reproducible benchmark of the service. It starts everything
+// itself on loopback and stops it again: a private Dovecot with hibernation (users
+// u0..uN-1@example.com), the testenv Collector as Creatio, and the service built from
+// this module and run as a separate process. It registers mailboxes through the real
+// HTTP API with Creatio's unquoted-key bodies, waits until all are "exists", measures,
+// prints a table and writes the result as JSON.
+//
+//	go run ./cmd/elbench density    -n 1000 [-tls]
+//	go run ./cmd/elbench latency    -n 1000 -rate 50 -duration 20s
+//	go run ./cmd/elbench throughput -n 100 -size 30KB -duration 20s
+//
+// Every scenario takes -smoke for a tiny run, -json FILE (default
+// bench-results/<scenario>-<timestamp>.json) and -h for all flags. See docs/BENCHMARKS.md.
+//
+// Prerequisites: scripts/install-test-deps.sh (Dovecot; fs.inotify.max_user_instances
+// >= 8192, without which Dovecot silently polls every 30 s past ~128 connections).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: elbench <density|latency|throughput> [flags]   (elbench <scenario> -h lists the flags)`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	scenario := args[0]
+	fs := flag.NewFlagSet("elbench "+scenario, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		co       commonOptions
+		jsonOut  = fs.String("json", "", "write the result here (default bench-results/<scenario>-<timestamp>.json)")
+		timeout  = fs.Duration("timeout", 30*time.Minute, "abort the whole run after this long")
+		quiet    = fs.Bool("q", false, "no progress messages")
+		smoke    = fs.Bool("smoke", false, "tiny run (n=20, short windows), e.g. for CI")
+		settle   = fs.Duration("settle", 0, "wait after all mailboxes exist (density default 5s, latency/throughput 3s)")
+		duration = fs.Duration("duration", 20*time.Second, "latency/throughput: how long to send")
+		drain    = fs.Duration("drain", 0, "latency/throughput: how long to wait for stragglers after sending (default 30s / 60s)")
+	)
+	fs.StringVar(&co.Bin, "bin", "", "prebuilt service binary (default: go build ./cmd/emaillistener into the temp dir)")
+	fs.StringVar(&co.WorkDir, "workdir", "", "parent of the temp dir (default $TMPDIR)")
+	fs.BoolVar(&co.Keep, "keep", false, "keep the temp dir (service.log, Dovecot log and Maildirs)")
+	fs.BoolVar(&co.TLS, "tls", false, "mailboxes use Dovecot's implicit-TLS port (SecureOption 2), CA pinned via EL_IMAP_TLS_CA_FILE")
+	fs.Func("env", "extra KEY=VALUE for the service (repeatable), e.g. -env EL_DELIVERY_PER_HOST=64", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return errors.New("want KEY=VALUE")
+		}
+		co.Env = append(co.Env, v)
+		return nil
+	})
+	fs.IntVar(&co.Batch, "batch", 1, "mailboxes per create request (Creatio sends 1)")
+	fs.IntVar(&co.Parallel, "parallel", 16, "create requests in flight")
+	fs.DurationVar(&co.ExistsTimeout, "exists-timeout", 0, "budget for all mailboxes to reach exists (default 60s + 60ms per mailbox)")
+
+	var scenarioFn func(context.Context) (*Result, error)
+	switch scenario {
+	case "density":
+		o := densityOptions{Baseline: time.Second, Idle: 10 * time.Second}
+		fs.IntVar(&co.N, "n", 1000, "mailboxes")
+		fs.DurationVar(&o.Idle, "idle", o.Idle, "idle CPU measurement window")
+		scenarioFn = func(ctx context.Context) (*Result, error) {
+			o.commonOptions, o.Settle = co, or(*settle, 5*time.Second)
+			if *smoke {
+				o.Baseline, o.Settle, o.Idle = 200*time.Millisecond, time.Second, time.Second
+			}
+			return runDensity(ctx, o)
+		}
+	case "latency":
+		o := latencyOptions{Size: 2048}
+		fs.IntVar(&co.N, "n", 1000, "mailboxes (each gets its own appender connection)")
+		fs.Float64Var(&o.Rate, "rate", 50, "APPENDs per second over all mailboxes")
+		fs.Func("size", "message size, e.g. 2KB (default 2048)", sizeFlag(&o.Size))
+		scenarioFn = func(ctx context.Context) (*Result, error) {
+			o.commonOptions, o.Duration, o.Settle, o.Drain = co, *duration, or(*settle, minSettle), or(*drain, 30*time.Second)
+			if *smoke {
+				o.Rate, o.Duration = 20, 2*time.Second
+			}
+			if o.Rate <= 0 {
+				return nil, errors.New("-rate must be positive")
+			}
+			return runLatency(ctx, o)
+		}
+	case "throughput":
+		o := throughputOptions{Size: 30000, Workers: 8}
+		fs.IntVar(&co.N, "n", 100, "mailboxes (each gets its own appender connection)")
+		fs.Func("size", "message size with one base64 attachment, e.g. 30KB (default 30000)", sizeFlag(&o.Size))
+		fs.IntVar(&o.Workers, "workers", o.Workers, "parallel closed-loop appenders")
+		scenarioFn = func(ctx context.Context) (*Result, error) {
+			o.commonOptions, o.Duration, o.Settle, o.Drain = co, *duration, or(*settle, minSettle), or(*drain, 60*time.Second)
+			if *smoke {
+				o.Duration, o.Workers = 2*time.Second, 2
+			}
+			return runThroughput(ctx, o)
+		}
+	default:
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "elbench: unexpected arguments %v\n", fs.Args())
+		return 2
+	}
+	if *smoke {
+		co.N = 20
+	}
+	if co.N < 1 {
+		fmt.Fprintln(stderr, "elbench: -n must be at least 1")
+		return 2
+	}
+	if co.ExistsTimeout == 0 {
+		co.ExistsTimeout = time.Minute + time.Duration(co.N)*60*time.Millisecond
+	}
+	co.Logf = func(format string, args ...any) {
+		if !*quiet {
+			fmt.Fprintf(stderr, "%s elbench: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+		}
+	}
+
+	if _, err := raiseNoFile(); err != nil { // inherited by Dovecot and the service
+		fmt.Fprintln(stderr, "elbench: WARNING: cannot raise RLIMIT_NOFILE:", err)
+	}
+	inotifyWarning := checkInotify(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	res, err := scenarioFn(ctx)
+	if res == nil {
+		fmt.Fprintln(stderr, "elbench:", err)
+		return 1
+	}
+	if inotifyWarning != "" {
+		res.Warnings = append([]string{inotifyWarning}, res.Warnings...)
+	}
+	if err != nil {
+		res.Error = err.Error()
+		res.OK = false
+	}
+	res.WriteTable(stdout)
+	path, werr := res.WriteJSON(*jsonOut)
+	if werr != nil {
+		fmt.Fprintln(stderr, "elbench: write result:", werr)
+		return 1
+	}
+	fmt.Fprintf(stdout, "result: %s\n", path)
+	if err != nil {
+		fmt.Fprintln(stderr, "elbench:", err)
+		return 1
+	}
+	if !res.OK {
+		return 1
+	}
+	return 0
+}
+
+// checkInotify warns loudly when fs.inotify.max_user_instances is too low for the
+// scale runs, and returns the warning ("" when fine).
+func checkInotify(stderr io.Writer) string {
+	n := inotifyInstances()
+	if n >= minInotifyInstances {
+		return ""
+	}
+	msg := fmt.Sprintf("fs.inotify.max_user_instances is %d (< %d): past ~%d IDLE connections Dovecot falls back to 30 s polling "+
+		"and stops hibernating, so latencies and memory are meaningless. Run scripts/install-test-deps.sh as root "+
+		"(or: sysctl -w fs.inotify.max_user_instances=%d)", n, minInotifyInstances, n, minInotifyInstances)
+	line := strings.Repeat("!", 78)
+	fmt.Fprintf(stderr, "%s\nWARNING: %s\n%s\n", line, msg, line)
+	return msg
+}
+
+// sizeFlag parses sizes like 2048, 2KB (1000) or 30KiB (1024) into *p.
+func sizeFlag(p *int) func(string) error {
+	return func(v string) error {
+		n, err := config.ParseSize(v)
+		if err != nil {
+			return err
+		}
+		if n < 256 || n > 64<<20 {
+			return errors.New("want between 256 bytes and 64MiB")
+		}
+		*p = int(n)
+		return nil
+	}
+}
+
+// or returns v, or def when v is zero.
+func or(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}

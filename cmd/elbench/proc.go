@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime/stime in /proc/PID/stat. It is 100 on every
+// Linux architecture Go supports; reading sysconf(_SC_CLK_TCK) would need cgo.
+const clockTicks = 100
+
+// minInotifyInstances is what scripts/install-test-deps.sh sets. Below it Dovecot, past
+// ~max_user_instances IDLE connections of its uid, silently falls back to 30 s polling and
+// stops hibernating (testinfra §1 gotcha 9), which would make every number here wrong.
+const minInotifyInstances = 8192
+
+// rssBytes returns VmRSS of pid from /proc/PID/status.
+func rssBytes(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v) // "12345 kB"
+			if len(f) < 1 {
+				break
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// cpuSeconds returns utime+stime of pid (user plus system CPU time, all threads).
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// comm (field 2) may hold spaces and parentheses: count fields after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc/PID/stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, errors.New("short /proc/PID/stat")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return float64(ut+st) / clockTicks, nil
+}
+
+// selfCPUSeconds is the CPU time of this benchmark process (collector, appenders).
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// machineCPU returns busy and total jiffies of all CPUs from /proc/stat, so that the
+// busy share of the whole machine over an interval can be computed (other engineers'
+// tests may be running on it).
+func machineCPU() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	for i, s := range f[1:] {
+		n, _ := strconv.ParseInt(s, 10, 64)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+// cpuWindow measures CPU use of the service, of this process and of the machine over an
+// interval: start it, do the work, call stop.
+type cpuWindow struct {
+	pid                   int
+	t0                    time.Time
+	svc0, self0           float64
+	machBusy0, machTotal0 int64
+}
+
+func startCPUWindow(pid int) *cpuWindow {
+	w := &cpuWindow{pid: pid, t0: time.Now(), self0: selfCPUSeconds()}
+	w.svc0, _ = cpuSeconds(pid)
+	w.machBusy0, w.machTotal0 = machineCPU()
+	return w
+}
+
+// cpuUse is the outcome of a cpuWindow.
+type cpuUse struct {
+	Wall        time.Duration
+	ServiceSec  float64 // CPU seconds the service used
+	SelfSec     float64 // CPU seconds this process used
+	MachineBusy float64 // busy share of all CPUs, 0..1
+}
+
+// ServicePct is the service's CPU use in percent of one core.
+func (u cpuUse) ServicePct() float64 { return 100 * u.ServiceSec / u.Wall.Seconds() }
+
+func (w *cpuWindow) stop() cpuUse {
+	svc1, _ := cpuSeconds(w.pid)
+	b1, t1 := machineCPU()
+	u := cpuUse{Wall: time.Since(w.t0), ServiceSec: svc1 - w.svc0, SelfSec: selfCPUSeconds() - w.self0}
+	if dt := t1 - w.machTotal0; dt > 0 {
+		u.MachineBusy = float64(b1-w.machBusy0) / float64(dt)
+	}
+	return u
+}
+
+// rssSampler records the peak RSS of a process, sampled every interval until stopped.
+type rssSampler struct {
+	stopOnce sync.Once
+	stopCh   chan struct{}
+	done     chan struct{}
+	peak     int64 // owned by the sampling goroutine until done is closed
+}
+
+func sampleRSS(pid int, every time.Duration) *rssSampler {
+	s := &rssSampler{stopCh: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if v, err := rssBytes(pid); err == nil && v > s.peak {
+				s.peak = v
+			}
+			select {
+			case <-s.stopCh:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// Stop ends sampling and returns the peak RSS in bytes.
+func (s *rssSampler) Stop() int64 {
+	s.stopOnce.Do(func() { close(s.stopCh) })
+	<-s.done
+	return s.peak
+}
+
+// sumRSS adds up VmRSS of pids (processes that vanished meanwhile count 0). For
+// Dovecot's process tree RSS over-counts shared pages; it is a ceiling.
+func sumRSS(pids []int) int64 {
+	var n int64
+	for _, p := range pids {
+		if v, err := rssBytes(p); err == nil {
+			n += v
+		}
+	}
+	return n
+}
+
+// raiseNoFile sets the soft RLIMIT_NOFILE to the hard limit. Setting it explicitly
+// (rather than relying on the Go runtime's own raise) makes children — Dovecot and the
+// service — inherit it: thousands of IMAP connections need thousands of descriptors.
+func raiseNoFile() (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	return lim.Cur, nil
+}
+
+// inotifyInstances returns fs.inotify.max_user_instances, 0 if unreadable.
+func inotifyInstances() int {
+	b, err := os.ReadFile("/proc/sys/fs/inotify/max_user_instances")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// Machine describes where a result was measured.
+type Machine struct {
+	NumCPU          int     `json:"nproc"`
+	MemTotalMiB     int64   `json:"mem_total_mib"`
+	Kernel          string  `json:"kernel"`
+	GoVersion       string  `json:"go_version"`
+	Dovecot         string  `json:"dovecot_version"`
+	InotifyInstance int     `json:"inotify_max_user_instances"`
+	NoFile          uint64  `json:"rlimit_nofile"`
+	LoadBefore      string  `json:"loadavg_before"`
+	LoadAfter       string  `json:"loadavg_after,omitempty"`
+	Load1Before     float64 `json:"load1_before"`
+}
+
+func describeMachine(dovecotBin string) Machine {
+	m := Machine{NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), InotifyInstance: inotifyInstances()}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					kb, _ := strconv.ParseInt(f[0], 10, 64)
+					m.MemTotalMiB = kb >> 10
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command(dovecotBin, "--version").Output(); err == nil {
+		m.Dovecot = strings.TrimSpace(string(out))
+	}
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
+		m.NoFile = lim.Cur
+	}
+	m.LoadBefore = loadavg()
+	m.Load1Before, _ = strconv.ParseFloat(strings.Fields(m.LoadBefore + " 0")[0], 64)
+	return m
+}
+
+// loadavg returns the first three fields of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) > 3 {
+		f = f[:3]
+	}
+	return strings.Join(f, " ")
+}
+
+// dovecotBinary finds the dovecot executable like testenv does ("dovecot" from PATH,
+// else /usr/sbin/dovecot), for the version string only.
+func dovecotBinary() string {
+	if p, err := exec.LookPath("dovecot"); err == nil {
+		return p
+	}
+	return "/usr/sbin/dovecot"
+}
