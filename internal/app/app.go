@@ -122,8 +122,14 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		return nil, err
 	}
 	svc := &service{registry: st, syncer: mgr, version: version, started: time.Now()}
+	ops := &mailboxOps{
+		imap:            imapOpts,
+		validateTimeout: cfg.ValidateTimeout,
+		pingClient:      &http.Client{Timeout: 10 * time.Second},
+	}
 	api, err := httpapi.New(httpapi.Options{
 		Service:         svc,
+		Mailbox:         ops,
 		PathPrefix:      cfg.PathPrefix,
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),

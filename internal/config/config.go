@@ -23,6 +23,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	MaxRequestBytes int64
 
+	ValidateTimeout     time.Duration
 	IMAPDialTimeout     time.Duration
 	IMAPCommandTimeout  time.Duration
 	IMAPIdleMax         time.Duration
@@ -104,6 +105,7 @@ var Settings = []Setting{
 	{"log-format", "EL_LOG_FORMAT", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"shutdown-timeout", "EL_SHUTDOWN_TIMEOUT", "20s", "grace period on SIGTERM for in-flight requests and deliveries", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"max-request-bytes", "EL_MAX_REQUEST_BYTES", "64MiB", "largest accepted API request body", size(func(c *Config) *int64 { return &c.MaxRequestBytes })},
+	{"validate-timeout", "EL_VALIDATE_TIMEOUT", "20s", "budget of validate and folders calls (Creatio waits for them in the UI)", dur(func(c *Config) *time.Duration { return &c.ValidateTimeout })},
 	{"imap-dial-timeout", "EL_IMAP_DIAL_TIMEOUT", "30s", "connect + TLS + login budget per attempt", dur(func(c *Config) *time.Duration { return &c.IMAPDialTimeout })},
 	{"imap-command-timeout", "EL_IMAP_COMMAND_TIMEOUT", "60s", "budget for one IMAP command (FETCH of a large message included)", dur(func(c *Config) *time.Duration { return &c.IMAPCommandTimeout })},
 	{"imap-idle-max", "EL_IMAP_IDLE_MAX", "25m", "re-issue IDLE after this long (max 29m, RFC 2177)", dur(func(c *Config) *time.Duration { return &c.IMAPIdleMax })},

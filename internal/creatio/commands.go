@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
 // SyncEmailsCommand is the body of POST /api/email/synchronize (spec §4.1),
@@ -103,4 +105,23 @@ func (c *SyncEmailsCommand) Filter() SyncFilter {
 		}
 	}
 	return f
+}
+
+// ParseFilter is Filter with strict checking, for the synchronize endpoint: a
+// criterion the service cannot apply is a *RequestError instead of being
+// dropped, so a typo never turns into a full-mailbox load. Exchange filters
+// must be ticks.
+func (c *SyncEmailsCommand) ParseFilter(kind mail.ServerKind) (SyncFilter, error) {
+	f := c.Filter()
+	if len(f.Ignored) > 0 {
+		return f, fieldError("Filters", "synchronize: Filters: cannot apply %q; supported: UNDRAFT, UNDELETED, "+
+			"SINCE dd-Mon-yyyy, SENTSINCE dd-Mon-yyyy, UNKEYWORD keyword, UID n:*, or .NET ticks", strings.Join(f.Ignored, " "))
+	}
+	s := strings.TrimSpace(c.Filters)
+	if kind == mail.ServerExchange && s != "" {
+		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+			return f, fieldError("Filters", "synchronize: Filters: Exchange mailboxes take UTC .NET ticks, not %q", s)
+		}
+	}
+	return f, nil
 }

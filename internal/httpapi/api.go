@@ -55,6 +55,7 @@ var ErrUnavailable = errors.New("service unavailable")
 // Options configures the handler.
 type Options struct {
 	Service         Service
+	Mailbox         MailboxService // nil: the mailbox-level endpoints answer 501
 	PathPrefix      string       // optional extra mount point, e.g. /exchangelistener
 	MaxRequestBytes int64        // default 64 MiB
 	Metrics         http.Handler // served at /metrics when set
@@ -111,13 +112,7 @@ func (a *API) routes() {
 	a.handle("POST /api/listeners/update", a.register(Update))
 	a.handle("POST /api/listeners/close", a.close)
 	a.handle("POST /api/listeners/subscriptionsstate", a.states)
-	// The rest of the Creatio contract (validate, folders, synchronize, send,
-	// availability) answers 501 until it is implemented, so Creatio shows a
-	// clear error instead of a 404.
-	for _, p := range []string{"/api/mailbox/validate", "/api/listeners/validate", "/api/mailbox/folders",
-		"/api/email/synchronize", "/apiv2/email/send", "/api/email/send", "/api/availability/app"} {
-		a.handle("POST "+p, func(http.ResponseWriter, *http.Request) error { return ErrUnsupported })
-	}
+	a.mailboxRoutes()
 	if a.opts.Metrics != nil {
 		a.mux.Handle("GET /metrics", a.opts.Metrics)
 	}
@@ -169,8 +164,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // fail is the one place that maps errors to HTTP statuses.
 func (a *API) fail(w *statusWriter, r *http.Request, err error) {
-	var re *creatio.RequestError
-	var mbe *http.MaxBytesError
+	var (
+		re  *creatio.RequestError
+		mbe *http.MaxBytesError
+		me  *mail.Error
+		ue  UserError
+	)
 	code := http.StatusInternalServerError
 	switch {
 	case errors.As(err, &mbe):
@@ -181,13 +180,27 @@ func (a *API) fail(w *statusWriter, r *http.Request, err error) {
 		code = http.StatusNotImplemented
 	case errors.Is(err, ErrUnavailable):
 		code = http.StatusServiceUnavailable
+	case errors.As(err, &me):
+		// The mail server failed the request: not our fault, not the caller's.
+		switch me.Class {
+		case mail.ClassConfig:
+			code = http.StatusBadRequest
+		case mail.ClassTimeout:
+			code = http.StatusGatewayTimeout
+		case mail.ClassInternal:
+		default:
+			code = http.StatusBadGateway
+		}
 	}
-	if code >= 500 && code != http.StatusNotImplemented && code != http.StatusServiceUnavailable {
+	if code == http.StatusInternalServerError {
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	} else {
 		a.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	}
 	msg := err.Error()
+	if errors.As(err, &ue) {
+		msg = ue.UserMessage()
+	}
 	if code == http.StatusInternalServerError {
 		msg = "internal error"
 	}

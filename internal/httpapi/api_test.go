@@ -189,13 +189,13 @@ func TestCloseAndStates(t *testing.T) {
 	}
 }
 
-type panicService struct{ fakeService }
+type panicService struct{ *fakeService }
 
 func (panicService) Status(context.Context) creatio.ServiceStatus { panic("boom") }
 
 func TestPanicBecomes500(t *testing.T) {
 	panics := obs.NewPanics(nil)
-	a, _ := New(Options{Service: &panicService{}, Panics: panics})
+	a, _ := New(Options{Service: panicService{&fakeService{}}, Panics: panics})
 	srv := httptest.NewServer(a)
 	defer srv.Close()
 	code, body := do(t, "GET", srv.URL+"/api/listeners/status", "")

@@ -6,9 +6,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -35,6 +37,12 @@ type env struct {
 
 // newEnv starts Dovecot (users alice, bob), the Creatio stand-in and the service.
 func newEnv(t *testing.T, tweak func(*config.Config)) *env {
+	return newEnvTLS(t, tweak, true)
+}
+
+// newEnvTLS is newEnv; trustCA=false leaves the service with only the system
+// roots, so Dovecot's self-signed certificate is rejected.
+func newEnvTLS(t *testing.T, tweak func(*config.Config), trustCA bool) *env {
 	t.Helper()
 	dc := testenv.NewT(t, testenv.DovecotOptions{Users: map[string]string{
 		"alice@example.com": "alicepw", "bob@example.com": "bobpw", "carol@example.com": "carolpw",
@@ -50,8 +58,12 @@ func newEnv(t *testing.T, tweak func(*config.Config)) *env {
 	}
 	logs := &logBuffer{t: t}
 	log, _ := obs.NewLogger(logs, "text", "debug")
+	var tlsCfg *tls.Config
+	if trustCA {
+		tlsCfg = dc.TLSConfig()
+	}
 	a, err := app.New(cfg, log, "e2e", &app.Options{
-		IMAPTLS:         dc.TLSConfig(),
+		IMAPTLS:         tlsCfg,
 		Reconnect:       backoff.Policy{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond},
 		DeliveryBackoff: backoff.Policy{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond},
 	})
@@ -258,4 +270,37 @@ func (e *env) waitRequestsFor(op, id string, match func(map[string]any) bool) {
 	if err != nil {
 		e.t.Fatalf("waiting for %s of %s: %v", op, id, err)
 	}
+}
+
+type testConfig = config.Config
+
+// silentListener accepts TCP connections and never says anything.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String()
 }

@@ -43,10 +43,7 @@ func (c *Conn) run(ctx context.Context, op string, f func() error) error {
 	stop := context.AfterFunc(cctx, func() { c.c.Close() })
 	err := f()
 	if !stop() {
-		if ctx.Err() != nil {
-			return ctx.Err() // shutdown or close, not a server failure
-		}
-		return classify(op, context.Cause(cctx))
+		return classify(op, ctxErr(cctx, err))
 	}
 	return classify(op, err)
 }

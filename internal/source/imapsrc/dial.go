@@ -240,11 +240,18 @@ func authenticate(cl *imapclient.Client, mb *mail.Mailbox) error {
 	return cl.Login(mb.UserName, mb.Password).Wait()
 }
 
+// ctxErr prefers the context's verdict over the error a closed connection
+// produced: cancellation stays cancellation (shutdown, close), a deadline is a
+// timeout whatever its cause says.
 func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
+	switch {
+	case ctx.Err() == nil:
+		return err
+	case errors.Is(ctx.Err(), context.Canceled):
+		return ctx.Err()
+	default:
+		return &mail.Error{Class: mail.ClassTimeout, Op: "timeout", Err: context.Cause(ctx)}
 	}
-	return err
 }
 
 // classify maps a network, TLS or IMAP error to a mail.Error class.
@@ -253,7 +260,7 @@ func classify(op string, err error) error {
 		return nil
 	}
 	var me *mail.Error
-	if errors.As(err, &me) {
+	if errors.As(err, &me) || errors.Is(err, context.Canceled) {
 		return err
 	}
 	var ie *imap.Error

@@ -1,0 +1,189 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/emaillistener/emaillistener/internal/creatio"
+	"github.com/emaillistener/emaillistener/internal/mail"
+)
+
+// MailboxService serves the endpoints that work on one mailbox's server
+// directly (spec §1.2 rows 8–13). They run on the node the request lands on.
+type MailboxService interface {
+	// Validate logs in and reports the outcome; it never fails as a call.
+	Validate(ctx context.Context, mb *mail.Mailbox) creatio.CredentialsValidationInfo
+	// Folders lists the mailbox's folders.
+	Folders(ctx context.Context, mb *mail.Mailbox) ([]creatio.MailboxFolder, error)
+	// Synchronize starts loading history matching filter in the background.
+	Synchronize(ctx context.Context, mb *mail.Mailbox, filter creatio.SyncFilter) error
+	// Send sends msg; a non-nil error's UserMessage is shown to the Creatio user.
+	Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error
+	// Ping checks that the client application at endpoint is reachable.
+	Ping(ctx context.Context, endpoint string) error
+}
+
+// UserError is an error whose text is meant for the person using Creatio.
+type UserError interface {
+	error
+	UserMessage() string
+}
+
+func (a *API) mailboxRoutes() {
+	a.handle("POST /api/mailbox/validate", a.validate)
+	a.handle("POST /api/listeners/validate", a.validate) // Creatio ≤ 7.15 path
+	a.handle("POST /api/mailbox/folders", a.folders)
+	a.handle("POST /api/email/synchronize", a.synchronize)
+	a.handle("POST /apiv2/email/send", a.send)
+	a.handle("POST /api/email/send", a.send)
+	a.handle("POST /api/availability/app", a.ping)
+}
+
+// mailboxFromBody decodes one credentials object (not an array).
+func mailboxFromBody(r *http.Request) (*mail.Mailbox, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	var c creatio.SynchronizationCredentials
+	if err := creatio.Decode(body, &c); err != nil {
+		return nil, err
+	}
+	return c.Mailbox()
+}
+
+// validate answers 200 even for unusable input: Creatio treats any non-2xx as
+// "the service is broken" instead of "the credentials are wrong" (spec §4.4).
+func (a *API) validate(w http.ResponseWriter, r *http.Request) error {
+	svc := a.opts.Mailbox
+	if svc == nil {
+		return ErrUnsupported
+	}
+	mb, err := mailboxFromBody(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		writeJSON(w, http.StatusOK, creatio.ValidationFailed(err.Error(), creatio.ActionEmailTroubleShoot))
+		return nil
+	}
+	writeJSON(w, http.StatusOK, svc.Validate(r.Context(), mb))
+	return nil
+}
+
+func (a *API) folders(w http.ResponseWriter, r *http.Request) error {
+	svc := a.opts.Mailbox
+	if svc == nil {
+		return ErrUnsupported
+	}
+	mb, err := mailboxFromBody(r)
+	if err != nil {
+		return err
+	}
+	list, err := svc.Folders(r.Context(), mb)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+func (a *API) synchronize(w http.ResponseWriter, r *http.Request) error {
+	svc := a.opts.Mailbox
+	if svc == nil {
+		return ErrUnsupported
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var cmd creatio.SyncEmailsCommand
+	if err := creatio.Decode(body, &cmd); err != nil {
+		return err
+	}
+	mb, err := cmd.Credentials.Mailbox()
+	if err != nil {
+		return err
+	}
+	filter, err := cmd.ParseFilter(mb.Kind)
+	if err != nil {
+		return err
+	}
+	if err := svc.Synchronize(r.Context(), mb, filter); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"Started": mb.ID})
+	return nil
+}
+
+// send answers 200 with an empty body on success and 200 with the error text
+// otherwise: Creatio shows any non-empty body to the user (spec §4.2).
+func (a *API) send(w http.ResponseWriter, r *http.Request) error {
+	svc := a.opts.Mailbox
+	if svc == nil {
+		return ErrUnsupported
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var cmd creatio.SendCommand
+	if err := creatio.Decode(body, &cmd); err != nil {
+		return err
+	}
+	mb, err := cmd.Credentials.Mailbox()
+	if err != nil {
+		return err
+	}
+	msg := cmd.Email.Message()
+	if err := svc.Send(r.Context(), mb, msg); err != nil {
+		text := err.Error()
+		var ue UserError
+		if errors.As(err, &ue) {
+			text = ue.UserMessage()
+		}
+		a.log.Info("send failed", "mailbox", string(mb.ID), "class", mail.ClassOf(err), "err", err)
+		writeText(w, http.StatusOK, text)
+		return nil
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// ping answers the diagnostics page's "can the service reach Creatio" check
+// with the text pong, or an explanation (spec §1.2 row 13).
+func (a *API) ping(w http.ResponseWriter, r *http.Request) error {
+	svc := a.opts.Mailbox
+	if svc == nil {
+		return ErrUnsupported
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	var endpoint string
+	if err := json.Unmarshal(body, &endpoint); err != nil {
+		endpoint = strings.Trim(strings.TrimSpace(string(body)), `"`) // tolerate a bare URL
+	}
+	if endpoint == "" {
+		writeText(w, http.StatusOK, "no Creatio endpoint given: the body must be a JSON string with the URL")
+		return nil
+	}
+	if err := svc.Ping(r.Context(), endpoint); err != nil {
+		writeText(w, http.StatusOK, err.Error())
+		return nil
+	}
+	writeText(w, http.StatusOK, "pong")
+	return nil
+}
+
+func writeText(w http.ResponseWriter, code int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, text)
+}
