@@ -23,6 +23,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/backoff"
 	"github.com/emaillistener/emaillistener/internal/config"
 	"github.com/emaillistener/emaillistener/internal/delivery"
+	"github.com/emaillistener/emaillistener/internal/history"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/mime"
@@ -51,6 +52,7 @@ type App struct {
 	panics   *obs.Panics
 	store    *store.Memory
 	syncer   *syncer.Manager
+	history  *history.Loader
 	service  *service
 	api      *httpapi.API
 	server   *http.Server
@@ -102,11 +104,12 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		reconnect = backoff.Policy{Min: time.Second, Max: cfg.ReconnectMaxDelay}
 	}
 	st := store.NewMemory()
+	sink := &creatioSink{post: post}
 	mgr, err := syncer.New(syncer.Options{
 		Dialer: syncer.DialerFunc(func(ctx context.Context, mb *mail.Mailbox, onExists func()) (syncer.Session, error) {
 			return imapsrc.Dial(ctx, mb, imapOpts, onExists)
 		}),
-		Sink:            &creatioSink{post: post},
+		Sink:            sink,
 		Cursors:         st,
 		Parser:          func(raw []byte) (*mail.Message, error) { return mime.Parse(raw, mimeOpts) },
 		WatchByDefault:  imapsrc.WatchByDefault,
@@ -121,11 +124,27 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 	if err != nil {
 		return nil, err
 	}
-	svc := &service{registry: st, syncer: mgr, version: version, started: time.Now()}
+	loader, err := history.New(history.Options{
+		Dial: func(ctx context.Context, mb *mail.Mailbox) (history.Session, error) {
+			return imapsrc.Dial(ctx, mb, imapOpts, nil)
+		},
+		Deliver:        sink.Deliver,
+		Parse:          func(raw []byte) (*mail.Message, error) { return mime.Parse(raw, mimeOpts) },
+		WatchByDefault: imapsrc.WatchByDefault,
+		Concurrency:    cfg.HistoryConcurrency,
+		Logger:         log,
+		Registerer:     reg,
+		Panics:         panics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	svc := &service{registry: st, syncer: mgr, history: loader, version: version, started: time.Now()}
 	ops := &mailboxOps{
 		imap:            imapOpts,
 		validateTimeout: cfg.ValidateTimeout,
 		pingClient:      &http.Client{Timeout: 10 * time.Second},
+		history:         historyAdapter{loader},
 	}
 	api, err := httpapi.New(httpapi.Options{
 		Service:         svc,
@@ -141,7 +160,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		return nil, err
 	}
 	return &App{
-		cfg: cfg, log: log, reg: reg, panics: panics, store: st, syncer: mgr, service: svc, api: api,
+		cfg: cfg, log: log, reg: reg, panics: panics, store: st, syncer: mgr, history: loader, service: svc, api: api,
 		server: &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute},
 		served: make(chan error, 1),
 	}, nil
@@ -174,6 +193,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.listener = ln
 	a.syncer.Start(context.WithoutCancel(ctx))
+	a.history.Begin(context.WithoutCancel(ctx))
 	n, err := a.service.restore(ctx)
 	if err != nil {
 		ln.Close()
@@ -208,6 +228,9 @@ func (a *App) Stop(ctx context.Context) error {
 		var errs []error
 		if err := a.server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		if err := a.history.Stop(ctx); err != nil {
+			errs = append(errs, err)
 		}
 		if err := a.syncer.Stop(ctx); err != nil {
 			errs = append(errs, err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
+	"github.com/emaillistener/emaillistener/internal/history"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/source"
@@ -29,6 +30,29 @@ type mailboxOps struct {
 
 type historyStarter interface {
 	Start(ctx context.Context, mb *mail.Mailbox, f creatio.SyncFilter) error
+}
+
+// historyAdapter maps Creatio's filter to a history query.
+type historyAdapter struct{ l *history.Loader }
+
+func (h historyAdapter) Start(ctx context.Context, mb *mail.Mailbox, f creatio.SyncFilter) error {
+	q := source.Query{Since: f.Since, SentSince: f.SentDate, UIDFrom: f.UIDFrom}
+	if f.Undraft {
+		q.NotFlags = append(q.NotFlags, `\Draft`)
+	}
+	if f.Undeleted {
+		q.NotFlags = append(q.NotFlags, `\Deleted`)
+	}
+	if f.WithoutKeyword != "" {
+		q.NotFlags = append(q.NotFlags, f.WithoutKeyword)
+	}
+	if err := h.l.Start(ctx, mb, history.Filter{Query: q}); err != nil {
+		if errors.Is(err, history.ErrStopped) {
+			return httpapi.ErrUnavailable
+		}
+		return err
+	}
+	return nil
 }
 
 type mailSender interface {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
+	"github.com/emaillistener/emaillistener/internal/history"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/store"
@@ -24,6 +25,7 @@ type Registry interface {
 type service struct {
 	registry Registry
 	syncer   *syncer.Manager
+	history  *history.Loader
 	version  string
 	started  time.Time
 }
@@ -60,6 +62,7 @@ func (s *service) Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode httpa
 func (s *service) Close(ctx context.Context, ids []mail.MailboxID) error {
 	for _, id := range ids {
 		s.syncer.Unsubscribe(id)
+		s.history.Forget(id)
 		if err := s.registry.DeleteMailbox(ctx, id); err != nil {
 			return err
 		}
@@ -71,8 +74,13 @@ func (s *service) States(_ context.Context, ids []mail.MailboxID) (map[mail.Mail
 	out := make(map[mail.MailboxID]creatio.SubscriptionState, len(ids))
 	for _, id := range ids {
 		st, ok := s.syncer.Status(id)
+		hist, hok := s.history.Progress(id)
 		if !ok {
-			out[id] = creatio.SubscriptionState{State: syncer.StateClosed}
+			state := creatio.SubscriptionState{State: syncer.StateClosed}
+			if hok {
+				state.Extra = map[string]any{"History": historyJSON(hist)}
+			}
+			out[id] = state
 			continue
 		}
 		extra := map[string]any{
@@ -88,6 +96,9 @@ func (s *service) States(_ context.Context, ids []mail.MailboxID) (map[mail.Mail
 			extra["ExceptionClassName"] = creatio.ExceptionClassName(mail.ErrorClass(st.ErrorClass))
 			extra["LastError"] = st.LastError
 			extra["RetryAt"] = st.RetryAt.UTC().Format(time.RFC3339)
+		}
+		if hok {
+			extra["History"] = historyJSON(hist)
 		}
 		out[id] = creatio.SubscriptionState{State: st.State, Extra: extra}
 	}
@@ -111,6 +122,22 @@ func (s *service) Status(context.Context) creatio.ServiceStatus {
 			"Store":         "memory",
 		},
 	}
+}
+
+// historyJSON renders a history load's progress for subscriptionsstate.
+func historyJSON(p history.Progress) map[string]any {
+	m := map[string]any{"State": p.State, "Filter": p.Filter, "Found": p.Found, "Delivered": p.Delivered,
+		"Skipped": p.Skipped, "Started": p.Started.UTC().Format(time.RFC3339)}
+	if p.Folder != "" {
+		m["Folder"] = p.Folder
+	}
+	if !p.Finished.IsZero() {
+		m["Finished"] = p.Finished.UTC().Format(time.RFC3339)
+	}
+	if p.Error != "" {
+		m["Error"] = p.Error
+	}
+	return m
 }
 
 // restore re-subscribes every registered mailbox at start-up.

@@ -34,6 +34,7 @@ type Config struct {
 	MaxMessageBytes     int64
 	MaxAttachmentBytes  int64
 
+	HistoryConcurrency int
 	DeliveryPerHost    int
 	DeliveryTimeout    time.Duration
 	DeliveryMaxBackoff time.Duration
@@ -115,6 +116,7 @@ var Settings = []Setting{
 	{"imap-tls-ca-file", "EL_IMAP_TLS_CA_FILE", "", "PEM file with extra CA certificates to trust for mail servers", str(func(c *Config) *string { return &c.IMAPTLSCAFile })},
 	{"max-message-bytes", "EL_MAX_MESSAGE_BYTES", "64MiB", "larger messages are delivered with headers only", size(func(c *Config) *int64 { return &c.MaxMessageBytes })},
 	{"max-attachment-bytes", "EL_MAX_ATTACHMENT_BYTES", "0", "larger attachments are delivered without content (0 = no limit)", size(func(c *Config) *int64 { return &c.MaxAttachmentBytes })},
+	{"history-concurrency", "EL_HISTORY_CONCURRENCY", "4", "history loads (synchronize) running at once; each uses its own connection", integer(func(c *Config) *int { return &c.HistoryConcurrency })},
 	{"delivery-per-host", "EL_DELIVERY_PER_HOST", "32", "concurrent ProcessFullEmail requests per Creatio host", integer(func(c *Config) *int { return &c.DeliveryPerHost })},
 	{"delivery-timeout", "EL_DELIVERY_TIMEOUT", "120s", "timeout of one request to Creatio", dur(func(c *Config) *time.Duration { return &c.DeliveryTimeout })},
 	{"delivery-max-backoff", "EL_DELIVERY_MAX_BACKOFF", "60s", "longest wait between delivery retries while Creatio fails", dur(func(c *Config) *time.Duration { return &c.DeliveryMaxBackoff })},

@@ -225,3 +225,7 @@ func redact(err error) error {
 	}
 	return err
 }
+
+// PermanentFailure reports whether retrying cannot help (the payload was
+// refused for good); the syncer skips such a message instead of blocking.
+func (e *Error) PermanentFailure() bool { return e.Permanent }

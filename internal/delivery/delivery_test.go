@@ -105,7 +105,7 @@ func TestPostPermanentGivesUp(t *testing.T) {
 	defer srv.Close()
 	err := fastClient().Post(context.Background(), "ProcessFullEmail", srv.URL, []byte(`{}`))
 	var de *Error
-	if !errors.As(err, &de) || !de.Permanent || de.Status != 400 || de.Attempts != DefaultRejectAttempts {
+	if !errors.As(err, &de) || !de.PermanentFailure() || de.Status != 400 || de.Attempts != DefaultRejectAttempts {
 		t.Fatalf("err = %#v", err)
 	}
 	if int(n.Load()) != DefaultRejectAttempts {

@@ -40,3 +40,12 @@ type Fetched struct {
 
 // ErrGone means the message was expunged before it could be fetched.
 var ErrGone = errors.New("source: message no longer exists")
+
+// Query selects messages of a folder for a history load. The zero value
+// matches everything.
+type Query struct {
+	Since     time.Time // day granularity (IMAP SINCE / SENTSINCE)
+	SentSince bool      // Since applies to the Date header, not the arrival date
+	NotFlags  []string  // exclude messages with any of these flags or keywords (\Draft, \Deleted, a keyword)
+	UIDFrom   uint32    // only UIDs >= UIDFrom; 0 = no limit
+}

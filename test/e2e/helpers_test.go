@@ -20,6 +20,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/app"
 	"github.com/emaillistener/emaillistener/internal/backoff"
 	"github.com/emaillistener/emaillistener/internal/config"
+	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/obs"
 	"github.com/emaillistener/emaillistener/internal/testenv"
 )
@@ -46,7 +47,11 @@ func newEnvTLS(t *testing.T, tweak func(*config.Config), trustCA bool) *env {
 	t.Helper()
 	dc := testenv.NewT(t, testenv.DovecotOptions{Users: map[string]string{
 		"alice@example.com": "alicepw", "bob@example.com": "bobpw", "carol@example.com": "carolpw",
-	}})
+	},
+		// No fsync per APPEND: seeding thousands of messages would take half a
+		// minute, and a test server needs no durability across power loss.
+		ExtraConf: "mail_fsync = never",
+	})
 	col := testenv.NewCollectorT(t)
 	cfg := config.Default()
 	cfg.ListenAddr = "127.0.0.1:0"
@@ -304,3 +309,6 @@ func silentListener(t *testing.T) string {
 	})
 	return ln.Addr().String()
 }
+
+// lenientToStd decodes Creatio's unquoted-key JSON with the service's decoder.
+func lenientToStd(s string, v any) error { return creatio.Decode([]byte(s), v) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -188,9 +189,39 @@ func (c *Conn) Fetch(ctx context.Context, ref MessageRef) (*Fetched, error) {
 var ErrGone = source.ErrGone
 
 func sortRefs(refs []MessageRef) {
-	for i := 1; i < len(refs); i++ {
-		for j := i; j > 0 && refs[j].UID < refs[j-1].UID; j-- {
-			refs[j], refs[j-1] = refs[j-1], refs[j]
+	slices.SortFunc(refs, func(a, b MessageRef) int { return int(int64(a.UID) - int64(b.UID)) })
+}
+
+// Search returns the UIDs of the selected folder matching q, ascending.
+func (c *Conn) Search(ctx context.Context, q source.Query) ([]uint32, error) {
+	crit := &imap.SearchCriteria{}
+	if !q.Since.IsZero() {
+		if q.SentSince {
+			crit.SentSince = q.Since
+		} else {
+			crit.Since = q.Since
 		}
 	}
+	for _, f := range q.NotFlags {
+		crit.NotFlag = append(crit.NotFlag, imap.Flag(f))
+	}
+	if q.UIDFrom > 0 {
+		crit.UID = []imap.UIDSet{{imap.UIDRange{Start: imap.UID(q.UIDFrom), Stop: 0}}}
+	}
+	var out []uint32
+	err := c.run(ctx, "search", func() error {
+		d, err := c.c.UIDSearch(crit, nil).Wait()
+		if err != nil {
+			return err
+		}
+		for _, uid := range d.AllUIDs() {
+			// "n:*" matches the highest UID even below n (RFC 9051 §6.4.8).
+			if uint32(uid) >= q.UIDFrom {
+				out = append(out, uint32(uid))
+			}
+		}
+		return nil
+	})
+	slices.Sort(out)
+	return out, err
 }

@@ -1,0 +1,269 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/source"
+)
+
+// job is one mailbox's load. prog is shared under mu; the rest is owned by run.
+type job struct {
+	l      *Loader
+	mb     *mail.Mailbox
+	filter Filter
+	cancel context.CancelFunc
+	done   chan struct{}
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	prog Progress
+
+	// owned by run: per folder, the highest UID handled (for resuming)
+	resume map[string]uint32
+}
+
+func (j *job) progress() Progress {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.prog
+}
+
+func (j *job) update(f func(p *Progress)) {
+	j.mu.Lock()
+	f(&j.prog)
+	j.mu.Unlock()
+}
+
+func (j *job) finished() bool {
+	select {
+	case <-j.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (j *job) run(ctx context.Context) {
+	defer close(j.done)
+	defer j.l.opts.Panics.Recover(j.log, "history", nil)
+	select {
+	case j.l.slots <- struct{}{}:
+	case <-ctx.Done():
+		j.finish(ctx.Err())
+		return
+	}
+	defer func() { <-j.l.slots }()
+	j.l.metrics.active.Inc()
+	defer j.l.metrics.active.Dec()
+	j.update(func(p *Progress) { p.State, p.Started = StateRunning, time.Now() })
+	j.log.Info("history load started", "filter", j.prog.Filter)
+
+	j.resume = make(map[string]uint32)
+	b := backoff.Backoff{Policy: j.l.opts.Retry}
+	var err error
+	for attempt := 1; attempt <= j.l.opts.Attempts; attempt++ {
+		if err = j.attempt(ctx); err == nil || ctx.Err() != nil || mail.ClassOf(err) == mail.ClassAuth {
+			break
+		}
+		j.log.Warn("history load interrupted, resuming", "attempt", attempt, "err", err)
+		if b.Wait(ctx) != nil {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	j.finish(err)
+}
+
+func (j *job) finish(err error) {
+	p := j.progress()
+	switch {
+	case err == nil:
+		j.l.metrics.loads.WithLabelValues(StateDone).Inc()
+		j.update(func(p *Progress) { p.State, p.Finished, p.Folder = StateDone, time.Now(), "" })
+		j.log.Info("history load done", "found", p.Found, "delivered", p.Delivered, "skipped", p.Skipped,
+			"duration", time.Since(p.Started).Round(time.Millisecond))
+	case errors.Is(err, context.Canceled):
+		j.l.metrics.loads.WithLabelValues("cancelled").Inc()
+		j.update(func(p *Progress) { p.State, p.Finished, p.Error = StateFailed, time.Now(), "cancelled (replaced, closed or shutting down)" })
+	default:
+		j.l.metrics.loads.WithLabelValues(StateFailed).Inc()
+		j.update(func(p *Progress) { p.State, p.Finished, p.Error = StateFailed, time.Now(), err.Error() })
+		j.log.Error("history load failed", "err", err, "delivered", p.Delivered)
+	}
+}
+
+// attempt runs the load on one connection, resuming after what earlier
+// attempts handled.
+func (j *job) attempt(ctx context.Context) error {
+	sess, err := j.l.opts.Dial(ctx, j.mb)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	folders, err := j.folders(ctx, sess)
+	if err != nil {
+		return err
+	}
+	for _, f := range folders {
+		if err := j.loadFolder(ctx, sess, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (j *job) folders(ctx context.Context, sess Session) ([]string, error) {
+	list, err := sess.Folders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	exists := make(map[string]bool, len(list))
+	for _, f := range list {
+		exists[f.Name] = f.Selectable
+	}
+	var out []string
+	if len(j.mb.FolderIDs) > 0 {
+		for _, id := range j.mb.FolderIDs {
+			if strings.EqualFold(id, "INBOX") {
+				id = "INBOX"
+			}
+			if exists[id] {
+				out = append(out, id)
+			} else {
+				j.log.Warn("configured folder does not exist, not loaded", "folder", id)
+			}
+		}
+		return out, nil
+	}
+	for _, f := range list {
+		if f.Selectable && (j.l.opts.WatchByDefault == nil || j.l.opts.WatchByDefault(f) || strings.EqualFold(f.Name, "INBOX")) {
+			out = append(out, f.Name)
+		}
+	}
+	return out, nil
+}
+
+// loadFolder searches one folder and delivers the matches: the fetcher (this
+// goroutine) feeds a small channel that Deliverers goroutines drain.
+func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error {
+	if _, err := sess.Examine(ctx, folder); err != nil {
+		if mail.ClassOf(err) == mail.ClassConfig {
+			j.log.Warn("folder vanished, not loaded", "folder", folder, "err", err)
+			return nil
+		}
+		return err
+	}
+	q := j.filter.Query
+	if r := j.resume[folder]; r > 0 && r+1 > q.UIDFrom {
+		q.UIDFrom = r + 1
+	}
+	uids, err := sess.Search(ctx, q)
+	if err != nil {
+		return err
+	}
+	j.update(func(p *Progress) { p.Folder = folder; p.Found += len(uids) })
+	if len(uids) == 0 {
+		return nil
+	}
+	dctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan *source.Fetched, 2*j.l.opts.Deliverers)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	handled := make(map[uint32]bool, len(uids)) // delivered or skipped, for the resume point
+	for i := 0; i < j.l.opts.Deliverers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer j.l.opts.Panics.Recover(j.log, "history", nil)
+			for f := range work {
+				if err := j.deliver(dctx, f); err != nil {
+					cancel(err)
+					return
+				}
+				mu.Lock()
+				handled[f.UID] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	var ferr error
+	for _, uid := range uids {
+		f, err := sess.Fetch(dctx, source.MessageRef{UID: uid})
+		if errors.Is(err, source.ErrGone) {
+			j.skip("expunged")
+			mu.Lock()
+			handled[uid] = true
+			mu.Unlock()
+			continue
+		}
+		if err != nil {
+			ferr = err
+			break
+		}
+		select {
+		case work <- f:
+		case <-dctx.Done():
+		}
+		if dctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	// Resume after the longest handled prefix: parallel deliveries may finish
+	// out of order, and a gap must be retried.
+	for _, uid := range uids {
+		if !handled[uid] {
+			break
+		}
+		j.resume[folder] = uid
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if err := context.Cause(dctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// deliver parses and delivers one message; a message that cannot be delivered
+// for good is skipped, anything else stops the load (and it resumes).
+func (j *job) deliver(ctx context.Context, f *source.Fetched) error {
+	msg, err := j.l.opts.Parse(f.Raw)
+	if err != nil {
+		j.log.Warn("unparseable message skipped", "uid", f.UID, "err", err)
+		j.skip("unparseable")
+		return nil
+	}
+	if msg.Date.IsZero() {
+		msg.Date = f.Date.UTC()
+	}
+	if err := j.l.opts.Deliver(ctx, j.mb, msg); err != nil {
+		var p interface{ PermanentFailure() bool }
+		if errors.As(err, &p) && p.PermanentFailure() {
+			j.log.Error("client refused the email for good, skipped", "uid", f.UID, "message_id", msg.MessageID, "err", err)
+			j.skip("rejected")
+			return nil
+		}
+		return err
+	}
+	j.l.metrics.emails.WithLabelValues("delivered").Inc()
+	j.update(func(p *Progress) { p.Delivered++ })
+	return nil
+}
+
+func (j *job) skip(string) {
+	j.l.metrics.emails.WithLabelValues("skipped").Inc()
+	j.update(func(p *Progress) { p.Skipped++ })
+}
