@@ -109,17 +109,18 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		Dialer: syncer.DialerFunc(func(ctx context.Context, mb *mail.Mailbox, onExists func()) (syncer.Session, error) {
 			return imapsrc.Dial(ctx, mb, imapOpts, onExists)
 		}),
-		Sink:            sink,
-		Cursors:         st,
-		Parser:          func(raw []byte) (*mail.Message, error) { return mime.Parse(raw, mimeOpts) },
-		WatchByDefault:  imapsrc.WatchByDefault,
-		IdleMax:         cfg.IMAPIdleMax,
-		FolderPoll:      cfg.IMAPFolderPoll,
-		Reconnect:       reconnect,
-		DialConcurrency: cfg.IMAPDialConcurrency,
-		Logger:          log,
-		Registerer:      reg,
-		Panics:          panics,
+		Sink:             sink,
+		Cursors:          st,
+		Parser:           func(raw []byte) (*mail.Message, error) { return mime.Parse(raw, mimeOpts) },
+		WatchByDefault:   imapsrc.WatchByDefault,
+		IdleMax:          cfg.IMAPIdleMax,
+		FolderPoll:       cfg.IMAPFolderPoll,
+		Reconnect:        reconnect,
+		DialConcurrency:  cfg.IMAPDialConcurrency,
+		TokenRefreshWait: cfg.TokenRefreshWait,
+		Logger:           log,
+		Registerer:       reg,
+		Panics:           panics,
 	})
 	if err != nil {
 		return nil, err

@@ -49,3 +49,19 @@ func (s *creatioSink) ReportState(ctx context.Context, mb *mail.Mailbox, failure
 	defer cancel()
 	return s.post.Post(ctx, "ProcessMailboxState", url, body)
 }
+
+// RefreshToken asks Creatio for a fresh OAuth token (spec §3.5); Creatio
+// answers by calling POST /api/listeners/update with new credentials.
+func (s *creatioSink) RefreshToken(ctx context.Context, mb *mail.Mailbox) error {
+	url, err := creatio.CallbackURL(mb.Endpoint, "RefreshToken")
+	if err != nil {
+		return mail.Wrap(mail.ClassConfig, "callback url", err)
+	}
+	body, err := creatio.Marshal(creatio.NewMailboxInfo(mb))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, stateReportTimeout, errors.New("token refresh request timeout"))
+	defer cancel()
+	return s.post.Post(ctx, "RefreshToken", url, body)
+}

@@ -39,6 +39,7 @@ type Config struct {
 	DeliveryTimeout    time.Duration
 	DeliveryMaxBackoff time.Duration
 	ReconnectMaxDelay  time.Duration
+	TokenRefreshWait   time.Duration
 }
 
 // Setting describes one configuration knob, for flags, env and documentation.
@@ -120,6 +121,7 @@ var Settings = []Setting{
 	{"delivery-per-host", "EL_DELIVERY_PER_HOST", "32", "concurrent ProcessFullEmail requests per Creatio host", integer(func(c *Config) *int { return &c.DeliveryPerHost })},
 	{"delivery-timeout", "EL_DELIVERY_TIMEOUT", "120s", "timeout of one request to Creatio", dur(func(c *Config) *time.Duration { return &c.DeliveryTimeout })},
 	{"delivery-max-backoff", "EL_DELIVERY_MAX_BACKOFF", "60s", "longest wait between delivery retries while Creatio fails", dur(func(c *Config) *time.Duration { return &c.DeliveryMaxBackoff })},
+	{"token-refresh-wait", "EL_TOKEN_REFRESH_WAIT", "60s", "after an OAuth token is rejected, how long to wait for Creatio's update before reporting the failure", dur(func(c *Config) *time.Duration { return &c.TokenRefreshWait })},
 	{"reconnect-max-delay", "EL_RECONNECT_MAX_DELAY", "5m", "longest wait between reconnects to a failing mail server", dur(func(c *Config) *time.Duration { return &c.ReconnectMaxDelay })},
 }
 

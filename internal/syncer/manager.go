@@ -29,6 +29,12 @@ const (
 	// server, so ten thousand subscriptions created at once do not look like an
 	// attack to the server (and to fail2ban).
 	DefaultDialConcurrency = 64
+	// DefaultTokenRefreshWait covers Creatio's RefreshToken round trip (it logs
+	// in as the user, refreshes with the identity provider, calls update).
+	DefaultTokenRefreshWait = 60 * time.Second
+	// tokenRefreshLead is how long before a JWT token's expiry a fresh one is
+	// requested.
+	tokenRefreshLead = 5 * time.Minute
 )
 
 // Options configures a Manager. Dialer, Sink, Cursors and Parser are required.
@@ -42,9 +48,12 @@ type Options struct {
 	FolderPoll      time.Duration  // default DefaultFolderPoll
 	Reconnect       backoff.Policy // zero: 1s doubling to 5m, jittered
 	DialConcurrency int            // per server host; default DefaultDialConcurrency
-	Logger          *slog.Logger
-	Registerer      prometheus.Registerer
-	Panics          *obs.Panics
+	// TokenRefreshWait is how long a mailbox whose OAuth token was rejected
+	// waits for the client's update before reporting the failure.
+	TokenRefreshWait time.Duration
+	Logger           *slog.Logger
+	Registerer       prometheus.Registerer
+	Panics           *obs.Panics
 }
 
 // Mode says how a registration relates to an existing subscription.
@@ -94,6 +103,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	if opts.Reconnect == (backoff.Policy{}) {
 		opts.Reconnect = backoff.Policy{Min: time.Second, Max: 5 * time.Minute}
+	}
+	if opts.TokenRefreshWait <= 0 {
+		opts.TokenRefreshWait = DefaultTokenRefreshWait
 	}
 	if opts.DialConcurrency <= 0 {
 		opts.DialConcurrency = DefaultDialConcurrency

@@ -8,12 +8,13 @@ import (
 )
 
 type metrics struct {
-	subscriptions *prometheus.GaugeVec
-	delivered     prometheus.Counter
-	latency       prometheus.Histogram
-	skipped       *prometheus.CounterVec
-	reconnects    *prometheus.CounterVec
-	uidValidity   prometheus.Counter
+	subscriptions  *prometheus.GaugeVec
+	delivered      prometheus.Counter
+	latency        prometheus.Histogram
+	skipped        *prometheus.CounterVec
+	reconnects     *prometheus.CounterVec
+	uidValidity    prometheus.Counter
+	tokenRefreshes prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Folders whose UIDVALIDITY changed, triggering a conservative re-delivery.",
 		}),
 	}
+	m.tokenRefreshes = f.NewCounter(prometheus.CounterOpts{
+		Name: "emaillistener_token_refresh_requests_total",
+		Help: "RefreshToken calls to the client for OAuth mailboxes (token rejected or about to expire).",
+	})
 	for _, s := range States {
 		m.subscriptions.WithLabelValues(s)
 	}

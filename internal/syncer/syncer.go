@@ -54,10 +54,12 @@ func (f DialerFunc) Dial(ctx context.Context, mb *mail.Mailbox, onExists func())
 // Sink delivers to the client application. Deliver blocks until the message is
 // acknowledged (nil), refused for good (an error with PermanentFailure() true:
 // the message is skipped), or ctx ends. ReportState tells the client a mailbox
-// failed (err != nil) or recovered (err == nil).
+// failed (err != nil) or recovered (err == nil). RefreshToken asks the client
+// for a fresh OAuth access token, which arrives as an update registration.
 type Sink interface {
 	Deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error
 	ReportState(ctx context.Context, mb *mail.Mailbox, err error) error
+	RefreshToken(ctx context.Context, mb *mail.Mailbox) error
 }
 
 // Cursors stores per-folder sync positions.

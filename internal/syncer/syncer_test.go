@@ -299,3 +299,5 @@ func TestUnsubscribeAndCounts(t *testing.T) {
 	}
 	waitFor(t, "gauge", func() bool { return obs.Value(m.metrics.subscriptions.WithLabelValues(StateExists)) == 2 })
 }
+
+func (r *recSink) RefreshToken(context.Context, *mail.Mailbox) error { return nil }

@@ -31,7 +31,8 @@ type worker struct {
 	status Status
 
 	// owned by run
-	reported error // the failure last reported to the client, nil if none
+	reported  error  // the failure last reported to the client, nil if none
+	refreshed string // the access token a refresh was last requested for
 }
 
 func (m *Manager) newWorker(mb *mail.Mailbox) *worker {
@@ -124,6 +125,9 @@ func (w *worker) run(ctx context.Context) {
 		}
 		class := mail.ClassOf(err)
 		w.m.metrics.reconnects.WithLabelValues(string(class)).Inc()
+		if class == mail.ClassAuth && w.refreshToken(ctx) {
+			continue // Creatio sent a fresh token: retry at once, nothing to report
+		}
 		delay := b.Next()
 		w.update(func(s *Status) {
 			s.State, s.ErrorClass, s.LastError = StateError, string(class), err.Error()
@@ -154,6 +158,59 @@ func (w *worker) safeSession(ctx context.Context, b *backoff.Backoff) (err error
 	}()
 	defer w.m.opts.Panics.Recover(w.log, "syncer", &panicked)
 	return w.session(ctx, b)
+}
+
+// refreshToken handles a rejected OAuth token: it asks the client for a new
+// one (RefreshToken) once per token and waits up to TokenRefreshWait for the
+// client's update call. It reports whether a new token arrived.
+func (w *worker) refreshToken(ctx context.Context) bool {
+	mb := w.mailbox()
+	if !mb.UseOAuth || mb.AccessToken == w.refreshed {
+		return false
+	}
+	w.refreshed = mb.AccessToken
+	select { // drop a stale kick so only the update this request causes counts
+	case <-w.kick:
+	default:
+	}
+	w.log.Info("OAuth token rejected, asking the client for a fresh one")
+	w.m.metrics.tokenRefreshes.Inc()
+	if err := w.m.opts.Sink.RefreshToken(ctx, mb); err != nil {
+		obs.Check(w.log, err, "token refresh request")
+		return false
+	}
+	t := time.NewTimer(w.m.opts.TokenRefreshWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			w.log.Warn("no fresh OAuth token arrived in time", "waited", w.m.opts.TokenRefreshWait)
+			return false
+		case <-w.kick:
+			if w.mailbox().AccessToken != mb.AccessToken {
+				return true
+			}
+		}
+	}
+}
+
+// maybeRefreshBeforeExpiry asks for a new token shortly before a JWT access
+// token expires, so the next reconnect does not fail first. Opaque tokens
+// (Gmail) have no readable expiry and are refreshed on rejection only.
+func (w *worker) maybeRefreshBeforeExpiry(ctx context.Context, mb *mail.Mailbox) {
+	if !mb.UseOAuth || mb.AccessToken == w.refreshed {
+		return
+	}
+	exp, ok := tokenExpiry(mb.AccessToken)
+	if !ok || time.Until(exp) > tokenRefreshLead {
+		return
+	}
+	w.refreshed = mb.AccessToken
+	w.m.metrics.tokenRefreshes.Inc()
+	w.log.Info("OAuth token expires soon, asking the client for a fresh one", "expires", exp)
+	obs.Check(w.log, w.m.opts.Sink.RefreshToken(ctx, mb), "token refresh request")
 }
 
 // reportFailure tells the client once per distinct failure (class and message).
@@ -248,9 +305,13 @@ func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, fold
 		if err := w.catchUp(ctx, sess, mb, primary, st); err != nil {
 			return err
 		}
+		w.maybeRefreshBeforeExpiry(ctx, w.mailbox())
 		wait := w.m.opts.IdleMax
 		if len(others) > 0 {
 			wait = min(wait, max(time.Until(nextPoll), time.Millisecond))
+		}
+		if exp, ok := tokenExpiry(w.mailbox().AccessToken); ok && w.mailbox().UseOAuth {
+			wait = min(wait, max(time.Until(exp.Add(-tokenRefreshLead)), time.Second))
 		}
 		if err := sess.Idle(ctx, w.exists, wait); err != nil {
 			return err

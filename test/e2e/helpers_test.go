@@ -38,19 +38,30 @@ type env struct {
 
 // newEnv starts Dovecot (users alice, bob), the Creatio stand-in and the service.
 func newEnv(t *testing.T, tweak func(*config.Config)) *env {
-	return newEnvTLS(t, tweak, true)
+	return newEnvWith(t, envOptions{tweak: tweak, trustCA: true})
 }
 
 // newEnvTLS is newEnv; trustCA=false leaves the service with only the system
 // roots, so Dovecot's self-signed certificate is rejected.
 func newEnvTLS(t *testing.T, tweak func(*config.Config), trustCA bool) *env {
+	return newEnvWith(t, envOptions{tweak: tweak, trustCA: trustCA})
+}
+
+type envOptions struct {
+	tweak        func(*config.Config)
+	trustCA      bool
+	dovecotExtra string // appended to dovecot.conf
+}
+
+func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
+	tweak, trustCA := o.tweak, o.trustCA
 	dc := testenv.NewT(t, testenv.DovecotOptions{Users: map[string]string{
 		"alice@example.com": "alicepw", "bob@example.com": "bobpw", "carol@example.com": "carolpw",
 	},
 		// No fsync per APPEND: seeding thousands of messages would take half a
 		// minute, and a test server needs no durability across power loss.
-		ExtraConf: "mail_fsync = never",
+		ExtraConf: "mail_fsync = never\n" + o.dovecotExtra,
 	})
 	col := testenv.NewCollectorT(t)
 	cfg := config.Default()

@@ -47,9 +47,9 @@ func TestXOAuth2(t *testing.T) {
 	if err != nil || mech != "XOAUTH2" || string(ir) != "user=user@example.com\x01auth=Bearer tok\x01\x01" {
 		t.Fatalf("Start = %q %q %v", mech, ir, err)
 	}
-	resp, err := newXOAuth2("u", "t").Next([]byte(`{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}`))
-	if err != nil || len(resp) != 0 {
-		t.Fatalf("Next(error challenge) = %q, %v; want empty response", resp, err)
+	_, err = newXOAuth2("u", "t").Next([]byte(`{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}`))
+	if mail.ClassOf(err) != mail.ClassAuth {
+		t.Fatalf("Next(error challenge) err = %v; want an auth error", err)
 	}
 	if _, err := newXOAuth2("u", "t").Next([]byte("garbage")); err == nil {
 		t.Fatal("unexpected challenge accepted")
