@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration tests start by themselves (internal/testenv): a private
-# Dovecot (IMAP, IMAPS, LMTP) and redis-server, both from the Debian/Ubuntu packages,
-# and raises the inotify limits Dovecot's IDLE needs at scale.
+# Dovecot (IMAP, IMAPS, LMTP), a private Postfix (SMTP submission → LMTP → Dovecot) and
+# redis-server, all from the Debian/Ubuntu packages, and raises the inotify limits
+# Dovecot's IDLE needs at scale.
 #
 # Idempotent and fast when everything is already present: it only reads package state and
 # sysctls, and needs root (or sudo) only for what it actually has to change.
@@ -9,7 +10,7 @@
 # usage: scripts/install-test-deps.sh
 set -euo pipefail
 
-PACKAGES=(dovecot-imapd dovecot-lmtpd openssl redis-server redis-tools)
+PACKAGES=(dovecot-imapd dovecot-lmtpd openssl redis-server redis-tools postfix)
 # Dovecot silently falls back to 30 s polling for IDLE (and hibernation silently stops)
 # once its uid exceeds max_user_instances inotify instances; the default is 128, which
 # parallel test instances under the same uid exhaust quickly (docs: testinfra §1 item 9, §2).
@@ -57,11 +58,21 @@ install_packages() {
     as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d'
     created_policy=1
   fi
-  local rc=0
-  as_root apt-get update -q || rc=$?
+  # Postfix asks which kind of mail system to configure; "No configuration" leaves the
+  # system /etc/postfix/main.cf unwritten: the tests run private instances with their own
+  # config directory (internal/testenv/postfix.go), never the system one.
+  local rc=0 p
+  for p in "${missing[@]}"; do
+    if [ "$p" = postfix ]; then
+      echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections || rc=$?
+    fi
+  done
+  if [ "$rc" = 0 ]; then
+    as_root apt-get update -q || rc=$?
+  fi
   if [ "$rc" = 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      dovecot-imapd dovecot-lmtpd openssl redis-server redis-tools || rc=$?
+      "${missing[@]}" || rc=$?
   fi
   if [ -n "$created_policy" ]; then
     as_root rm -f /usr/sbin/policy-rc.d || true
@@ -93,6 +104,9 @@ raise_sysctl fs.inotify.max_user_watches "$MIN_INOTIFY_WATCHES"
 DOVECOT=$(command -v dovecot || echo /usr/sbin/dovecot)
 printf 'dovecot %s\n' "$("$DOVECOT" --version)"
 redis-server --version
+# postfix lives in /usr/sbin too; -d reads the built-in default: there is no /etc/postfix/main.cf.
+POSTCONF=$(command -v postconf || echo /usr/sbin/postconf)
+printf 'postfix %s\n' "$("$POSTCONF" -d -h mail_version 2>/dev/null || echo '(postconf failed)')"
 openssl version
 printf 'fs.inotify.max_user_instances=%s fs.inotify.max_user_watches=%s\n' \
   "$(cat /proc/sys/fs/inotify/max_user_instances)" "$(cat /proc/sys/fs/inotify/max_user_watches)"

@@ -105,6 +105,13 @@ func (a *arrivals) first(seq int) (time.Time, bool) {
 	return ts[0], true
 }
 
+// all returns every arrival of seq (a copy).
+func (a *arrivals) all(seq int) []time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]time.Time(nil), a.times[seq]...)
+}
+
 // arrivalStats are the counts over all messages of a run.
 type arrivalStats struct {
 	Distinct   int            // distinct benchmark messages that arrived

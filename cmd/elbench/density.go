@@ -57,7 +57,7 @@ func runDensity(ctx context.Context, o densityOptions) (res *Result, err error) 
 	dcRSS := sumRSS(s.dc.PIDs())
 
 	o.Logf("measuring idle CPU for %v", o.Idle)
-	w := startCPUWindow(pid)
+	w := startCPUWindow(pid, s.dc.PIDs)
 	if err := sleepCtx(ctx, o.Idle); err != nil {
 		return res, err
 	}
@@ -73,6 +73,7 @@ func runDensity(ctx context.Context, o densityOptions) (res *Result, err error) 
 	m.Add("goroutines_per_mailbox", float64(g1-g0)/n, "", "(after - before) / N")
 	m.Add("idle_cpu_seconds", cpu.ServiceSec, "s", "service CPU in the idle window")
 	m.Add("idle_cpu_pct_of_core", cpu.ServicePct(), "%", "service CPU / window, one core = 100")
+	m.Add("dovecot_cpu_seconds", cpu.DovecotSec, "s", "whole Dovecot instance, same window")
 	m.Add("idle_window_s", cpu.Wall.Seconds(), "s", "")
 	m.Add("machine_busy_pct", 100*cpu.MachineBusy, "%", "all CPUs busy share in the idle window (other load)")
 	m.Add("dovecot_hibernated", float64(hib), "", "connections in imap-hibernate after settle")

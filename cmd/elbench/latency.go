@@ -17,6 +17,7 @@ type latencyOptions struct {
 	Settle   time.Duration // wait after all exist, so that Dovecot hibernates them (>= 3 s)
 	Size     int           // message size in bytes
 	Drain    time.Duration // how long after the last APPEND a message may still arrive
+	Trace    string        // if set, write one CSV line per message here
 }
 
 // minSettle: Dovecot hibernates an IDLE connection after imap_hibernate_timeout (2 s).
@@ -57,7 +58,7 @@ func runLatency(ctx context.Context, o latencyOptions) (res *Result, err error) 
 	o.Logf("sending %d messages at %.1f/s to %d mailboxes", total, o.Rate, o.N)
 	msgs := newMessages(o.Size, false)
 	recs := make([]sendRecord, total)
-	w := startCPUWindow(s.svc.Pid())
+	w := startCPUWindow(s.svc.Pid(), s.dc.PIDs)
 	t0 := time.Now()
 	maxLag, sendErr := sendAtRate(ctx, pl, msgs, recs, o.Rate)
 	sendWall := time.Since(t0)
@@ -80,6 +81,11 @@ func runLatency(ctx context.Context, o latencyOptions) (res *Result, err error) 
 		return res, ctx.Err()
 	}
 
+	if o.Trace != "" {
+		if err := writeTrace(o.Trace, s.arrivals, recs); err != nil {
+			res.warn("trace: %v", err)
+		}
+	}
 	lat, lost, slow := latencies(s.arrivals, recs)
 	st := s.arrivals.stats()
 	m := &res.Metrics
@@ -96,10 +102,12 @@ func runLatency(ctx context.Context, o latencyOptions) (res *Result, err error) 
 	m.Add("service_cpu_seconds", cpu.ServiceSec, "s", "send + drain window")
 	m.Add("service_cpu_pct_of_core", cpu.ServicePct(), "%", "")
 	m.Add("bench_cpu_seconds", cpu.SelfSec, "s", "this process (appenders, Collector)")
+	m.Add("dovecot_cpu_seconds", cpu.DovecotSec, "s", "whole Dovecot instance, same window")
 	m.Add("machine_busy_pct", 100*cpu.MachineBusy, "%", "all CPUs")
 	if rss, err := rssBytes(s.svc.Pid()); err == nil {
 		m.Add("service_rss_mib", mib(rss), "MiB", "at the end")
 	}
+	addServiceLatency(ctx, s, res)
 	res.Notes["collector_requests"] = st.Ops
 	res.Notes["slowest"] = slow
 	if lost > 0 {
@@ -216,4 +224,23 @@ func appendDurations(recs []sendRecord) []time.Duration {
 // String renders a slowMessage compactly in the human table.
 func (s slowMessage) String() string {
 	return fmt.Sprintf("#%d mb%d %.1fms@%.1fs", s.Seq, s.Mailbox, s.LatencyMS, s.SentAtS)
+}
+
+// addServiceLatency adds the service's own view of delivery latency: its histogram
+// emaillistener_delivery_latency_seconds runs from the server's EXISTS push (as the
+// service saw it) to Creatio's acknowledgement. Compared with the end-to-end numbers
+// it tells Dovecot-side delay (APPEND until the push) from service-side delay.
+func addServiceLatency(ctx context.Context, s *stack, res *Result) {
+	h, err := s.api.scrapeHistogram(ctx, "emaillistener_delivery_latency_seconds")
+	if err != nil {
+		res.warn("service metrics: %v", err)
+		return
+	}
+	m := &res.Metrics
+	if h.Count > 0 {
+		m.Add("service_push_to_ack_mean_ms", 1000*h.Sum/h.Count, "ms", "service histogram: EXISTS push seen -> Creatio ack")
+	}
+	m.Add("service_push_to_ack_p50_le_ms", 1000*h.quantile(0.5), "ms", "bucket upper bound")
+	m.Add("service_push_to_ack_p99_le_ms", 1000*h.quantile(0.99), "ms", "bucket upper bound")
+	res.Notes["service_delivery_latency_histogram"] = h
 }

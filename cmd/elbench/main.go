@@ -54,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		settle   = fs.Duration("settle", 0, "wait after all mailboxes exist (density default 5s, latency/throughput 3s)")
 		duration = fs.Duration("duration", 20*time.Second, "latency/throughput: how long to send")
 		drain    = fs.Duration("drain", 0, "latency/throughput: how long to wait for stragglers after sending (default 30s / 60s)")
+		trace    = fs.String("trace", "", "latency/throughput: write a per-message CSV (sent, arrived, latency) here")
 	)
 	fs.StringVar(&co.Bin, "bin", "", "prebuilt service binary (default: go build ./cmd/emaillistener into the temp dir)")
 	fs.StringVar(&co.WorkDir, "workdir", "", "parent of the temp dir (default $TMPDIR)")
@@ -89,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Float64Var(&o.Rate, "rate", 50, "APPENDs per second over all mailboxes")
 		fs.Func("size", "message size, e.g. 2KB (default 2048)", sizeFlag(&o.Size))
 		scenarioFn = func(ctx context.Context) (*Result, error) {
-			o.commonOptions, o.Duration, o.Settle, o.Drain = co, *duration, or(*settle, minSettle), or(*drain, 30*time.Second)
+			o.commonOptions, o.Duration, o.Settle, o.Drain, o.Trace = co, *duration, or(*settle, minSettle), or(*drain, 30*time.Second), *trace
 			if *smoke {
 				o.Rate, o.Duration = 20, 2*time.Second
 			}
@@ -104,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Func("size", "message size with one base64 attachment, e.g. 30KB (default 30000)", sizeFlag(&o.Size))
 		fs.IntVar(&o.Workers, "workers", o.Workers, "parallel closed-loop appenders")
 		scenarioFn = func(ctx context.Context) (*Result, error) {
-			o.commonOptions, o.Duration, o.Settle, o.Drain = co, *duration, or(*settle, minSettle), or(*drain, 60*time.Second)
+			o.commonOptions, o.Duration, o.Settle, o.Drain, o.Trace = co, *duration, or(*settle, minSettle), or(*drain, 60*time.Second), *trace
 			if *smoke {
 				o.Duration, o.Workers = 2*time.Second, 2
 			}

@@ -47,26 +47,61 @@ func rssBytes(pid int) (int64, error) {
 
 // cpuSeconds returns utime+stime of pid (user plus system CPU time, all threads).
 func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
+	}
+	return float64(f.utime+f.stime) / clockTicks, nil
+}
+
+// procStat holds the fields of /proc/PID/stat this file uses, in clock ticks.
+type procStat struct {
+	ppid                         int
+	utime, stime, cutime, cstime int64
+}
+
+func statFields(pid int) (procStat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
 	}
 	// comm (field 2) may hold spaces and parentheses: count fields after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("malformed /proc/PID/stat")
+		return procStat{}, errors.New("malformed /proc/PID/stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, errors.New("short /proc/PID/stat")
+	// f[0] is field 3 (state): ppid is field 4, utime..cstime are fields 14..17.
+	if len(f) < 15 {
+		return procStat{}, errors.New("short /proc/PID/stat")
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
+	var st procStat
+	var errs [5]error
+	st.ppid, errs[0] = strconv.Atoi(f[1])
+	st.utime, errs[1] = strconv.ParseInt(f[11], 10, 64)
+	st.stime, errs[2] = strconv.ParseInt(f[12], 10, 64)
+	st.cutime, errs[3] = strconv.ParseInt(f[13], 10, 64)
+	st.cstime, errs[4] = strconv.ParseInt(f[14], 10, 64)
+	return st, errors.Join(errs[:]...)
+}
+
+// treeCPUSeconds is the CPU time of a process tree whose root reaps all its children
+// (the Dovecot master): every live member's own time plus the root's reaped-children
+// time, so short-lived imap processes count too.
+func treeCPUSeconds(pids []int) float64 {
+	var ticks int64
+	self := os.Getpid()
+	for _, p := range pids {
+		st, err := statFields(p)
+		if err != nil {
+			continue
+		}
+		ticks += st.utime + st.stime
+		if st.ppid == self { // the master, our child
+			ticks += st.cutime + st.cstime
+		}
 	}
-	return float64(ut+st) / clockTicks, nil
+	return float64(ticks) / clockTicks
 }
 
 // selfCPUSeconds is the CPU time of this benchmark process (collector, appenders).
@@ -103,14 +138,16 @@ func machineCPU() (busy, total int64) {
 // interval: start it, do the work, call stop.
 type cpuWindow struct {
 	pid                   int
+	dovecot               func() []int // the Dovecot instance's live PIDs
 	t0                    time.Time
-	svc0, self0           float64
+	svc0, self0, dc0      float64
 	machBusy0, machTotal0 int64
 }
 
-func startCPUWindow(pid int) *cpuWindow {
-	w := &cpuWindow{pid: pid, t0: time.Now(), self0: selfCPUSeconds()}
+func startCPUWindow(pid int, dovecot func() []int) *cpuWindow {
+	w := &cpuWindow{pid: pid, dovecot: dovecot, t0: time.Now(), self0: selfCPUSeconds()}
 	w.svc0, _ = cpuSeconds(pid)
+	w.dc0 = treeCPUSeconds(dovecot())
 	w.machBusy0, w.machTotal0 = machineCPU()
 	return w
 }
@@ -120,6 +157,7 @@ type cpuUse struct {
 	Wall        time.Duration
 	ServiceSec  float64 // CPU seconds the service used
 	SelfSec     float64 // CPU seconds this process used
+	DovecotSec  float64 // CPU seconds the Dovecot instance used
 	MachineBusy float64 // busy share of all CPUs, 0..1
 }
 
@@ -129,7 +167,8 @@ func (u cpuUse) ServicePct() float64 { return 100 * u.ServiceSec / u.Wall.Second
 func (w *cpuWindow) stop() cpuUse {
 	svc1, _ := cpuSeconds(w.pid)
 	b1, t1 := machineCPU()
-	u := cpuUse{Wall: time.Since(w.t0), ServiceSec: svc1 - w.svc0, SelfSec: selfCPUSeconds() - w.self0}
+	u := cpuUse{Wall: time.Since(w.t0), ServiceSec: svc1 - w.svc0, SelfSec: selfCPUSeconds() - w.self0,
+		DovecotSec: treeCPUSeconds(w.dovecot()) - w.dc0}
 	if dt := t1 - w.machTotal0; dt > 0 {
 		u.MachineBusy = float64(b1-w.machBusy0) / float64(dt)
 	}

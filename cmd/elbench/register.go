@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -276,14 +278,20 @@ func (o commonOptions) params() map[string]any {
 func registerAll(ctx context.Context, s *stack, o commonOptions, res *Result) error {
 	o.Logf("registering %d mailboxes (%d per request, %d in parallel)", o.N, o.Batch, o.Parallel)
 	t0 := time.Now()
+	w := startCPUWindow(s.svc.Pid(), s.dc.PIDs)
 	if err := s.api.register(ctx, s.target, o.N, o.Batch, o.Parallel); err != nil {
 		return err
 	}
 	res.Metrics.Add("register_ms", ms(time.Since(t0)), "ms", "first create call until all create calls returned")
 	out, err := s.api.waitExists(ctx, o.N, o.ExistsTimeout)
 	took := time.Since(t0)
+	cpu := w.stop()
 	res.Metrics.Add("exists", float64(out.Exists), "", "mailboxes in state exists")
 	res.Metrics.Add("exists_ms", ms(took), "ms", "first create call until all mailboxes exist")
+	res.Metrics.Add("exists_per_s", float64(out.Exists)/took.Seconds(), "/s", "subscriptions brought up per second")
+	res.Metrics.Add("register_service_cpu_s", cpu.ServiceSec, "s", "service CPU until all exist")
+	res.Metrics.Add("register_dovecot_cpu_s", cpu.DovecotSec, "s", "Dovecot CPU until all exist (logins, SELECT, hibernation)")
+	res.Metrics.Add("register_machine_busy_pct", 100*cpu.MachineBusy, "%", "all CPUs until all exist")
 	res.Notes["states_after_register"] = out.Counts
 	if len(out.Errors) > 0 {
 		res.Notes["state_errors_sample"] = out.Errors
@@ -297,4 +305,75 @@ func registerAll(ctx context.Context, s *stack, o commonOptions, res *Result) er
 	}
 	o.Logf("all %d mailboxes exist after %v", o.N, took.Round(time.Millisecond))
 	return nil
+}
+
+// histogram is a Prometheus histogram scraped from the service's /metrics.
+type histogram struct {
+	Buckets []bucket `json:"buckets"`
+	Count   float64  `json:"count"`
+	Sum     float64  `json:"sum"`
+}
+
+type bucket struct {
+	LE    float64 `json:"le"` // upper bound in seconds (+Inf as 1e308)
+	Count float64 `json:"count"`
+}
+
+// quantile returns the upper bound of the bucket holding quantile q (0..1): an upper
+// estimate, as precise as the bucket layout.
+func (h histogram) quantile(q float64) float64 {
+	for _, b := range h.Buckets {
+		if b.Count >= q*h.Count {
+			return b.LE
+		}
+	}
+	return 0
+}
+
+// scrapeHistogram reads histogram name from GET /metrics (Prometheus text format).
+func (a *api) scrapeHistogram(ctx context.Context, name string) (histogram, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/metrics", nil)
+	if err != nil {
+		return histogram{}, err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return histogram{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return histogram{}, fmt.Errorf("GET /metrics: %d", resp.StatusCode)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return histogram{}, err
+	}
+	var h histogram
+	for line := range strings.SplitSeq(string(b), "\n") {
+		key, val, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(key, name) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(key, name+"_bucket{le=\""):
+			le := strings.TrimSuffix(strings.TrimPrefix(key, name+"_bucket{le=\""), "\"}")
+			bound, err := strconv.ParseFloat(le, 64)
+			if le == "+Inf" || err != nil {
+				bound = math.MaxFloat64
+			}
+			h.Buckets = append(h.Buckets, bucket{LE: bound, Count: v})
+		case key == name+"_count":
+			h.Count = v
+		case key == name+"_sum":
+			h.Sum = v
+		}
+	}
+	if h.Buckets == nil {
+		return h, fmt.Errorf("metric %s not found", name)
+	}
+	return h, nil
 }

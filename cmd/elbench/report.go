@@ -224,3 +224,29 @@ func addLatencies(m *Metrics, prefix string, ds []time.Duration, help string) {
 	}
 	m.Add(prefix+"_mean_ms", ms(mean), "ms", "")
 }
+
+// writeTrace writes one CSV line per message: sequence number, mailbox index, APPEND
+// start (Unix ms), APPEND round trip (ms), first arrival (Unix ms, empty if lost),
+// latency (ms, empty if lost), number of arrivals. For correlating outliers with the
+// Dovecot and service logs (run with -keep).
+func writeTrace(path string, a *arrivals, recs []sendRecord) error {
+	var b strings.Builder
+	b.WriteString("seq,mailbox,sent_unix_ms,append_ms,arrived_unix_ms,latency_ms,arrivals\n")
+	unixMS := func(t time.Time) string { return strconv.FormatFloat(float64(t.UnixMicro())/1000, 'f', 3, 64) }
+	for seq, r := range recs {
+		if r.sent.IsZero() {
+			continue
+		}
+		fmt.Fprintf(&b, "%d,%d,%s,%.3f,", seq, r.mailbox, unixMS(r.sent), ms(r.dur))
+		ts := a.all(seq)
+		if len(ts) > 0 {
+			fmt.Fprintf(&b, "%s,%.3f,%d\n", unixMS(ts[0]), ms(ts[0].Sub(r.sent)), len(ts))
+		} else {
+			b.WriteString(",,0\n")
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}

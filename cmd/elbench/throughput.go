@@ -15,6 +15,7 @@ type throughputOptions struct {
 	Workers  int           // parallel appenders (closed loop)
 	Settle   time.Duration
 	Drain    time.Duration // how long after the last APPEND a message may still arrive
+	Trace    string        // if set, write one CSV line per message here
 }
 
 // runThroughput saturates the pipeline: Workers appenders APPEND back to back for
@@ -51,7 +52,7 @@ func runThroughput(ctx context.Context, o throughputOptions) (res *Result, err e
 	res.Metrics.Add("message_bytes", float64(msgBytes), "B", "size of one message as appended")
 	o.Logf("appending for %v with %d workers", o.Duration, o.Workers)
 	pid := s.svc.Pid()
-	w := startCPUWindow(pid)
+	w := startCPUWindow(pid, s.dc.PIDs)
 	peak := sampleRSS(pid, 250*time.Millisecond)
 	t0 := time.Now()
 	recs := appendFor(ctx, pl, msgs, o.Workers, o.Duration)
@@ -73,6 +74,11 @@ func runThroughput(ctx context.Context, o throughputOptions) (res *Result, err e
 		return res, ctx.Err()
 	}
 
+	if o.Trace != "" {
+		if err := writeTrace(o.Trace, s.arrivals, recs); err != nil {
+			res.warn("trace: %v", err)
+		}
+	}
 	lat, lost, slow := latencies(s.arrivals, recs)
 	st := s.arrivals.stats()
 	e2e := st.Last.Sub(t0)
@@ -91,9 +97,11 @@ func runThroughput(ctx context.Context, o throughputOptions) (res *Result, err e
 	m.Add("service_cpu_ms_per_email", 1000*cpu.ServiceSec/float64(max(len(lat), 1)), "ms", "")
 	m.Add("service_cpu_pct_of_core", cpu.ServicePct(), "%", "average over the window")
 	m.Add("bench_cpu_seconds", cpu.SelfSec, "s", "this process (appenders, Collector JSON decoding)")
+	m.Add("dovecot_cpu_seconds", cpu.DovecotSec, "s", "whole Dovecot instance, same window")
 	m.Add("machine_busy_pct", 100*cpu.MachineBusy, "%", "all CPUs, incl. Dovecot")
 	m.Add("service_rss_peak_mib", mib(peakRSS), "MiB", "sampled every 250 ms")
 	addLatencies(m, "latency", lat, "APPEND start to Collector arrival, under load")
+	addServiceLatency(ctx, s, res)
 	res.Notes["collector_requests"] = st.Ops
 	res.Notes["slowest"] = slow
 	if lost > 0 {

@@ -38,6 +38,9 @@ type Options struct {
 	// IMAPTLS replaces the TLS configuration built from the config (tests pass
 	// the private Dovecot's CA here).
 	IMAPTLS *tls.Config
+	// SMTPTLS replaces the TLS configuration for outgoing SMTP (tests pass the
+	// private Postfix's certificate). Nil: the IMAP TLS configuration.
+	SMTPTLS *tls.Config
 	// Reconnect overrides the reconnect backoff (tests use short delays).
 	Reconnect backoff.Policy
 	// DeliveryBackoff overrides the delivery retry backoff.
@@ -141,11 +144,16 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		return nil, err
 	}
 	svc := &service{registry: st, syncer: mgr, history: loader, version: version, started: time.Now()}
+	smtpTLS := opts.SMTPTLS
+	if smtpTLS == nil {
+		smtpTLS = tlsCfg
+	}
 	ops := &mailboxOps{
 		imap:            imapOpts,
 		validateTimeout: cfg.ValidateTimeout,
 		pingClient:      &http.Client{Timeout: 10 * time.Second},
 		history:         historyAdapter{loader},
+		sender:          newSMTPSender(smtpTLS, cfg.IMAPDialTimeout, imapOpts, cfg.AppendSent, st, log),
 	}
 	api, err := httpapi.New(httpapi.Options{
 		Service:         svc,

@@ -40,6 +40,7 @@ type Config struct {
 	DeliveryMaxBackoff time.Duration
 	ReconnectMaxDelay  time.Duration
 	TokenRefreshWait   time.Duration
+	AppendSent         string
 }
 
 // Setting describes one configuration knob, for flags, env and documentation.
@@ -110,7 +111,7 @@ var Settings = []Setting{
 	{"validate-timeout", "EL_VALIDATE_TIMEOUT", "20s", "budget of validate and folders calls (Creatio waits for them in the UI)", dur(func(c *Config) *time.Duration { return &c.ValidateTimeout })},
 	{"imap-dial-timeout", "EL_IMAP_DIAL_TIMEOUT", "30s", "connect + TLS + login budget per attempt", dur(func(c *Config) *time.Duration { return &c.IMAPDialTimeout })},
 	{"imap-command-timeout", "EL_IMAP_COMMAND_TIMEOUT", "60s", "budget for one IMAP command (FETCH of a large message included)", dur(func(c *Config) *time.Duration { return &c.IMAPCommandTimeout })},
-	{"imap-idle-max", "EL_IMAP_IDLE_MAX", "25m", "re-issue IDLE after this long (max 29m, RFC 2177)", dur(func(c *Config) *time.Duration { return &c.IMAPIdleMax })},
+	{"imap-idle-max", "EL_IMAP_IDLE_MAX", "10m", "re-issue IDLE and re-check the folder after this long (max 29m, RFC 2177); bounds the delay if a server loses a push", dur(func(c *Config) *time.Duration { return &c.IMAPIdleMax })},
 	{"imap-folder-poll", "EL_IMAP_FOLDER_POLL", "60s", "STATUS check interval for watched folders other than INBOX", dur(func(c *Config) *time.Duration { return &c.IMAPFolderPoll })},
 	{"imap-dial-concurrency", "EL_IMAP_DIAL_CONCURRENCY", "64", "simultaneous connection attempts per mail server host", integer(func(c *Config) *int { return &c.IMAPDialConcurrency })},
 	{"imap-tls-insecure", "EL_IMAP_TLS_INSECURE", "false", "accept any mail server certificate (self-signed, expired); unsafe", boolean(func(c *Config) *bool { return &c.IMAPTLSInsecure })},
@@ -122,6 +123,7 @@ var Settings = []Setting{
 	{"delivery-timeout", "EL_DELIVERY_TIMEOUT", "120s", "timeout of one request to Creatio", dur(func(c *Config) *time.Duration { return &c.DeliveryTimeout })},
 	{"delivery-max-backoff", "EL_DELIVERY_MAX_BACKOFF", "60s", "longest wait between delivery retries while Creatio fails", dur(func(c *Config) *time.Duration { return &c.DeliveryMaxBackoff })},
 	{"token-refresh-wait", "EL_TOKEN_REFRESH_WAIT", "60s", "after an OAuth token is rejected, how long to wait for Creatio's update before reporting the failure", dur(func(c *Config) *time.Duration { return &c.TokenRefreshWait })},
+	{"append-sent", "EL_APPEND_SENT", "auto", "file mail sent through the service in the IMAP Sent folder: auto (not for Gmail/Microsoft, which do it themselves), always, never", str(func(c *Config) *string { return &c.AppendSent })},
 	{"reconnect-max-delay", "EL_RECONNECT_MAX_DELAY", "5m", "longest wait between reconnects to a failing mail server", dur(func(c *Config) *time.Duration { return &c.ReconnectMaxDelay })},
 }
 
@@ -180,6 +182,11 @@ func (c Config) Validate() error {
 	}
 	if c.IMAPIdleMax > 29*time.Minute || c.IMAPIdleMax < time.Second {
 		errs = append(errs, fmt.Errorf("EL_IMAP_IDLE_MAX %v: want between 1s and 29m", c.IMAPIdleMax))
+	}
+	switch c.AppendSent {
+	case "auto", "always", "never":
+	default:
+		errs = append(errs, fmt.Errorf("EL_APPEND_SENT %q: want auto, always or never", c.AppendSent))
 	}
 	if c.DeliveryPerHost < 1 {
 		errs = append(errs, errors.New("EL_DELIVERY_PER_HOST must be at least 1"))

@@ -15,7 +15,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ListenAddr != ":10000" || c.LogLevel != "info" || c.LogFormat != "text" || c.IMAPIdleMax != 25*time.Minute ||
+	if c.ListenAddr != ":10000" || c.LogLevel != "info" || c.LogFormat != "text" || c.IMAPIdleMax != 10*time.Minute ||
 		c.MaxMessageBytes != 64<<20 || c.DeliveryPerHost != 32 {
 		t.Fatalf("defaults: %+v", c)
 	}

@@ -93,7 +93,9 @@ func (j *job) finish(err error) {
 			"duration", time.Since(p.Started).Round(time.Millisecond))
 	case errors.Is(err, context.Canceled):
 		j.l.metrics.loads.WithLabelValues("cancelled").Inc()
-		j.update(func(p *Progress) { p.State, p.Finished, p.Error = StateFailed, time.Now(), "cancelled (replaced, closed or shutting down)" })
+		j.update(func(p *Progress) {
+			p.State, p.Finished, p.Error = StateFailed, time.Now(), "cancelled (replaced, closed or shutting down)"
+		})
 	default:
 		j.l.metrics.loads.WithLabelValues(StateFailed).Inc()
 		j.update(func(p *Progress) { p.State, p.Finished, p.Error = StateFailed, time.Now(), err.Error() })

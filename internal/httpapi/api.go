@@ -56,9 +56,9 @@ var ErrUnavailable = errors.New("service unavailable")
 type Options struct {
 	Service         Service
 	Mailbox         MailboxService // nil: the mailbox-level endpoints answer 501
-	PathPrefix      string       // optional extra mount point, e.g. /exchangelistener
-	MaxRequestBytes int64        // default 64 MiB
-	Metrics         http.Handler // served at /metrics when set
+	PathPrefix      string         // optional extra mount point, e.g. /exchangelistener
+	MaxRequestBytes int64          // default 64 MiB
+	Metrics         http.Handler   // served at /metrics when set
 	Logger          *slog.Logger
 	Registerer      prometheus.Registerer
 	Panics          *obs.Panics

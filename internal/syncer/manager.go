@@ -20,8 +20,11 @@ import (
 // Defaults for Options.
 const (
 	// DefaultIdleMax re-issues IDLE well before the 29 minutes after which RFC 2177
-	// allows servers to drop the client; each re-issue also proves the link alive.
-	DefaultIdleMax = 25 * time.Minute
+	// allows servers to drop the client. Each re-issue also proves the link
+	// alive and re-checks the folder for new mail, a safety net for a push the
+	// server lost (seen with Dovecot's imap-hibernate under overload); 10 min
+	// bounds that delay at ~2 wake-ups/s per 1,000 mailboxes.
+	DefaultIdleMax = 10 * time.Minute
 	// DefaultFolderPoll is how often folders other than the IDLE one are checked
 	// with STATUS (cheap: one round trip per folder, no SELECT unless changed).
 	DefaultFolderPoll = 60 * time.Second

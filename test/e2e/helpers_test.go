@@ -31,6 +31,7 @@ type env struct {
 	t    *testing.T
 	logs *logBuffer
 	dc   *testenv.Dovecot
+	pf   *testenv.Postfix // nil unless envOptions.postfix
 	col  *testenv.Collector
 	app  *app.App
 	base string
@@ -51,18 +52,26 @@ type envOptions struct {
 	tweak        func(*config.Config)
 	trustCA      bool
 	dovecotExtra string // appended to dovecot.conf
+	postfix      bool   // also start a Postfix (SMTP AUTH via Dovecot) delivering into the Dovecot
 }
 
 func newEnvWith(t *testing.T, o envOptions) *env {
 	t.Helper()
 	tweak, trustCA := o.tweak, o.trustCA
 	dc := testenv.NewT(t, testenv.DovecotOptions{Users: map[string]string{
-		"alice@example.com": "alicepw", "bob@example.com": "bobpw", "carol@example.com": "carolpw",
+		"alice@example.com": "alicepw", "bob@example.com": "bobpw", "carol@example.com": "carolpw", "dave@example.com": "davepw",
 	},
 		// No fsync per APPEND: seeding thousands of messages would take half a
 		// minute, and a test server needs no durability across power loss.
-		ExtraConf: "mail_fsync = never\n" + o.dovecotExtra,
+		ExtraConf: "mail_fsync = never\n" + o.dovecotExtra + postfixSASL(o.postfix),
 	})
+	var pf *testenv.Postfix
+	var smtpTLS *tls.Config
+	if o.postfix {
+		pf = testenv.NewPostfixT(t, testenv.PostfixOptions{Dovecot: dc, SASL: true,
+			Recipients: []string{"alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"}})
+		smtpTLS = pf.TLSConfig()
+	}
 	col := testenv.NewCollectorT(t)
 	cfg := config.Default()
 	cfg.ListenAddr = "127.0.0.1:0"
@@ -80,6 +89,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	}
 	a, err := app.New(cfg, log, "e2e", &app.Options{
 		IMAPTLS:         tlsCfg,
+		SMTPTLS:         smtpTLS,
 		Reconnect:       backoff.Policy{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond},
 		DeliveryBackoff: backoff.Policy{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond},
 	})
@@ -105,7 +115,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 			}
 		}
 	})
-	return &env{t: t, logs: logs, dc: dc, col: col, app: a, base: "http://" + a.Addr()}
+	return &env{t: t, logs: logs, dc: dc, pf: pf, col: col, app: a, base: "http://" + a.Addr()}
 }
 
 // wrongPassword is distinctive so the secrets check cannot miss it.
@@ -323,3 +333,10 @@ func silentListener(t *testing.T) string {
 
 // lenientToStd decodes Creatio's unquoted-key JSON with the service's decoder.
 func lenientToStd(s string, v any) error { return creatio.Decode([]byte(s), v) }
+
+func postfixSASL(on bool) string {
+	if on {
+		return "\n" + testenv.DovecotSASLConf
+	}
+	return ""
+}

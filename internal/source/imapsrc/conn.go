@@ -52,8 +52,14 @@ func (c *Conn) run(ctx context.Context, op string, f func() error) error {
 // Closed is closed when the connection is gone.
 func (c *Conn) Closed() <-chan struct{} { return c.c.Closed() }
 
-// Close logs out politely (bounded) and closes the connection.
+// Close logs out politely (bounded) and closes the connection. On an already
+// closed connection it returns at once.
 func (c *Conn) Close() error {
+	select {
+	case <-c.c.Closed():
+		return nil
+	default:
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -31,20 +31,22 @@ func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+		// Shutting down or closed: drop the connection instead of ending IDLE
+		// politely. A hibernated Dovecot session must be woken to answer DONE
+		// (~12 ms of server CPU each), which made stopping 1,000 mailboxes take
+		// 15 s; a closed socket costs the server nothing.
+		_ = c.c.Close()
+		return ctx.Err()
 	case <-wake:
 	case <-t.C:
 	case <-c.c.Closed():
 	}
-	err := c.run(context.WithoutCancel(ctx), "idle done", func() error {
+	return c.run(ctx, "idle done", func() error {
 		if err := cmd.Close(); err != nil {
 			return err
 		}
 		return cmd.Wait()
 	})
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return err
 }
 
 func (c *Conn) pollWait(ctx context.Context, wake <-chan struct{}, max time.Duration) error {
