@@ -94,8 +94,10 @@ func describe(mb *mail.Mailbox, err error) string {
 	switch mail.ClassOf(err) {
 	case mail.ClassAuth:
 		return fmt.Sprintf("Authentication failed for %q on %s: %v", mb.UserName, where, err)
+	case mail.ClassCertificate:
+		return fmt.Sprintf("The TLS certificate of %s is not trusted (self-signed, expired or issued for another host name): %v", where, err)
 	case mail.ClassTLS:
-		return fmt.Sprintf("Secure connection to %s failed (TLS: invalid, expired or self-signed certificate, or the port does not speak TLS): %v", where, err)
+		return fmt.Sprintf("Secure connection to %s failed (TLS handshake; does the port speak TLS?): %v", where, err)
 	case mail.ClassConnect:
 		var dnsErr *net.DNSError
 		if errors.As(err, &dnsErr) {

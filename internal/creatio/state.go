@@ -78,6 +78,7 @@ func NewMailboxStateForError(mb *mail.Mailbox, err error) MailboxState {
 //	class     ExceptionClassName
 //	auth      MailKit.Security.AuthenticationException
 //	tls       MailKit.Security.SslHandshakeException
+//	certificate  Terrasoft.Configuration.BaseSslWarningException
 //	connect   System.Net.Sockets.SocketException
 //	timeout   System.TimeoutException
 //	protocol  MailKit.Net.Imap.ImapProtocolException
@@ -91,6 +92,12 @@ func ExceptionClassName(c mail.ErrorClass) string {
 		return "MailKit.Security.AuthenticationException"
 	case mail.ClassTLS:
 		return "MailKit.Security.SslHandshakeException"
+	case mail.ClassCertificate:
+		// Creatio ships a SyncErrorHandler row for exactly this class (message
+		// "invalid SSL certificate (expired, self-signed or SHA1)", action
+		// ManualDismiss, spec §5.3): an untrusted certificate then shows
+		// Creatio's own warning instead of a generic error.
+		return "Terrasoft.Configuration.BaseSslWarningException"
 	case mail.ClassConnect:
 		return "System.Net.Sockets.SocketException"
 	case mail.ClassTimeout:

@@ -97,14 +97,15 @@ func TestStatusUnmarshal(t *testing.T) {
 
 func TestExceptionClassName(t *testing.T) {
 	want := map[mail.ErrorClass]string{
-		mail.ClassAuth:     "MailKit.Security.AuthenticationException",
-		mail.ClassTLS:      "MailKit.Security.SslHandshakeException",
-		mail.ClassConnect:  "System.Net.Sockets.SocketException",
-		mail.ClassTimeout:  "System.TimeoutException",
-		mail.ClassProtocol: "MailKit.Net.Imap.ImapProtocolException",
-		mail.ClassConfig:   "System.ArgumentException",
-		mail.ClassInternal: "System.Exception",
-		"something-new":    "System.Exception",
+		mail.ClassAuth:        "MailKit.Security.AuthenticationException",
+		mail.ClassTLS:         "MailKit.Security.SslHandshakeException",
+		mail.ClassCertificate: "Terrasoft.Configuration.BaseSslWarningException",
+		mail.ClassConnect:     "System.Net.Sockets.SocketException",
+		mail.ClassTimeout:     "System.TimeoutException",
+		mail.ClassProtocol:    "MailKit.Net.Imap.ImapProtocolException",
+		mail.ClassConfig:      "System.ArgumentException",
+		mail.ClassInternal:    "System.Exception",
+		"something-new":       "System.Exception",
 	}
 	for _, c := range mail.Classes {
 		if _, ok := want[c]; !ok {

@@ -12,7 +12,11 @@ type ErrorClass string
 
 const (
 	ClassAuth     ErrorClass = "auth"     // credentials rejected
-	ClassTLS      ErrorClass = "tls"      // handshake or certificate failure
+	ClassTLS      ErrorClass = "tls"      // TLS handshake failure (protocol, port not speaking TLS)
+	// ClassCertificate: the server's certificate is not trusted (self-signed,
+	// expired, wrong host name). Kept apart from ClassTLS because Creatio has a
+	// dedicated warning for it (BaseSslWarningException).
+	ClassCertificate ErrorClass = "certificate"
 	ClassConnect  ErrorClass = "connect"  // DNS, refused, unreachable, reset
 	ClassTimeout  ErrorClass = "timeout"  // a deadline ran out
 	ClassProtocol ErrorClass = "protocol" // unexpected server response
@@ -21,7 +25,7 @@ const (
 )
 
 // Classes lists every class, for pre-initializing metric labels.
-var Classes = []ErrorClass{ClassAuth, ClassTLS, ClassConnect, ClassTimeout, ClassProtocol, ClassConfig, ClassInternal}
+var Classes = []ErrorClass{ClassAuth, ClassTLS, ClassCertificate, ClassConnect, ClassTimeout, ClassProtocol, ClassConfig, ClassInternal}
 
 // Error is a classified failure of an operation against a mail server.
 type Error struct {

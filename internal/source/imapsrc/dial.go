@@ -286,9 +286,9 @@ func classify(op string, err error) error {
 		netErr     net.Error
 	)
 	switch {
-	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr),
-		errors.As(err, &invalidErr), errors.As(err, &recErr), errors.As(err, &alertErr),
-		strings.Contains(err.Error(), "tls:"):
+	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
+		return &mail.Error{Class: mail.ClassCertificate, Op: op, Err: err}
+	case errors.As(err, &recErr), errors.As(err, &alertErr), strings.Contains(err.Error(), "tls:"):
 		return &mail.Error{Class: mail.ClassTLS, Op: op, Err: err}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout(),
 		strings.Contains(err.Error(), "timeout"):
