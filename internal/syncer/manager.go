@@ -54,9 +54,16 @@ type Options struct {
 	// TokenRefreshWait is how long a mailbox whose OAuth token was rejected
 	// waits for the client's update before reporting the failure.
 	TokenRefreshWait time.Duration
-	Logger           *slog.Logger
-	Registerer       prometheus.Registerer
-	Panics           *obs.Panics
+	// Leaser, when set (cluster mode), must grant a mailbox's lease before its
+	// session starts; a lost lease stops the session.
+	Leaser Leaser
+	// OnStatus, when set, is called on the mailbox's goroutine after every state
+	// change (cluster mode publishes it for the other nodes). It must not block
+	// for long.
+	OnStatus   func(id mail.MailboxID, st Status)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Panics     *obs.Panics
 }
 
 // Mode says how a registration relates to an existing subscription.

@@ -76,3 +76,18 @@ type permanent interface{ PermanentFailure() bool }
 
 // FolderLister decides which folders "all folders" means.
 type FolderLister func(f source.Folder) bool
+
+// Leaser grants exclusive ownership of a mailbox across nodes (cluster mode).
+// Obtain fails while another node holds the mailbox.
+type Leaser interface {
+	Obtain(ctx context.Context, id mail.MailboxID) (Lease, error)
+}
+
+// Lease is held ownership of one mailbox. Done is closed when it is lost; the
+// session then stops. Fence is stamped on every cursor write so that a stale
+// owner's writes are rejected.
+type Lease interface {
+	Fence() uint64
+	Done() <-chan struct{}
+	Release(ctx context.Context) error
+}

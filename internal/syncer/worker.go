@@ -33,6 +33,7 @@ type worker struct {
 	// owned by run
 	reported  error  // the failure last reported to the client, nil if none
 	refreshed string // the access token a refresh was last requested for
+	fence     uint64 // fencing token of the held lease (cluster mode), stamped on cursor writes
 }
 
 func (m *Manager) newWorker(mb *mail.Mailbox) *worker {
@@ -75,12 +76,17 @@ func (w *worker) update(f func(s *Status)) {
 	w.mu.Lock()
 	old := w.status.State
 	f(&w.status)
-	if w.status.State != old {
+	changed := w.status.State != old
+	if changed {
 		w.status.Since = time.Now()
 		w.m.metrics.subscriptions.WithLabelValues(old).Dec()
 		w.m.metrics.subscriptions.WithLabelValues(w.status.State).Inc()
 	}
+	snap := w.status
 	w.mu.Unlock()
+	if changed && w.m.opts.OnStatus != nil {
+		w.m.opts.OnStatus(w.id, snap)
+	}
 }
 
 // finish marks the worker closed; closed subscriptions are not in the gauge.
@@ -88,7 +94,11 @@ func (w *worker) finish() {
 	w.mu.Lock()
 	w.m.metrics.subscriptions.WithLabelValues(w.status.State).Dec()
 	w.status.State, w.status.Since = StateClosed, time.Now()
+	snap := w.status
 	w.mu.Unlock()
+	if w.m.opts.OnStatus != nil {
+		w.m.opts.OnStatus(w.id, snap)
+	}
 }
 
 func (w *worker) stop() {
@@ -113,10 +123,59 @@ func (w *worker) onExists() {
 	}
 }
 
-// run is the supervisor loop: session, and on failure report, back off, retry.
+// run supervises the mailbox; in cluster mode only while holding its lease.
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	defer w.finish()
+	if w.m.opts.Leaser == nil {
+		w.supervise(ctx)
+		return
+	}
+	for ctx.Err() == nil {
+		lease, err := w.obtain(ctx)
+		if err != nil {
+			return
+		}
+		w.fence = lease.Fence()
+		lctx, cancel := context.WithCancel(ctx)
+		go func() { // todo: fold into the lease manager to save a goroutine per mailbox
+			select {
+			case <-lease.Done():
+				w.log.Warn("mailbox lease lost, stopping the session", "fence", w.fence)
+				cancel()
+			case <-lctx.Done():
+			}
+		}()
+		w.supervise(lctx)
+		cancel()
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		obs.Check(w.log, lease.Release(rctx), "release mailbox lease")
+		rcancel()
+	}
+}
+
+// obtain waits until this node holds the mailbox's lease: a previous owner may
+// still hold it while it hands over or until it expires after a crash.
+func (w *worker) obtain(ctx context.Context) (Lease, error) {
+	b := backoff.Backoff{Policy: backoff.Policy{Min: 200 * time.Millisecond, Max: 2 * time.Second}}
+	logged := false
+	for {
+		lease, err := w.m.opts.Leaser.Obtain(ctx, w.id)
+		if err == nil {
+			return lease, nil
+		}
+		if !logged {
+			w.log.Info("waiting for the mailbox lease", "err", err)
+			logged = true
+		}
+		if err := b.Wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// supervise is the session loop: session, and on failure report, back off, retry.
+func (w *worker) supervise(ctx context.Context) {
 	b := backoff.Backoff{Policy: w.m.opts.Reconnect}
 	for {
 		err := w.safeSession(ctx, &b)
