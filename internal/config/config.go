@@ -9,6 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +43,56 @@ type Config struct {
 	ReconnectMaxDelay  time.Duration
 	TokenRefreshWait   time.Duration
 	AppendSent         string
+
+	// Redis-backed clustering (issue #4). Any of RedisURL, RedisConnection and
+	// RedisHost selects Redis (UsesRedis), in that order of precedence; none
+	// means the embedded memory store. The store package turns them into client
+	// options (store.RedisConfig, store.RedisOptionsFromConfig).
+	RedisURL         Secret // EL_REDIS_URL; may embed a password
+	RedisConnection  Secret // EL_REDIS_CONNECTION, Redis__Connection or RedisConnection (StackExchange style)
+	RedisHost        string // ExchangeListenerRedisHost, host:port
+	RedisDatabase    int    // ExchangeListenerRedisDatabase, with RedisHost
+	RedisPassword    Secret // ExchangeListenerRedisPassword
+	RedisTLSCAFile   string
+	RedisTLSInsecure bool
+	RedisPrefix      string // key prefix, default "el:"
+
+	// Credentials at rest: a 32-byte AES key as base64 (SecretKey) or in a file
+	// (SecretKeyFile, base64 or raw); see secret.LoadKey.
+	SecretKey             Secret
+	SecretKeyFile         string
+	AllowPlaintextSecrets bool // run against Redis without a key (credentials stored unencrypted)
+
+	// NodeID names this node in the cluster (EL_NODE_ID); Load defaults it to
+	// the PodName variable (Kubernetes StatefulSet pods), else the host name.
+	NodeID string
 }
+
+// Secret is a setting that must never be printed: String, GoString,
+// MarshalText and LogValue redact it. Read it with Reveal.
+type Secret string
+
+const redacted = "[redacted]"
+
+// Reveal returns the secret value.
+func (s Secret) Reveal() string { return string(s) }
+
+// String redacts a non-empty secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString is String, for %#v.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// MarshalText redacts, for JSON or YAML dumps of the configuration.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Setting describes one configuration knob, for flags, env and documentation.
 type Setting struct {
@@ -54,6 +105,11 @@ type Setting struct {
 
 func str(p func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+// secret never fails, so that no error message can ever quote a secret.
+func secret(p func(*Config) *Secret) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = Secret(v); return nil }
 }
 
 func dur(p func(*Config) *time.Duration) func(*Config, string) error {
@@ -125,7 +181,30 @@ var Settings = []Setting{
 	{"token-refresh-wait", "EL_TOKEN_REFRESH_WAIT", "60s", "after an OAuth token is rejected, how long to wait for Creatio's update before reporting the failure", dur(func(c *Config) *time.Duration { return &c.TokenRefreshWait })},
 	{"append-sent", "EL_APPEND_SENT", "auto", "file mail sent through the service in the IMAP Sent folder: auto (not for Gmail/Microsoft, which do it themselves), always, never", str(func(c *Config) *string { return &c.AppendSent })},
 	{"reconnect-max-delay", "EL_RECONNECT_MAX_DELAY", "5m", "longest wait between reconnects to a failing mail server", dur(func(c *Config) *time.Duration { return &c.ReconnectMaxDelay })},
+	// Redis and clustering. Secrets without a flag are read from the environment
+	// only: a command line is visible to every user of the host (ps).
+	{"redis-url", "EL_REDIS_URL", "", "Redis for clustering: redis:// or rediss:// (TLS) URL [user:password@]host:port[/db]; several hosts (host1:port,host2:port) mean Redis Cluster, ?master_name= Sentinel; wins over the settings below", secret(func(c *Config) *Secret { return &c.RedisURL })},
+	{"redis-connection", "EL_REDIS_CONNECTION", "", "Redis as a StackExchange.Redis connection string host:port,password=…,user=…,ssl=true,defaultDatabase=N (also read from Redis__Connection or RedisConnection); used when EL_REDIS_URL is empty", secret(func(c *Config) *Secret { return &c.RedisConnection })},
+	{"redis-host", "ExchangeListenerRedisHost", "", "the original service's Redis host:port, used when EL_REDIS_URL and EL_REDIS_CONNECTION are empty", str(func(c *Config) *string { return &c.RedisHost })},
+	{"redis-database", "ExchangeListenerRedisDatabase", "0", "Redis database number for ExchangeListenerRedisHost", integer(func(c *Config) *int { return &c.RedisDatabase })},
+	{"", "ExchangeListenerRedisPassword", "", "Redis password for ExchangeListenerRedisHost; also used by EL_REDIS_URL or EL_REDIS_CONNECTION when they carry none (environment only)", secret(func(c *Config) *Secret { return &c.RedisPassword })},
+	{"redis-tls-ca-file", "EL_REDIS_TLS_CA_FILE", "", "PEM file with extra CA certificates to trust for Redis (with rediss:// or ssl=true)", str(func(c *Config) *string { return &c.RedisTLSCAFile })},
+	{"redis-tls-insecure", "EL_REDIS_TLS_INSECURE", "false", "accept any Redis server certificate; unsafe", boolean(func(c *Config) *bool { return &c.RedisTLSInsecure })},
+	{"redis-prefix", "EL_REDIS_PREFIX", "el:", "prefix of every Redis key, to share a database (no { or })", str(func(c *Config) *string { return &c.RedisPrefix })},
+	{"", "EL_SECRET_KEY", "", "base64 of a 32-byte AES-256 key sealing mailbox credentials in Redis (openssl rand -base64 32); environment only", secret(func(c *Config) *Secret { return &c.SecretKey })},
+	{"secret-key-file", "EL_SECRET_KEY_FILE", "", "file holding the key as base64 or 32 raw bytes (a Kubernetes secret mount); instead of EL_SECRET_KEY", str(func(c *Config) *string { return &c.SecretKeyFile })},
+	{"allow-plaintext-secrets", "EL_ALLOW_PLAINTEXT_SECRETS", "false", "start against Redis without EL_SECRET_KEY/EL_SECRET_KEY_FILE, keeping credentials unencrypted; unsafe", boolean(func(c *Config) *bool { return &c.AllowPlaintextSecrets })},
+	{"node-id", "EL_NODE_ID", "", "this node's name in the cluster; empty: the PodName variable, else the host name", str(func(c *Config) *string { return &c.NodeID })},
 }
+
+// envAliases are further variables a setting is read from when its own is
+// unset: the names of the original service's Helm chart.
+var envAliases = map[string][]string{
+	"EL_REDIS_CONNECTION": {"Redis__Connection", "RedisConnection"},
+}
+
+// hostname is os.Hostname, replaceable in tests.
+var hostname = os.Hostname
 
 // Default returns the configuration with every default applied.
 func Default() Config {
@@ -143,15 +222,24 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Config, e
 	c := Default()
 	var errs []error
 	for _, s := range Settings {
-		if v := strings.TrimSpace(getenv(s.Env)); v != "" {
+		name, v := s.Env, strings.TrimSpace(getenv(s.Env))
+		for _, alias := range envAliases[s.Env] {
+			if v == "" {
+				name, v = alias, strings.TrimSpace(getenv(alias))
+			}
+		}
+		if v != "" {
 			if err := s.set(&c, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", s.Env, v, err))
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
 			}
 		}
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	for _, s := range Settings {
+		if s.Flag == "" {
+			continue // a secret: environment only
+		}
 		fs.Func(s.Flag, s.Help+" (env "+s.Env+", default "+strconv.Quote(s.Default)+")", func(v string) error { return s.set(&c, v) })
 	}
 	if err := fs.Parse(args); err != nil {
@@ -159,6 +247,12 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Config, e
 	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %v", fs.Args()))
+	}
+	if c.NodeID == "" {
+		c.NodeID = strings.TrimSpace(getenv("PodName"))
+	}
+	if c.NodeID == "" {
+		c.NodeID, _ = hostname() // empty on failure; Validate reports it when it matters
 	}
 	if err := errors.Join(errs...); err != nil {
 		return c, err
@@ -194,7 +288,29 @@ func (c Config) Validate() error {
 	if c.IMAPDialConcurrency < 1 {
 		errs = append(errs, errors.New("EL_IMAP_DIAL_CONCURRENCY must be at least 1"))
 	}
+	if strings.ContainsAny(c.RedisPrefix, "{}") {
+		errs = append(errs, fmt.Errorf("EL_REDIS_PREFIX %q must not contain { or } (they would break Redis Cluster hash tags)", c.RedisPrefix))
+	}
+	if c.SecretKey != "" && c.SecretKeyFile != "" {
+		errs = append(errs, errors.New("set EL_SECRET_KEY or EL_SECRET_KEY_FILE, not both"))
+	}
+	if c.UsesRedis() {
+		if c.SecretKey == "" && c.SecretKeyFile == "" && !c.AllowPlaintextSecrets {
+			errs = append(errs, errors.New("no EL_SECRET_KEY or EL_SECRET_KEY_FILE set while Redis is configured: "+
+				"mailbox passwords would be stored unencrypted (set EL_ALLOW_PLAINTEXT_SECRETS=true to accept that)"))
+		}
+		if c.NodeID == "" {
+			errs = append(errs, errors.New("EL_NODE_ID is empty and neither PodName nor the host name is available"))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// UsesRedis reports whether a Redis connection is configured (EL_REDIS_URL,
+// EL_REDIS_CONNECTION or ExchangeListenerRedisHost); otherwise the service runs
+// on the embedded memory store.
+func (c Config) UsesRedis() bool {
+	return c.RedisURL != "" || c.RedisConnection != "" || c.RedisHost != ""
 }
 
 // ParseSize parses a byte size such as 1024, 512KiB, 64MiB, 1GB.

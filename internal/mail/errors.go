@@ -11,17 +11,17 @@ import (
 type ErrorClass string
 
 const (
-	ClassAuth     ErrorClass = "auth"     // credentials rejected
-	ClassTLS      ErrorClass = "tls"      // TLS handshake failure (protocol, port not speaking TLS)
+	ClassAuth ErrorClass = "auth" // credentials rejected
+	ClassTLS  ErrorClass = "tls"  // TLS handshake failure (protocol, port not speaking TLS)
 	// ClassCertificate: the server's certificate is not trusted (self-signed,
 	// expired, wrong host name). Kept apart from ClassTLS because Creatio has a
 	// dedicated warning for it (BaseSslWarningException).
 	ClassCertificate ErrorClass = "certificate"
-	ClassConnect  ErrorClass = "connect"  // DNS, refused, unreachable, reset
-	ClassTimeout  ErrorClass = "timeout"  // a deadline ran out
-	ClassProtocol ErrorClass = "protocol" // unexpected server response
-	ClassConfig   ErrorClass = "config"   // the mailbox settings cannot work (no host, bad folder)
-	ClassInternal ErrorClass = "internal" // a bug or resource problem on our side
+	ClassConnect     ErrorClass = "connect"  // DNS, refused, unreachable, reset
+	ClassTimeout     ErrorClass = "timeout"  // a deadline ran out
+	ClassProtocol    ErrorClass = "protocol" // unexpected server response
+	ClassConfig      ErrorClass = "config"   // the mailbox settings cannot work (no host, bad folder)
+	ClassInternal    ErrorClass = "internal" // a bug or resource problem on our side
 )
 
 // Classes lists every class, for pre-initializing metric labels.

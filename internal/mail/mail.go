@@ -102,6 +102,12 @@ type Cursor struct {
 	// the cursor was created). After a UIDVALIDITY change, messages since a day
 	// before it are re-delivered: the client deduplicates by Message-ID.
 	LastDate time.Time
+	// Fence is the lease fencing token of the writer: the monotonic number the
+	// node got with its lease on the mailbox. A store rejects a cursor write whose
+	// Fence is lower than the one stored with that folder's cursor, so a paused or
+	// partitioned former owner cannot move a cursor backwards. A single node
+	// without leases writes 0.
+	Fence uint64
 }
 
 // Address is one mailbox address with its optional display name.

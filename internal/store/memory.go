@@ -15,6 +15,7 @@ type Memory struct {
 	mu        sync.RWMutex
 	mailboxes map[mail.MailboxID]*mail.Mailbox
 	cursors   map[mail.MailboxID]map[string]mail.Cursor
+	statuses  map[mail.MailboxID]mail.Status
 }
 
 // NewMemory returns an empty in-memory store.
@@ -22,11 +23,15 @@ func NewMemory() *Memory {
 	return &Memory{
 		mailboxes: make(map[mail.MailboxID]*mail.Mailbox),
 		cursors:   make(map[mail.MailboxID]map[string]mail.Cursor),
+		statuses:  make(map[mail.MailboxID]mail.Status),
 	}
 }
 
-// PutMailbox registers or replaces a mailbox. Cursors are kept.
+// PutMailbox registers or replaces a mailbox. Cursors and status are kept.
 func (s *Memory) PutMailbox(_ context.Context, m *mail.Mailbox) error {
+	if m.ID == "" {
+		return ErrInvalidID
+	}
 	s.mu.Lock()
 	s.mailboxes[m.ID] = cloneMailbox(m)
 	s.mu.Unlock()
@@ -56,11 +61,13 @@ func (s *Memory) Mailboxes(_ context.Context) ([]*mail.Mailbox, error) {
 	return out, nil
 }
 
-// DeleteMailbox forgets a mailbox and its cursors. Unknown ids are not an error.
+// DeleteMailbox forgets a mailbox, its cursors and its status. Unknown ids are
+// not an error.
 func (s *Memory) DeleteMailbox(_ context.Context, id mail.MailboxID) error {
 	s.mu.Lock()
 	delete(s.mailboxes, id)
 	delete(s.cursors, id)
+	delete(s.statuses, id)
 	s.mu.Unlock()
 	return nil
 }
@@ -73,15 +80,50 @@ func (s *Memory) Cursor(_ context.Context, id mail.MailboxID, folder string) (ma
 	return c, ok, nil
 }
 
-// PutCursor stores the cursor of one folder.
+// PutCursor stores the cursor of one folder unless c.Fence is lower than the
+// fence stored with it (ErrStaleFence). Fence 0 everywhere, as a single node
+// writes, always succeeds.
 func (s *Memory) PutCursor(_ context.Context, id mail.MailboxID, folder string, c mail.Cursor) error {
+	if id == "" {
+		return ErrInvalidID
+	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	fc := s.cursors[id]
 	if fc == nil {
 		fc = make(map[string]mail.Cursor)
 		s.cursors[id] = fc
 	}
-	fc[folder] = c
+	if old, ok := fc[folder]; ok && c.Fence < old.Fence {
+		return staleFence(id, folder, c.Fence, old.Fence)
+	}
+	fc[folder] = normCursor(c)
+	return nil
+}
+
+// PutStatus replaces the status record of a mailbox.
+func (s *Memory) PutStatus(_ context.Context, id mail.MailboxID, st mail.Status) error {
+	if id == "" {
+		return ErrInvalidID
+	}
+	st = normStatus(st)
+	s.mu.Lock()
+	s.statuses[id] = st
 	s.mu.Unlock()
 	return nil
+}
+
+// Statuses returns the status records of the given mailboxes; ids without one
+// are absent from the map.
+func (s *Memory) Statuses(_ context.Context, ids []mail.MailboxID) (map[mail.MailboxID]mail.Status, error) {
+	out := make(map[mail.MailboxID]mail.Status, len(ids))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, id := range ids {
+		if st, ok := s.statuses[id]; ok {
+			st.Folders = cloneSlice(st.Folders)
+			out[id] = st
+		}
+	}
+	return out, nil
 }

@@ -5,10 +5,15 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/store"
 )
 
 // Store is the behaviour under test.
@@ -19,6 +24,25 @@ type Store interface {
 	DeleteMailbox(ctx context.Context, id mail.MailboxID) error
 	Cursor(ctx context.Context, id mail.MailboxID, folder string) (mail.Cursor, bool, error)
 	PutCursor(ctx context.Context, id mail.MailboxID, folder string, c mail.Cursor) error
+	PutStatus(ctx context.Context, id mail.MailboxID, st mail.Status) error
+	Statuses(ctx context.Context, ids []mail.MailboxID) (map[mail.MailboxID]mail.Status, error)
+}
+
+// FullMailbox returns a mailbox with every field set, shaped like what Creatio
+// registers (about 1 KB of create request).
+func FullMailbox(id string) *mail.Mailbox {
+	return &mail.Mailbox{
+		ID: mail.MailboxID(id), Kind: mail.ServerIMAP, ServerType: "844f0837-eaa0-4f40-b965-71f5db9eae6e",
+		Host: "imap.example.com", Port: 993, UseSSL: true, Secure: mail.SecureSSL,
+		UserName: "john.doe@example.com", Password: `p"a:s{s}\w,o'rd`, AccessToken: "", UseOAuth: false,
+		FolderIDs: []string{"INBOX", "Sent Items", "Archive/2025/Customers", ""},
+		Endpoint:  "https://crm.example.com/0/ServiceModel/ExchangeListenerService.svc/ProcessFullEmail",
+		User:      "Supervisor", Workspace: "Default", TimeZone: "Russian Standard Time",
+		SenderAddress: "john.doe@example.com", Context: "{UserRequested:true,HasError:false}",
+		SubscriptionTTL: -1,
+		Features:        map[string]bool{"MarkEmailsAsSynchronized": true, "UseBinaryData": false},
+		Extra:           map[string]string{"ServiceUrl": "imap.example.com", "UseFullEmail": "true", "Empty": ""},
+	}
 }
 
 // Run runs the contract against the store newStore returns (a fresh, empty one
@@ -61,6 +85,58 @@ func Run(t *testing.T, newStore func(t *testing.T) Store, notFound error) {
 		if _, err := s.Mailbox(ctx, "a"); !errors.Is(err, notFound) {
 			t.Fatalf("after delete err = %v", err)
 		}
+		if all, _ := s.Mailboxes(ctx); len(all) != 1 || all[0].ID != "b" {
+			t.Fatalf("Mailboxes after delete = %v", all)
+		}
+	})
+	t.Run("mailbox round trip", func(t *testing.T) {
+		s := newStore(t)
+		want := FullMailbox("1111aaaa-2222-4bbb-8ccc-333333dddddd")
+		if err := s.PutMailbox(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		want.Host = "mutated after put"
+		want = FullMailbox(string(want.ID))
+		got, err := s.Mailbox(ctx, want.ID)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Mailbox =\n%#v, %v\nwant\n%#v", got, err, want)
+		}
+		all, err := s.Mailboxes(ctx)
+		if err != nil || len(all) != 1 || !reflect.DeepEqual(all[0], want) {
+			t.Fatalf("Mailboxes = %#v, %v", all, err)
+		}
+		// Replacing swaps every field; empty collections read back as nil.
+		repl := &mail.Mailbox{ID: want.ID, Kind: mail.ServerExchange, AccessToken: "eyJ0eXAi.tok", UseOAuth: true,
+			FolderIDs: []string{}, Features: map[string]bool{}, Extra: map[string]string{}}
+		if err := s.PutMailbox(ctx, repl); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.Mailbox(ctx, want.ID)
+		wantRepl := &mail.Mailbox{ID: want.ID, Kind: mail.ServerExchange, AccessToken: "eyJ0eXAi.tok", UseOAuth: true}
+		if err != nil || !reflect.DeepEqual(got, wantRepl) {
+			t.Fatalf("after replace: %#v, %v", got, err)
+		}
+		if err := s.PutMailbox(ctx, &mail.Mailbox{}); err == nil {
+			t.Fatal("PutMailbox with an empty id succeeded")
+		}
+	})
+	t.Run("many mailboxes", func(t *testing.T) {
+		s := newStore(t)
+		const n = 1100 // more than one listing batch of the Redis store
+		for i := n - 1; i >= 0; i-- {
+			if err := s.PutMailbox(ctx, mb(fmt.Sprintf("m%05d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, err := s.Mailboxes(ctx)
+		if err != nil || len(all) != n {
+			t.Fatalf("Mailboxes: %d, %v", len(all), err)
+		}
+		for i, m := range all {
+			if want := mail.MailboxID(fmt.Sprintf("m%05d", i)); m.ID != want || m.Password != "secret" {
+				t.Fatalf("Mailboxes[%d] = %s, want %s", i, m.ID, want)
+			}
+		}
 	})
 	t.Run("cursors", func(t *testing.T) {
 		s := newStore(t)
@@ -95,6 +171,186 @@ func Run(t *testing.T, newStore func(t *testing.T) Store, notFound error) {
 		}
 		if _, ok, _ := s.Cursor(ctx, "m", "INBOX"); ok {
 			t.Fatal("DeleteMailbox kept cursors")
+		}
+	})
+	t.Run("cursor round trip", func(t *testing.T) {
+		s := newStore(t)
+		// Not registered: cursors work without a mailbox record.
+		in := mail.Cursor{UIDValidity: 4294967295, LastUID: 4294967294,
+			LastDate: time.Date(2026, 11, 1, 12, 30, 15, 987654321, time.FixedZone("MSK", 3*3600)), Fence: 1<<64 - 1}
+		for _, folder := range []string{"INBOX", "Projects/2026 \"Q:1\"", "Входящие", "", "a:b:c"} {
+			if err := s.PutCursor(ctx, "m", folder, in); err != nil {
+				t.Fatalf("PutCursor(%q): %v", folder, err)
+			}
+			got, ok, err := s.Cursor(ctx, "m", folder)
+			want := mail.Cursor{UIDValidity: in.UIDValidity, LastUID: in.LastUID,
+				LastDate: time.Date(2026, 11, 1, 9, 30, 15, 0, time.UTC), Fence: in.Fence}
+			if !ok || err != nil || got != want {
+				t.Fatalf("Cursor(%q) = %+v ok=%v err=%v\nwant %+v (UTC, whole seconds)", folder, got, ok, err, want)
+			}
+		}
+		// The zero time stays zero.
+		if err := s.PutCursor(ctx, "z", "INBOX", mail.Cursor{UIDValidity: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := s.Cursor(ctx, "z", "INBOX"); !got.LastDate.IsZero() || got != (mail.Cursor{UIDValidity: 1}) {
+			t.Fatalf("zero cursor read back as %+v", got)
+		}
+	})
+	t.Run("fencing", func(t *testing.T) {
+		s := newStore(t)
+		put := func(folder string, uid uint32, fence uint64) error {
+			return s.PutCursor(ctx, "m", folder, mail.Cursor{UIDValidity: 1, LastUID: uid, Fence: fence})
+		}
+		get := func(folder string) mail.Cursor {
+			t.Helper()
+			c, ok, err := s.Cursor(ctx, "m", folder)
+			if !ok || err != nil {
+				t.Fatalf("Cursor(%s): ok=%v err=%v", folder, ok, err)
+			}
+			return c
+		}
+		// A single node writes fence 0 over and over.
+		for uid := uint32(1); uid <= 3; uid++ {
+			if err := put("INBOX", uid, 0); err != nil {
+				t.Fatalf("fence 0 write %d: %v", uid, err)
+			}
+		}
+		if err := put("INBOX", 10, 5); err != nil {
+			t.Fatalf("higher fence: %v", err)
+		}
+		err := put("INBOX", 99, 4)
+		if !errors.Is(err, store.ErrStaleFence) {
+			t.Fatalf("lower fence: err = %v, want ErrStaleFence", err)
+		}
+		if !strings.Contains(err.Error(), "store: stale fence") {
+			t.Fatalf("error text %q", err)
+		}
+		if c := get("INBOX"); c.LastUID != 10 || c.Fence != 5 {
+			t.Fatalf("stale write changed the cursor: %+v", c)
+		}
+		if err := put("INBOX", 0, 0); !errors.Is(err, store.ErrStaleFence) {
+			t.Fatalf("fence 0 after 5: err = %v", err)
+		}
+		if err := put("INBOX", 11, 5); err != nil {
+			t.Fatalf("equal fence: %v", err)
+		}
+		if err := put("INBOX", 12, 6); err != nil {
+			t.Fatalf("higher fence: %v", err)
+		}
+		if c := get("INBOX"); c.LastUID != 12 || c.Fence != 6 {
+			t.Fatalf("cursor = %+v", c)
+		}
+		// The fence is per folder: another folder has none stored yet.
+		if err := put("Sent", 1, 1); err != nil {
+			t.Fatalf("first write of another folder: %v", err)
+		}
+		// Fences compare exactly over the whole uint64 range (no float rounding).
+		if err := put("Big", 1, 1<<53+1); err != nil {
+			t.Fatal(err)
+		}
+		if err := put("Big", 2, 1<<53); !errors.Is(err, store.ErrStaleFence) {
+			t.Fatalf("2^53 after 2^53+1: err = %v", err)
+		}
+		if err := put("Big", 3, 1<<64-1); err != nil {
+			t.Fatal(err)
+		}
+		if err := put("Big", 4, 1<<64-2); !errors.Is(err, store.ErrStaleFence) {
+			t.Fatalf("max-1 after max: err = %v", err)
+		}
+		if err := put("Big", 5, 1<<64-1); err != nil {
+			t.Fatalf("equal max fence: %v", err)
+		}
+		// Deleting the mailbox forgets the fences with the cursors.
+		if err := s.DeleteMailbox(ctx, "m"); err != nil {
+			t.Fatal(err)
+		}
+		if err := put("INBOX", 1, 0); err != nil {
+			t.Fatalf("after delete: %v", err)
+		}
+	})
+	t.Run("concurrent fenced writers", func(t *testing.T) {
+		s := newStore(t)
+		const writers = 8
+		var wg sync.WaitGroup
+		for w := 1; w <= writers; w++ {
+			wg.Go(func() {
+				for i := range 20 {
+					err := s.PutCursor(ctx, "m", "INBOX", mail.Cursor{UIDValidity: 1, LastUID: uint32(w*100 + i), Fence: uint64(w)})
+					if err != nil && !errors.Is(err, store.ErrStaleFence) {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		c, _, err := s.Cursor(ctx, "m", "INBOX")
+		if err != nil || c.Fence != writers || c.LastUID/100 != writers {
+			t.Fatalf("after the race: %+v, %v; want the highest fence's write", c, err)
+		}
+	})
+	t.Run("statuses", func(t *testing.T) {
+		s := newStore(t)
+		if got, err := s.Statuses(ctx, nil); err != nil || got == nil || len(got) != 0 {
+			t.Fatalf("Statuses(nil) = %v, %v; want an empty map", got, err)
+		}
+		msk := time.FixedZone("MSK", 3*3600)
+		long := strings.Repeat("é", store.MaxLastError) // 2 bytes each: cut at a character boundary
+		in := mail.Status{State: "error", ErrorClass: "auth", LastError: long, Node: "el-0",
+			Since:       time.Date(2026, 11, 1, 12, 0, 0, 123456789, msk),
+			RetryAt:     time.Date(2026, 11, 1, 12, 0, 30, 0, time.UTC),
+			LastEventAt: time.Date(1969, 12, 31, 23, 59, 59, 500000000, time.UTC),
+			Delivered:   1<<64 - 1, Folders: []string{"INBOX", "Sent Items", ""}}
+		if err := s.PutStatus(ctx, "a", in); err != nil { // no mailbox record needed
+			t.Fatal(err)
+		}
+		in.Folders[0] = "mutated"
+		if err := s.PutStatus(ctx, "b", mail.Status{State: "exists", Folders: []string{}}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Statuses(ctx, []mail.MailboxID{"a", "b", "missing", "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantA := mail.Status{State: "error", ErrorClass: "auth", LastError: long[:store.MaxLastError], Node: "el-0",
+			Since:       time.Date(2026, 11, 1, 9, 0, 0, 123000000, time.UTC),
+			RetryAt:     time.Date(2026, 11, 1, 12, 0, 30, 0, time.UTC),
+			LastEventAt: time.Date(1969, 12, 31, 23, 59, 59, 500000000, time.UTC),
+			Delivered:   1<<64 - 1, Folders: []string{"INBOX", "Sent Items", ""}}
+		want := map[mail.MailboxID]mail.Status{"a": wantA, "b": {State: "exists"}}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("Statuses =\n%#v\nwant\n%#v", got, want)
+		}
+		got["a"].Folders[0] = "aliased"
+		if again, _ := s.Statuses(ctx, []mail.MailboxID{"a"}); again["a"].Folders[0] != "INBOX" {
+			t.Fatal("Statuses returned aliased folders")
+		}
+		// A multi-byte character straddling the limit is dropped whole.
+		odd := "x" + strings.Repeat("é", store.MaxLastError)
+		if err := s.PutStatus(ctx, "c", mail.Status{LastError: odd}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Statuses(ctx, []mail.MailboxID{"c"}); got["c"].LastError != odd[:store.MaxLastError-1] {
+			t.Fatalf("LastError cut to %d bytes, want %d", len(got["c"].LastError), store.MaxLastError-1)
+		}
+		// Put replaces the whole record.
+		if err := s.PutStatus(ctx, "a", mail.Status{State: "connecting", Node: "el-1"}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Statuses(ctx, []mail.MailboxID{"a"}); !reflect.DeepEqual(got["a"], mail.Status{State: "connecting", Node: "el-1"}) {
+			t.Fatalf("after replace: %#v", got["a"])
+		}
+		// DeleteMailbox deletes the status, registered or not.
+		if err := s.PutMailbox(ctx, mb("b")); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []mail.MailboxID{"a", "b"} {
+			if err := s.DeleteMailbox(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := s.Statuses(ctx, []mail.MailboxID{"a", "b", "c"}); err != nil || len(got) != 1 {
+			t.Fatalf("after delete: %v, %v; want only c", got, err)
 		}
 	})
 }
