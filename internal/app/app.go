@@ -53,7 +53,9 @@ type App struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	panics   *obs.Panics
-	store    *store.Memory
+	store    stateStore
+	cluster  *clusterParts // nil with the memory store
+	coord    *coordinator  // nil with the memory store
 	syncer   *syncer.Manager
 	history  *history.Loader
 	service  *service
@@ -61,7 +63,8 @@ type App struct {
 	server   *http.Server
 	listener net.Listener
 
-	stopOnce sync.Once
+	stopCoord context.CancelFunc
+	stopOnce  sync.Once
 	stopErr  error
 	served   chan error
 }
@@ -106,9 +109,19 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 	if reconnect == (backoff.Policy{}) {
 		reconnect = backoff.Policy{Min: time.Second, Max: cfg.ReconnectMaxDelay}
 	}
-	st := store.NewMemory()
+	var (
+		st    stateStore = store.NewMemory()
+		parts *clusterParts
+	)
+	if cfg.UsesRedis() {
+		var err error
+		if parts, err = newClusterParts(cfg, log, reg, panics); err != nil {
+			return nil, err
+		}
+		st = parts.store
+	}
 	sink := &creatioSink{post: post}
-	mgr, err := syncer.New(syncer.Options{
+	sopts := syncer.Options{
 		Dialer: syncer.DialerFunc(func(ctx context.Context, mb *mail.Mailbox, onExists func()) (syncer.Session, error) {
 			return imapsrc.Dial(ctx, mb, imapOpts, onExists)
 		}),
@@ -124,7 +137,12 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		Logger:           log,
 		Registerer:       reg,
 		Panics:           panics,
-	})
+	}
+	if parts != nil {
+		sopts.Leaser = leaser{parts.leases}
+		sopts.OnStatus = publishStatus(parts.store, cfg.NodeID, log)
+	}
+	mgr, err := syncer.New(sopts)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +161,13 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 	if err != nil {
 		return nil, err
 	}
-	svc := &service{registry: st, syncer: mgr, history: loader, version: version, started: time.Now()}
+	svc := &service{registry: st, syncer: mgr, history: loader, version: version, started: time.Now(), storeName: "memory"}
+	var coord *coordinator
+	if parts != nil {
+		coord = &coordinator{self: cfg.NodeID, reg: parts.store, members: parts.members, syncer: mgr, log: log.With("node", cfg.NodeID),
+			panics: panics, kick: make(chan struct{}, 1), done: make(chan struct{})}
+		svc.coord, svc.statuses, svc.storeName, svc.node = coord, parts.store, "redis", cfg.NodeID
+	}
 	smtpTLS := opts.SMTPTLS
 	if smtpTLS == nil {
 		smtpTLS = tlsCfg
@@ -169,7 +193,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		return nil, err
 	}
 	return &App{
-		cfg: cfg, log: log, reg: reg, panics: panics, store: st, syncer: mgr, history: loader, service: svc, api: api,
+		cfg: cfg, log: log, reg: reg, panics: panics, store: st, cluster: parts, coord: coord, syncer: mgr, history: loader, service: svc, api: api,
 		server: &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute},
 		served: make(chan error, 1),
 	}, nil
@@ -201,18 +225,37 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", a.cfg.ListenAddr, err)
 	}
 	a.listener = ln
-	a.syncer.Start(context.WithoutCancel(ctx))
-	a.history.Begin(context.WithoutCancel(ctx))
-	n, err := a.service.restore(ctx)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("restore subscriptions: %w", err)
+	base := context.WithoutCancel(ctx)
+	a.syncer.Start(base)
+	a.history.Begin(base)
+	n := 0
+	if a.cluster != nil {
+		if err := a.cluster.store.Ping(ctx); err != nil {
+			a.log.Warn("Redis unreachable at start; retrying in the background", "err", err)
+		}
+		if err := a.cluster.leases.Start(base); err != nil {
+			ln.Close()
+			return fmt.Errorf("lease manager: %w", err)
+		}
+		if err := a.cluster.members.Start(base); err != nil {
+			ln.Close()
+			return fmt.Errorf("cluster membership: %w", err)
+		}
+		cctx, cancel := context.WithCancel(base)
+		a.stopCoord = cancel
+		go a.coord.run(cctx)
+	} else {
+		var err error
+		if n, err = a.service.restore(ctx); err != nil {
+			ln.Close()
+			return fmt.Errorf("restore subscriptions: %w", err)
+		}
 	}
 	go func() {
 		defer a.panics.Recover(a.log, "http", nil)
 		a.served <- a.server.Serve(ln)
 	}()
-	a.log.Info("emaillistener started", "addr", ln.Addr().String(), "store", "memory", "restored", n)
+	a.log.Info("emaillistener started", "addr", ln.Addr().String(), "store", a.service.storeName, "node", a.cfg.NodeID, "restored", n)
 	return nil
 }
 
@@ -238,11 +281,29 @@ func (a *App) Stop(ctx context.Context) error {
 		if err := a.server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
+		if a.cluster != nil {
+			// Hand-over: tell the others we are leaving (placement skips us),
+			// stop deciding, then the workers release their leases as they exit.
+			if err := a.cluster.members.Leave(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("cluster leave: %w", err))
+			}
+			a.stopCoord()
+			<-a.coord.done
+		}
 		if err := a.history.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
 		if err := a.syncer.Stop(ctx); err != nil {
 			errs = append(errs, err)
+		}
+		if a.cluster != nil {
+			if err := a.cluster.leases.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("leases: %w", err))
+			}
+			if err := a.cluster.members.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("cluster membership: %w", err))
+			}
+			_ = a.cluster.rdb.Close()
 		}
 		a.stopErr = errors.Join(errs...)
 		a.log.Info("emaillistener stopped", "err", a.stopErr)
@@ -268,6 +329,14 @@ func (a *App) Run(ctx context.Context) error {
 		return errors.Join(serveErr, stopErr)
 	}
 	return stopErr
+}
+
+// stateStore is what the app needs from a store (memory or Redis).
+type stateStore interface {
+	Registry
+	Mailbox(ctx context.Context, id mail.MailboxID) (*mail.Mailbox, error)
+	Cursor(ctx context.Context, id mail.MailboxID, folder string) (mail.Cursor, bool, error)
+	PutCursor(ctx context.Context, id mail.MailboxID, folder string, c mail.Cursor) error
 }
 
 // Cursor returns a folder's sync cursor (for tests and diagnostics).

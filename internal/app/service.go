@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"time"
 
@@ -28,6 +29,15 @@ type service struct {
 	history  *history.Loader
 	version  string
 	started  time.Time
+
+	storeName string
+	node      string
+	// Cluster mode only: the coordinator places mailboxes, statuses come from
+	// Redis so that any node answers for any mailbox.
+	coord    *coordinator
+	statuses interface {
+		Statuses(ctx context.Context, ids []mail.MailboxID) (map[mail.MailboxID]mail.Status, error)
+	}
 }
 
 var _ httpapi.Service = (*service)(nil)
@@ -49,6 +59,10 @@ func (s *service) Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode httpa
 		if err := s.registry.PutMailbox(ctx, mb); err != nil {
 			return err
 		}
+		if s.coord != nil {
+			s.coord.announce(ctx, subEvent(m, mb.ID))
+			continue
+		}
 		if err := s.syncer.Subscribe(mb, m); err != nil {
 			if errors.Is(err, syncer.ErrStopped) {
 				return httpapi.ErrUnavailable
@@ -66,14 +80,29 @@ func (s *service) Close(ctx context.Context, ids []mail.MailboxID) error {
 		if err := s.registry.DeleteMailbox(ctx, id); err != nil {
 			return err
 		}
+		if s.coord != nil {
+			s.coord.announce(ctx, "close:"+string(id))
+		}
 	}
 	return nil
 }
 
-func (s *service) States(_ context.Context, ids []mail.MailboxID) (map[mail.MailboxID]creatio.SubscriptionState, error) {
+func (s *service) States(ctx context.Context, ids []mail.MailboxID) (map[mail.MailboxID]creatio.SubscriptionState, error) {
 	out := make(map[mail.MailboxID]creatio.SubscriptionState, len(ids))
+	var remote map[mail.MailboxID]mail.Status
+	if s.statuses != nil {
+		var err error
+		if remote, err = s.statuses.Statuses(ctx, ids); err != nil {
+			return nil, fmt.Errorf("read subscription states: %w", err)
+		}
+	}
 	for _, id := range ids {
 		st, ok := s.syncer.Status(id)
+		if r, rok := remote[id]; !ok && rok {
+			// Held by another node: its published state.
+			st, ok = syncer.Status{State: r.State, Since: r.Since, ErrorClass: r.ErrorClass, LastError: r.LastError,
+				RetryAt: r.RetryAt, LastEventAt: r.LastEventAt, Delivered: r.Delivered, Folders: r.Folders}, true
+		}
 		hist, hok := s.history.Progress(id)
 		if !ok {
 			state := creatio.SubscriptionState{State: syncer.StateClosed}
@@ -119,7 +148,8 @@ func (s *service) Status(context.Context) creatio.ServiceStatus {
 			"Total":         total,
 			"Goroutines":    runtime.NumGoroutine(),
 			"Uptime":        time.Since(s.started).Round(time.Second).String(),
-			"Store":         "memory",
+			"Store":         s.storeName,
+			"Node":          s.node,
 		},
 	}
 }

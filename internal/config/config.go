@@ -66,6 +66,9 @@ type Config struct {
 	// NodeID names this node in the cluster (EL_NODE_ID); Load defaults it to
 	// the PodName variable (Kubernetes StatefulSet pods), else the host name.
 	NodeID string
+	// MaxSubscriptions caps the mailboxes one node serves (its capacity, and
+	// its placement weight in a cluster).
+	MaxSubscriptions int
 }
 
 // Secret is a setting that must never be printed: String, GoString,
@@ -194,6 +197,7 @@ var Settings = []Setting{
 	{"", "EL_SECRET_KEY", "", "base64 of a 32-byte AES-256 key sealing mailbox credentials in Redis (openssl rand -base64 32); environment only", secret(func(c *Config) *Secret { return &c.SecretKey })},
 	{"secret-key-file", "EL_SECRET_KEY_FILE", "", "file holding the key as base64 or 32 raw bytes (a Kubernetes secret mount); instead of EL_SECRET_KEY", str(func(c *Config) *string { return &c.SecretKeyFile })},
 	{"allow-plaintext-secrets", "EL_ALLOW_PLAINTEXT_SECRETS", "false", "start against Redis without EL_SECRET_KEY/EL_SECRET_KEY_FILE, keeping credentials unencrypted; unsafe", boolean(func(c *Config) *bool { return &c.AllowPlaintextSecrets })},
+	{"max-subscriptions", "EL_MAX_SUBSCRIPTIONS", "10000", "most mailboxes this node serves; in a cluster also its share of the mailboxes (placement weight)", integer(func(c *Config) *int { return &c.MaxSubscriptions })},
 	{"node-id", "EL_NODE_ID", "", "this node's name in the cluster; empty: the PodName variable, else the host name", str(func(c *Config) *string { return &c.NodeID })},
 }
 

@@ -27,7 +27,7 @@ func (w *worker) catchUp(ctx context.Context, sess Session, mb *mail.Mailbox, fo
 		if st.UIDNext > 0 {
 			cur.LastUID = st.UIDNext - 1
 		}
-		return w.m.opts.Cursors.PutCursor(ctx, w.id, folder, cur)
+		return w.putCursor(ctx, folder, cur)
 	}
 	var refs []source.MessageRef
 	if st.UIDValidity != 0 && st.UIDValidity != cur.UIDValidity {
@@ -43,7 +43,7 @@ func (w *worker) catchUp(ctx context.Context, sess Session, mb *mail.Mailbox, fo
 		cur = mail.Cursor{UIDValidity: st.UIDValidity, LastDate: cur.LastDate}
 		if len(refs) == 0 && st.UIDNext > 0 {
 			cur.LastUID = st.UIDNext - 1
-			return w.m.opts.Cursors.PutCursor(ctx, w.id, folder, cur)
+			return w.putCursor(ctx, folder, cur)
 		}
 	} else {
 		if st.UIDNext > 0 && st.UIDNext <= cur.LastUID+1 {
@@ -115,5 +115,16 @@ func (w *worker) advance(ctx context.Context, folder string, uid uint32, date ti
 	}
 	// The cursor write is the commit point: it happens after the client's
 	// acknowledgement, and a write that fails means re-delivery, never loss.
-	return w.m.opts.Cursors.PutCursor(context.WithoutCancel(ctx), w.id, folder, *cur)
+	return w.putCursor(context.WithoutCancel(ctx), folder, *cur)
+}
+
+// putCursor stamps the cursor with the held lease's fence: in a cluster a
+// paused or partitioned former owner cannot move it (the store rejects a lower
+// fence), and the rejection ends its session.
+func (w *worker) putCursor(ctx context.Context, folder string, c mail.Cursor) error {
+	c.Fence = w.fence
+	if err := w.m.opts.Cursors.PutCursor(ctx, w.id, folder, c); err != nil {
+		return mail.Wrap(mail.ClassInternal, "save cursor", err)
+	}
+	return nil
 }

@@ -43,6 +43,19 @@ func (l *fakeLeaser) Obtain(_ context.Context, _ mail.MailboxID) (Lease, error) 
 
 func (f *fakeLease) Fence() uint64         { return f.fence }
 func (f *fakeLease) Done() <-chan struct{} { return f.done }
+func (f *fakeLease) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	stop := context.AfterFunc(parent, func() {})
+	go func() {
+		defer stop()
+		select {
+		case <-f.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
 func (f *fakeLease) Release(context.Context) error {
 	f.l.mu.Lock()
 	f.l.released++

@@ -283,3 +283,25 @@ func onlySecretsDiffer(a, b *mail.Mailbox) bool {
 func sameTarget(a, b *mail.Mailbox) bool {
 	return a.Endpoint == b.Endpoint
 }
+
+// IDs returns the ids of the subscriptions this manager runs.
+func (m *Manager) IDs() []mail.MailboxID {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]mail.MailboxID, 0, len(m.workers))
+	for id := range m.workers {
+		out = append(out, id)
+	}
+	return out
+}
+
+// Mailbox returns the registration a subscription runs with.
+func (m *Manager) Mailbox(id mail.MailboxID) (*mail.Mailbox, bool) {
+	m.mu.Lock()
+	w := m.workers[id]
+	m.mu.Unlock()
+	if w == nil {
+		return nil, false
+	}
+	return w.mailbox(), true
+}

@@ -89,5 +89,7 @@ type Leaser interface {
 type Lease interface {
 	Fence() uint64
 	Done() <-chan struct{}
+	// Context derives a context that ends when the lease is lost.
+	Context(parent context.Context) (context.Context, context.CancelFunc)
 	Release(ctx context.Context) error
 }

@@ -137,17 +137,16 @@ func (w *worker) run(ctx context.Context) {
 			return
 		}
 		w.fence = lease.Fence()
-		lctx, cancel := context.WithCancel(ctx)
-		go func() { // todo: fold into the lease manager to save a goroutine per mailbox
-			select {
-			case <-lease.Done():
-				w.log.Warn("mailbox lease lost, stopping the session", "fence", w.fence)
-				cancel()
-			case <-lctx.Done():
-			}
-		}()
+		lctx, cancel := lease.Context(ctx)
 		w.supervise(lctx)
 		cancel()
+		select {
+		case <-lease.Done():
+			if ctx.Err() == nil {
+				w.log.Warn("mailbox lease lost, session stopped", "fence", w.fence)
+			}
+		default:
+		}
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		obs.Check(w.log, lease.Release(rctx), "release mailbox lease")
 		rcancel()
@@ -417,7 +416,7 @@ func (w *worker) ensureCursor(ctx context.Context, sess Session, folder string) 
 	if st.UIDNext > 0 {
 		last = st.UIDNext - 1
 	}
-	return w.m.opts.Cursors.PutCursor(ctx, w.id, folder, mail.Cursor{UIDValidity: st.UIDValidity, LastUID: last, LastDate: time.Now().UTC()})
+	return w.putCursor(ctx, folder, mail.Cursor{UIDValidity: st.UIDValidity, LastUID: last, LastDate: time.Now().UTC()})
 }
 
 // resolveFolders returns the folders to watch, the IDLE one (INBOX) first.

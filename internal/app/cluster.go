@@ -1,0 +1,267 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/emaillistener/emaillistener/internal/cluster"
+	"github.com/emaillistener/emaillistener/internal/config"
+	"github.com/emaillistener/emaillistener/internal/lease"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/obs"
+	"github.com/emaillistener/emaillistener/internal/secret"
+	"github.com/emaillistener/emaillistener/internal/store"
+	"github.com/emaillistener/emaillistener/internal/syncer"
+)
+
+// Cluster timing. A crashed node's heartbeat expires after nodeTTL, its
+// leases after leaseTTL at the latest; survivors then take its mailboxes over
+// within about max(nodeTTL, leaseTTL) + a reconcile round, ~11 s.
+const (
+	nodeTTL        = 6 * time.Second
+	nodeBeat       = 2 * time.Second
+	leaseTTL       = 9 * time.Second
+	leaseRenew     = 3 * time.Second
+	reconcileEvery = 10 * time.Second
+	statusTimeout  = 2 * time.Second
+)
+
+// clusterParts are the Redis-backed components of cluster mode.
+type clusterParts struct {
+	rdb     redis.UniversalClient
+	store   *store.Redis
+	leases  *lease.Manager
+	members *cluster.Membership
+}
+
+func newClusterParts(cfg config.Config, log *slog.Logger, reg prometheus.Registerer, panics *obs.Panics) (*clusterParts, error) {
+	ropts, err := store.RedisOptionsFromConfig(store.RedisConfig{
+		URL: cfg.RedisURL.Reveal(), Connection: cfg.RedisConnection.Reveal(), Host: cfg.RedisHost, DB: cfg.RedisDatabase,
+		Password: cfg.RedisPassword.Reveal(), TLSCAFile: cfg.RedisTLSCAFile, TLSInsecure: cfg.RedisTLSInsecure,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var box *secret.Box
+	key, err := secret.LoadKey(cfg.SecretKey.Reveal(), cfg.SecretKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if key != nil {
+		if box, err = secret.New(key); err != nil {
+			return nil, err
+		}
+	}
+	rdb := redis.NewUniversalClient(ropts)
+	st, err := store.NewRedis(rdb, &store.RedisOptions{Prefix: cfg.RedisPrefix, Box: box, AllowPlaintext: cfg.AllowPlaintextSecrets})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	leases, err := lease.New(rdb, cfg.NodeID, lease.Options{Prefix: cfg.RedisPrefix, TTL: leaseTTL, RenewEvery: leaseRenew,
+		Logger: log, Registerer: reg, Panics: panics})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	members, err := cluster.New(rdb, cluster.Options{NodeID: cfg.NodeID, Addr: cfg.ListenAddr, Capacity: cfg.MaxSubscriptions,
+		TTL: nodeTTL, Beat: nodeBeat, Prefix: cfg.RedisPrefix, Logger: log, Registerer: reg, Panics: panics})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	log.Info("cluster mode", "node", cfg.NodeID, "redis", store.DescribeRedisOptions(ropts), "encrypted", box != nil)
+	return &clusterParts{rdb: rdb, store: st, leases: leases, members: members}, nil
+}
+
+// leaser adapts the lease manager to the syncer.
+type leaser struct{ m *lease.Manager }
+
+func (l leaser) Obtain(ctx context.Context, id mail.MailboxID) (syncer.Lease, error) {
+	le, err := l.m.Obtain(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return le, nil
+}
+
+// Event messages on the cluster channel: "sub:<mode>:<id>" after a
+// registration, "close:<id>" after a close. Other nodes may publish them; the
+// owner applies them at once, everyone else ignores them (reconcile is the
+// backstop for lost messages).
+func subEvent(mode syncer.Mode, id mail.MailboxID) string {
+	return "sub:" + strconv.Itoa(int(mode)) + ":" + string(id)
+}
+
+// coordinator decides which registered mailboxes run on this node: those that
+// rendezvous hashing over the live members places here. Its loop goroutine
+// owns nothing but its channels; the syncer keeps the workers.
+type coordinator struct {
+	self    string
+	reg     *store.Redis
+	members *cluster.Membership
+	syncer  *syncer.Manager
+	log     *slog.Logger
+	panics  *obs.Panics
+	kick    chan struct{}
+	done    chan struct{}
+}
+
+func (c *coordinator) owner(id mail.MailboxID) (string, bool) {
+	view := c.members.View()
+	for _, n := range view {
+		if n.ID == c.self {
+			return cluster.Owner(id, view), true
+		}
+	}
+	return "", false // we are not (yet) in the view: decide nothing
+}
+
+// announce tells the cluster about a registration or close, applying it here
+// first when this node owns the mailbox.
+func (c *coordinator) announce(ctx context.Context, msg string) {
+	c.apply(ctx, msg)
+	if err := c.members.Publish(ctx, msg); err != nil {
+		c.log.Warn("cluster event not published; the owner picks the change up on its next reconcile", "err", err)
+	}
+}
+
+func (c *coordinator) run(ctx context.Context) {
+	defer close(c.done)
+	defer c.panics.Recover(c.log, "coordinator", nil)
+	events := c.members.Subscribe(ctx)
+	t := time.NewTicker(reconcileEvery)
+	defer t.Stop()
+	for {
+		c.reconcile(ctx)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-c.members.Changes():
+			case <-c.kick:
+			case msg, ok := <-events:
+				if !ok {
+					events = nil
+					continue
+				}
+				if msg == cluster.Resync || msg == "nodes" {
+					break
+				}
+				c.apply(ctx, msg)
+				continue
+			}
+			break
+		}
+	}
+}
+
+// apply handles one event if this node owns the mailbox.
+func (c *coordinator) apply(ctx context.Context, msg string) {
+	kind, rest, _ := strings.Cut(msg, ":")
+	switch kind {
+	case "sub":
+		modeS, id, _ := strings.Cut(rest, ":")
+		mode, _ := strconv.Atoi(modeS)
+		if owner, ok := c.owner(mail.MailboxID(id)); !ok || owner != c.self {
+			return
+		}
+		mb, err := c.reg.Mailbox(ctx, mail.MailboxID(id))
+		if err != nil {
+			obs.Check(c.log, err, "load registered mailbox", "mailbox", id)
+			return
+		}
+		obs.Check(c.log, c.syncer.Subscribe(mb, syncer.Mode(mode)), "subscribe", "mailbox", id)
+	case "close":
+		c.syncer.Unsubscribe(mail.MailboxID(rest))
+	}
+}
+
+// reconcile starts what this node should own and stops what it should not.
+// With Redis unreachable it changes nothing: held subscriptions keep running.
+func (c *coordinator) reconcile(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	mbs, err := c.reg.Mailboxes(rctx)
+	if err != nil {
+		c.log.Warn("reconcile: registry unreachable, keeping current subscriptions", "err", err)
+		return
+	}
+	want := make(map[mail.MailboxID]bool, len(mbs))
+	for _, mb := range mbs {
+		owner, ok := c.owner(mb.ID)
+		if !ok {
+			return
+		}
+		if owner != c.self {
+			continue
+		}
+		want[mb.ID] = true
+		if err := c.syncer.Subscribe(mb, syncer.ModeCreate); err != nil && !errors.Is(err, syncer.ErrStopped) {
+			c.log.Warn("reconcile: subscribe failed", "mailbox", string(mb.ID), "err", err)
+		}
+	}
+	running := c.syncer.IDs()
+	if len(mbs) == 0 && len(running) > 0 {
+		// An empty registry while we serve mailboxes means Redis lost its data
+		// (restart without persistence, failover to an empty replica), not that
+		// every mailbox was closed: write back what we hold instead of dropping
+		// live subscriptions. Creatio's failover job re-creates the rest.
+		c.writeBack(rctx, running)
+		return
+	}
+	moved := 0
+	for _, id := range running {
+		if !want[id] {
+			c.syncer.Unsubscribe(id) // releases the lease: the new owner takes over
+			moved++
+		}
+	}
+	if moved > 0 {
+		c.log.Info("mailboxes handed over", "count", moved)
+	}
+	c.members.SetOwned(len(want))
+}
+
+func (c *coordinator) writeBack(ctx context.Context, ids []mail.MailboxID) {
+	n := 0
+	for _, id := range ids {
+		mb, ok := c.syncer.Mailbox(id)
+		if !ok {
+			continue
+		}
+		if err := c.reg.PutMailbox(ctx, mb); err != nil {
+			c.log.Warn("write-back after Redis data loss failed", "err", err)
+			return
+		}
+		n++
+	}
+	c.log.Warn("the registry was empty (Redis lost its data?): wrote back the mailboxes this node serves", "count", n)
+}
+
+// publishStatus writes a subscription's state to Redis so every node can
+// answer subscriptionsstate. Closed is not written: after a hand-over the new
+// owner's state must not be overwritten by the old owner's exit.
+func publishStatus(st *store.Redis, node string, log *slog.Logger) func(mail.MailboxID, syncer.Status) {
+	return func(id mail.MailboxID, s syncer.Status) {
+		if s.State == syncer.StateClosed {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+		defer cancel()
+		err := st.PutStatus(ctx, id, mail.Status{State: s.State, ErrorClass: s.ErrorClass, LastError: s.LastError, Node: node,
+			Since: s.Since, RetryAt: s.RetryAt, LastEventAt: s.LastEventAt, Delivered: s.Delivered, Folders: s.Folders})
+		if err != nil {
+			log.Debug("status not published", "mailbox", string(id), "err", fmt.Sprint(err))
+		}
+	}
+}

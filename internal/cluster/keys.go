@@ -1,0 +1,17 @@
+package cluster
+
+// DefaultPrefix starts every key and channel this package uses.
+const DefaultPrefix = "el:"
+
+// Key layout (prefix default "el:"):
+//
+//	el:node:<id>  string, JSON Node, PX TTL   a live node (heartbeat)
+//	el:nodes      zset id -> last beat (unix ms)   index for listing; entries
+//	                                               whose key expired are pruned
+//	el:events     pub/sub channel               "nodes" on join/leave, and the
+//	                                            messages of Publish
+type keys struct{ prefix string }
+
+func (k keys) node(id string) string { return k.prefix + "node:" + id }
+func (k keys) registry() string      { return k.prefix + "nodes" }
+func (k keys) events() string        { return k.prefix + "events" }
