@@ -76,6 +76,7 @@ func runDensity(ctx context.Context, o densityOptions) (res *Result, err error) 
 	m.Add("dovecot_cpu_seconds", cpu.DovecotSec, "s", "whole Dovecot instance, same window")
 	m.Add("idle_window_s", cpu.Wall.Seconds(), "s", "")
 	m.Add("machine_busy_pct", 100*cpu.MachineBusy, "%", "all CPUs busy share in the idle window (other load)")
+	m.Add("other_cpu_seconds", cpu.OtherSec, "s", "CPU of everything else on the machine (other engineers' runs, kernel): should be ~0")
 	m.Add("dovecot_hibernated", float64(hib), "", "connections in imap-hibernate after settle")
 	m.Add("dovecot_rss_sum_mib", mib(dcRSS), "MiB", "sum of VmRSS of all Dovecot processes (shared pages counted repeatedly)")
 	if hib < o.N {

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// TestScenariosSmoke runs density and latency at tiny scale against a real Dovecot and
-// the service binary, and checks only that the result JSON is well-formed and nothing
+// TestScenariosSmoke runs density, latency and history at tiny scale against a real
+// Dovecot and the service binary, and checks only that the result JSON is well-formed and nothing
 // was lost: timings on a shared CI machine prove nothing.
 func TestScenariosSmoke(t *testing.T) {
 	if testing.Short() {
@@ -59,6 +59,24 @@ func TestScenariosSmoke(t *testing.T) {
 		}
 		if _, ok := m["latency_p99_ms"].(float64); !ok {
 			t.Error("metric latency_p99_ms missing")
+		}
+	})
+
+	t.Run("history", func(t *testing.T) {
+		res, err := runHistory(ctx, historyOptions{commonOptions: common, Messages: 200, Folders: 3,
+			Filter: defaultHistoryFilter, Settle: 200 * time.Millisecond, LoadTimeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := decodeResult(t, res)
+		if m["expected"] != float64(200) || m["delivered"] != float64(200) || m["lost"] != float64(0) || m["duplicates"] != float64(0) {
+			t.Errorf("expected %v delivered %v lost %v duplicates %v, want 200, 200, 0, 0",
+				m["expected"], m["delivered"], m["lost"], m["duplicates"])
+		}
+		for _, k := range []string{"emails_per_s", "service_rss_peak_mib", "service_cpu_ms_per_email"} {
+			if _, ok := m[k].(float64); !ok {
+				t.Errorf("metric %s missing", k)
+			}
 		}
 	})
 }

@@ -8,8 +8,9 @@
 //	go run ./cmd/elbench density    -n 1000 [-tls]
 //	go run ./cmd/elbench latency    -n 1000 -rate 50 -duration 20s
 //	go run ./cmd/elbench throughput -n 100 -size 30KB -duration 20s
+//	go run ./cmd/elbench history    -n 10000 [-size 30KB] [-folders 3]
 //
-// Every scenario takes -smoke for a tiny run, -json FILE (default
+// Every scenario takes -smoke for a tiny run (history: 200 messages), -json FILE (default
 // bench-results/<scenario>-<timestamp>.json) and -h for all flags. See docs/BENCHMARKS.md.
 //
 // Prerequisites: scripts/install-test-deps.sh (Dovecot; fs.inotify.max_user_instances
@@ -35,7 +36,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: elbench <density|latency|throughput> [flags]   (elbench <scenario> -h lists the flags)`
+const usage = `usage: elbench <density|latency|throughput|history> [flags]   (elbench <scenario> -h lists the flags)`
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -50,11 +51,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		jsonOut  = fs.String("json", "", "write the result here (default bench-results/<scenario>-<timestamp>.json)")
 		timeout  = fs.Duration("timeout", 30*time.Minute, "abort the whole run after this long")
 		quiet    = fs.Bool("q", false, "no progress messages")
-		smoke    = fs.Bool("smoke", false, "tiny run (n=20, short windows), e.g. for CI")
-		settle   = fs.Duration("settle", 0, "wait after all mailboxes exist (density default 5s, latency/throughput 3s)")
+		smoke    = fs.Bool("smoke", false, "tiny run (n=20, short windows; history: 200 messages), e.g. for CI")
+		settle   = fs.Duration("settle", 0, "wait after all mailboxes exist (density default 5s, latency/throughput 3s, history 1s)")
 		duration = fs.Duration("duration", 20*time.Second, "latency/throughput: how long to send")
 		drain    = fs.Duration("drain", 0, "latency/throughput: how long to wait for stragglers after sending (default 30s / 60s)")
-		trace    = fs.String("trace", "", "latency/throughput: write a per-message CSV (sent, arrived, latency) here")
+		trace    = fs.String("trace", "", "latency/throughput/history: write a per-message CSV (sent, arrived, latency) here")
 	)
 	fs.StringVar(&co.Bin, "bin", "", "prebuilt service binary (default: go build ./cmd/emaillistener into the temp dir)")
 	fs.StringVar(&co.WorkDir, "workdir", "", "parent of the temp dir (default $TMPDIR)")
@@ -110,6 +111,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 				o.Duration, o.Workers = 2*time.Second, 2
 			}
 			return runThroughput(ctx, o)
+		}
+	case "history":
+		o := historyOptions{Folders: 3, Filter: defaultHistoryFilter}
+		co.N = 1 // one mailbox; -n is the number of messages
+		fs.IntVar(&o.Messages, "n", 10000, "messages seeded into the one mailbox (u0@example.com)")
+		fs.Func("size", "message size with one base64 attachment, e.g. 30KB (default: ~4 KB, no attachment)", sizeFlag(&o.Size))
+		fs.IntVar(&o.Folders, "folders", o.Folders, "folders the messages are spread over (INBOX gets half)")
+		fs.StringVar(&o.Filter, "filter", o.Filter, "synchronize Filters")
+		fs.DurationVar(&o.LoadTimeout, "load-timeout", 0, "budget from synchronize until all arrived (default 2m + 20ms per message)")
+		scenarioFn = func(ctx context.Context) (*Result, error) {
+			o.commonOptions, o.Settle, o.Trace = co, or(*settle, time.Second), *trace
+			if *smoke {
+				o.Messages = 200
+			}
+			if o.Messages < 1 || o.Folders < 1 {
+				return nil, errors.New("-n and -folders must be at least 1")
+			}
+			if o.LoadTimeout == 0 {
+				o.LoadTimeout = 2*time.Minute + time.Duration(o.Messages)*20*time.Millisecond
+			}
+			return runHistory(ctx, o)
 		}
 	default:
 		fmt.Fprintln(stderr, usage)

@@ -159,6 +159,9 @@ type cpuUse struct {
 	SelfSec     float64 // CPU seconds this process used
 	DovecotSec  float64 // CPU seconds the Dovecot instance used
 	MachineBusy float64 // busy share of all CPUs, 0..1
+	// OtherSec is the CPU time of everything else on the machine: all CPUs' busy time
+	// minus the service, Dovecot and this process (other engineers' runs, the kernel).
+	OtherSec float64
 }
 
 // ServicePct is the service's CPU use in percent of one core.
@@ -172,6 +175,7 @@ func (w *cpuWindow) stop() cpuUse {
 	if dt := t1 - w.machTotal0; dt > 0 {
 		u.MachineBusy = float64(b1-w.machBusy0) / float64(dt)
 	}
+	u.OtherSec = max(0, float64(b1-w.machBusy0)/clockTicks-u.ServiceSec-u.DovecotSec-u.SelfSec)
 	return u
 }
 

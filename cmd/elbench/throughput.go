@@ -99,6 +99,7 @@ func runThroughput(ctx context.Context, o throughputOptions) (res *Result, err e
 	m.Add("bench_cpu_seconds", cpu.SelfSec, "s", "this process (appenders, Collector JSON decoding)")
 	m.Add("dovecot_cpu_seconds", cpu.DovecotSec, "s", "whole Dovecot instance, same window")
 	m.Add("machine_busy_pct", 100*cpu.MachineBusy, "%", "all CPUs, incl. Dovecot")
+	m.Add("other_cpu_seconds", cpu.OtherSec, "s", "CPU of everything else on the machine (other engineers' runs, kernel): should be ~0")
 	m.Add("service_rss_peak_mib", mib(peakRSS), "MiB", "sampled every 250 ms")
 	addLatencies(m, "latency", lat, "APPEND start to Collector arrival, under load")
 	addServiceLatency(ctx, s, res)

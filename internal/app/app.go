@@ -65,8 +65,8 @@ type App struct {
 
 	stopCoord context.CancelFunc
 	stopOnce  sync.Once
-	stopErr  error
-	served   chan error
+	stopErr   error
+	served    chan error
 }
 
 // New builds the application; it performs no I/O besides reading the
