@@ -98,10 +98,12 @@ func (s *service) States(ctx context.Context, ids []mail.MailboxID) (map[mail.Ma
 	}
 	for _, id := range ids {
 		st, ok := s.syncer.Status(id)
+		node := s.node
 		if r, rok := remote[id]; !ok && rok {
 			// Held by another node: its published state.
 			st, ok = syncer.Status{State: r.State, Since: r.Since, ErrorClass: r.ErrorClass, LastError: r.LastError,
 				RetryAt: r.RetryAt, LastEventAt: r.LastEventAt, Delivered: r.Delivered, Folders: r.Folders}, true
+			node = r.Node
 		}
 		hist, hok := s.history.Progress(id)
 		if !ok {
@@ -116,6 +118,9 @@ func (s *service) States(ctx context.Context, ids []mail.MailboxID) (map[mail.Ma
 			"Since":     st.Since.UTC().Format(time.RFC3339),
 			"Delivered": st.Delivered,
 			"Folders":   st.Folders,
+		}
+		if node != "" {
+			extra["Node"] = node
 		}
 		if !st.LastEventAt.IsZero() {
 			extra["LastEventTime"] = st.LastEventAt.UTC().Format(time.RFC3339)
