@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/testenv"
+)
+
+// procNode is the service binary running as a separate process.
+type procNode struct {
+	clusterNode
+	cmd *exec.Cmd
+}
+
+func startProcNode(t *testing.T, bin, id string, r *testenv.Redis, dc *testenv.Dovecot, caFile, key string) *procNode {
+	t.Helper()
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(), "EL_LISTEN_ADDR=127.0.0.1:0", "EL_LOG_FORMAT=json", "EL_NODE_ID="+id,
+		"ExchangeListenerRedisHost="+r.Addr, "EL_SECRET_KEY="+key, "EL_IMAP_TLS_CA_FILE="+caFile, "EL_RECONNECT_MAX_DELAY=1s")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	addr := ""
+	for addr == "" && sc.Scan() {
+		line := sc.Text()
+		if i := strings.Index(line, `"addr":"`); i >= 0 && strings.Contains(line, "started") {
+			addr = line[i+8:]
+			addr = addr[:strings.IndexByte(addr, '"')]
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	if addr == "" {
+		t.Fatalf("%s: no start line", id)
+	}
+	p := &procNode{clusterNode: clusterNode{id: id, base: "http://" + addr}, cmd: cmd}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return p
+}
+
+// TestCrashFailover kills a node with SIGKILL (no hand-over): the survivor
+// takes its mailboxes over once the dead node's heartbeat and leases expire,
+// and mail that arrived meanwhile is delivered (at least once).
+func TestCrashFailover(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "emaillistener")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/emaillistener").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	r := testenv.NewRedisT(t, testenv.RedisOptions{})
+	dc := testenv.NewT(t, testenv.DovecotOptions{AnyPassword: "pw", ExtraConf: "mail_fsync = never"})
+	col := testenv.NewCollectorT(t)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, dc.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	a := startProcNode(t, bin, "node-a", r, dc, ca, key)
+	b := startProcNode(t, bin, "node-b", r, dc, ca, key)
+
+	const n = 30
+	var ids []string
+	host, port, _ := strings.Cut(dc.IMAPAddr, ":")
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("c4a5e000-0000-4000-8000-%012d", i)
+		ids = append(ids, id)
+		b.post(t, "/api/listeners/create", fmt.Sprintf(`[{Id:"%s",UserName:"u%d@example.com",Password:"pw",ServiceUrl:"%s",Port:%s,SecureOption:3,`+
+			`ServerTypeId:"%s",BpmEndpoint:"%s",BpmUser:"Supervisor",SenderEmailAddress:"u%d@example.com",FolderIds:["INBOX"]}]`,
+			id, i, host, port, imapServerType, col.Endpoint(), i))
+	}
+	holders := b.waitAllExist(t, ids, 60*time.Second)
+	onA := 0
+	for _, h := range holders {
+		if h == "node-a" {
+			onA++
+		}
+	}
+	if onA == 0 {
+		t.Fatalf("node-a holds nothing: %v", holders)
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGKILL)
+	_ = a.cmd.Wait()
+	killed := time.Now()
+	// Mail arrives while node-a's mailboxes are orphaned.
+	for i := 0; i < n; i++ {
+		if _, err := dc.Append(fmt.Sprintf("u%d@example.com", i), "pw", "INBOX", simpleMail(fmt.Sprintf("crash-%d", i), fmt.Sprintf("crash-%d@example.com", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		holders = b.waitAllExist(t, ids, 60*time.Second)
+		all := true
+		for _, h := range holders {
+			if h != "node-b" {
+				all = false
+			}
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node-b did not take over: %v", holders)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("failover: %d mailboxes of the killed node exist on the survivor %v after SIGKILL", onA, time.Since(killed).Round(100*time.Millisecond))
+	deadline = time.Now().Add(30 * time.Second)
+	for countSubject(col, "crash-") < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	seen := map[string]bool{}
+	for _, m := range col.Emails() {
+		if s, _ := m.Data["Subject"].(string); strings.HasPrefix(s, "crash-") {
+			seen[s] = true
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d of %d emails sent during the failover arrived", len(seen), n)
+	}
+}
