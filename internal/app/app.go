@@ -165,7 +165,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 	var coord *coordinator
 	if parts != nil {
 		coord = &coordinator{self: cfg.NodeID, reg: parts.store, members: parts.members, syncer: mgr, log: log.With("node", cfg.NodeID),
-			panics: panics, kick: make(chan struct{}, 1), done: make(chan struct{})}
+			panics: panics, kick: make(chan struct{}, 1), done: make(chan struct{}), rdb: parts.rdb, prefix: cfg.RedisPrefix}
 		svc.coord, svc.statuses, svc.storeName, svc.node = coord, parts.store, "redis", cfg.NodeID
 	}
 	smtpTLS := opts.SMTPTLS
@@ -179,9 +179,14 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		history:         historyAdapter{loader},
 		sender:          newSMTPSender(smtpTLS, cfg.IMAPDialTimeout, imapOpts, cfg.AppendSent, st, log),
 	}
+	var capi httpapi.Cluster
+	if parts != nil {
+		capi = clusterAPI{parts}
+	}
 	api, err := httpapi.New(httpapi.Options{
 		Service:         svc,
 		Mailbox:         ops,
+		Cluster:         capi,
 		PathPrefix:      cfg.PathPrefix,
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),

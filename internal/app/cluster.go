@@ -66,8 +66,10 @@ func newClusterParts(cfg config.Config, log *slog.Logger, reg prometheus.Registe
 		rdb.Close()
 		return nil, err
 	}
+	// RestoreMissing: after Redis loses its data, a node re-creates the leases
+	// it holds instead of dropping every subscription (no churn).
 	leases, err := lease.New(rdb, cfg.NodeID, lease.Options{Prefix: cfg.RedisPrefix, TTL: leaseTTL, RenewEvery: leaseRenew,
-		Logger: log, Registerer: reg, Panics: panics})
+		RestoreMissing: true, Logger: log, Registerer: reg, Panics: panics})
 	if err != nil {
 		rdb.Close()
 		return nil, err
@@ -113,6 +115,9 @@ type coordinator struct {
 	panics  *obs.Panics
 	kick    chan struct{}
 	done    chan struct{}
+	rdb     redis.UniversalClient
+	prefix  string
+	epoch   string // registry epoch seen at the last reconcile; owned by the loop
 }
 
 func (c *coordinator) owner(id mail.MailboxID) (string, bool) {
@@ -181,6 +186,10 @@ func (c *coordinator) apply(ctx context.Context, msg string) {
 			return
 		}
 		obs.Check(c.log, c.syncer.Subscribe(mb, syncer.Mode(mode)), "subscribe", "mailbox", id)
+		// An unchanged healthy subscription publishes no state change; publish
+		// anyway, the caller (Creatio's failover) may be asking because the
+		// shared state lost it.
+		c.syncer.Republish(mb.ID)
 	case "close":
 		c.syncer.Unsubscribe(mail.MailboxID(rest))
 	}
@@ -211,11 +220,14 @@ func (c *coordinator) reconcile(ctx context.Context) {
 		}
 	}
 	running := c.syncer.IDs()
-	if len(mbs) == 0 && len(running) > 0 {
-		// An empty registry while we serve mailboxes means Redis lost its data
-		// (restart without persistence, failover to an empty replica), not that
-		// every mailbox was closed: write back what we hold instead of dropping
-		// live subscriptions. Creatio's failover job re-creates the rest.
+	if lost, err := c.dataLost(rctx); err != nil {
+		c.log.Warn("reconcile: cannot check the registry epoch, keeping current subscriptions", "err", err)
+		return
+	} else if lost {
+		// Redis lost its data (restart without persistence, failover to an
+		// empty replica): that is not every mailbox being closed. Each node
+		// writes back what it serves instead of dropping live subscriptions;
+		// Creatio's failover job re-creates anything else.
 		c.writeBack(rctx, running)
 		return
 	}
@@ -232,6 +244,27 @@ func (c *coordinator) reconcile(ctx context.Context) {
 	c.members.SetOwned(len(want))
 }
 
+// dataLost reports whether the registry's epoch marker changed since the last
+// reconcile: the marker is created once per data set (SETNX), so its absence
+// or a new value means Redis lost everything since.
+func (c *coordinator) dataLost(ctx context.Context) (bool, error) {
+	key := c.prefix + "epoch"
+	cur, err := c.rdb.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		if err := c.rdb.SetNX(ctx, key, strconv.FormatInt(time.Now().UnixNano(), 36)+"-"+c.self, 0).Err(); err != nil {
+			return false, err
+		}
+		if cur, err = c.rdb.Get(ctx, key).Result(); err != nil {
+			return false, err
+		}
+	} else if err != nil {
+		return false, err
+	}
+	lost := c.epoch != "" && cur != c.epoch
+	c.epoch = cur
+	return lost, nil
+}
+
 func (c *coordinator) writeBack(ctx context.Context, ids []mail.MailboxID) {
 	n := 0
 	for _, id := range ids {
@@ -243,6 +276,7 @@ func (c *coordinator) writeBack(ctx context.Context, ids []mail.MailboxID) {
 			c.log.Warn("write-back after Redis data loss failed", "err", err)
 			return
 		}
+		c.syncer.Republish(id)
 		n++
 	}
 	c.log.Warn("the registry was empty (Redis lost its data?): wrote back the mailboxes this node serves", "count", n)
@@ -264,4 +298,16 @@ func publishStatus(st *store.Redis, node string, log *slog.Logger) func(mail.Mai
 			log.Debug("status not published", "mailbox", string(id), "err", fmt.Sprint(err))
 		}
 	}
+}
+
+// clusterAPI serves the cluster view and readiness.
+type clusterAPI struct{ p *clusterParts }
+
+func (c clusterAPI) Nodes(ctx context.Context) (any, error) { return c.p.members.Members(ctx) }
+
+func (c clusterAPI) Ready(ctx context.Context) error {
+	if err := c.p.store.Ping(ctx); err != nil {
+		return err
+	}
+	return c.p.members.Ready()
 }

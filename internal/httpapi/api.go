@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -49,6 +50,14 @@ type Service interface {
 // maps to 501.
 var ErrUnsupported = errors.New("not supported by this version of the service")
 
+// Cluster is optional: the cluster view and readiness of a clustered node.
+type Cluster interface {
+	// Nodes lists the live nodes with what they hold.
+	Nodes(ctx context.Context) (any, error)
+	// Ready fails while the node cannot reach the shared state.
+	Ready(ctx context.Context) error
+}
+
 // ErrUnavailable marks a temporary refusal (shutting down); it maps to 503.
 var ErrUnavailable = errors.New("service unavailable")
 
@@ -56,6 +65,7 @@ var ErrUnavailable = errors.New("service unavailable")
 type Options struct {
 	Service         Service
 	Mailbox         MailboxService // nil: the mailbox-level endpoints answer 501
+	Cluster         Cluster        // nil: single node
 	PathPrefix      string         // optional extra mount point, e.g. /exchangelistener
 	MaxRequestBytes int64          // default 64 MiB
 	Metrics         http.Handler   // served at /metrics when set
@@ -113,6 +123,8 @@ func (a *API) routes() {
 	a.handle("POST /api/listeners/close", a.close)
 	a.handle("POST /api/listeners/subscriptionsstate", a.states)
 	a.mailboxRoutes()
+	a.handle("GET /api/cluster", a.clusterView)
+	a.handle("GET /readyz", a.ready)
 	if a.opts.Metrics != nil {
 		a.mux.Handle("GET /metrics", a.opts.Metrics)
 	}
@@ -254,4 +266,29 @@ func itoa(n int) string {
 		return string([]byte{digits[n/100], digits[n/10%10], digits[n%10]})
 	}
 	return "other"
+}
+
+func (a *API) clusterView(w http.ResponseWriter, r *http.Request) error {
+	if a.opts.Cluster == nil {
+		writeJSON(w, http.StatusOK, map[string]any{"Mode": "single", "Nodes": []any{}})
+		return nil
+	}
+	nodes, err := a.opts.Cluster.Nodes(r.Context())
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"Mode": "cluster", "Nodes": nodes})
+	return nil
+}
+
+// ready is the Kubernetes readiness probe: 503 while a clustered node cannot
+// reach Redis (it keeps serving the subscriptions it holds meanwhile).
+func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
+	if a.opts.Cluster != nil {
+		if err := a.opts.Cluster.Ready(r.Context()); err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"Ready": true})
+	return nil
 }

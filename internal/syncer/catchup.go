@@ -18,7 +18,7 @@ const uidValidityLookback = 24 * time.Hour
 // the folder's status from EXAMINE, or zero when the folder stayed selected
 // (then UIDVALIDITY cannot have changed: the server would have closed it).
 func (w *worker) catchUp(ctx context.Context, sess Session, mb *mail.Mailbox, folder string, st source.FolderStatus) error {
-	cur, ok, err := w.m.opts.Cursors.Cursor(ctx, w.id, folder)
+	cur, ok, err := w.loadCursor(ctx, folder)
 	if err != nil {
 		return err
 	}
@@ -126,5 +126,28 @@ func (w *worker) putCursor(ctx context.Context, folder string, c mail.Cursor) er
 	if err := w.m.opts.Cursors.PutCursor(ctx, w.id, folder, c); err != nil {
 		return mail.Wrap(mail.ClassInternal, "save cursor", err)
 	}
+	if w.cursors == nil {
+		w.cursors = make(map[string]mail.Cursor)
+	}
+	w.cursors[folder] = c
 	return nil
+}
+
+// loadCursor reads a folder's cursor. When the store has lost one this
+// supervisor wrote (Redis restarted without persistence), the last written
+// value is restored from memory: restarting at UIDNEXT would skip mail.
+func (w *worker) loadCursor(ctx context.Context, folder string) (mail.Cursor, bool, error) {
+	c, ok, err := w.m.opts.Cursors.Cursor(ctx, w.id, folder)
+	if err != nil || ok {
+		return c, ok, err
+	}
+	mine, had := w.cursors[folder]
+	if !had {
+		return c, false, nil
+	}
+	w.log.Warn("sync cursor missing from the store, restoring it", "folder", folder, "uid", mine.LastUID)
+	if err := w.putCursor(ctx, folder, mine); err != nil {
+		return c, false, err
+	}
+	return mine, true, nil
 }

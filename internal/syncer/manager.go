@@ -305,3 +305,14 @@ func (m *Manager) Mailbox(id mail.MailboxID) (*mail.Mailbox, bool) {
 	}
 	return w.mailbox(), true
 }
+
+// Republish calls OnStatus with the subscription's current state, e.g. after
+// the shared state lost it.
+func (m *Manager) Republish(id mail.MailboxID) {
+	m.mu.Lock()
+	w := m.workers[id]
+	m.mu.Unlock()
+	if w != nil && m.opts.OnStatus != nil {
+		m.opts.OnStatus(id, w.snapshot())
+	}
+}

@@ -31,9 +31,10 @@ type worker struct {
 	status Status
 
 	// owned by run
-	reported  error  // the failure last reported to the client, nil if none
-	refreshed string // the access token a refresh was last requested for
-	fence     uint64 // fencing token of the held lease (cluster mode), stamped on cursor writes
+	reported  error                  // the failure last reported to the client, nil if none
+	refreshed string                 // the access token a refresh was last requested for
+	fence     uint64                 // fencing token of the held lease (cluster mode), stamped on cursor writes
+	cursors   map[string]mail.Cursor // last cursor written per folder, to survive a store that lost it
 }
 
 func (m *Manager) newWorker(mb *mail.Mailbox) *worker {
@@ -387,7 +388,7 @@ func (w *worker) pollFolder(ctx context.Context, sess Session, mb *mail.Mailbox,
 		}
 		return err
 	}
-	cur, ok, err := w.m.opts.Cursors.Cursor(ctx, w.id, folder)
+	cur, ok, err := w.loadCursor(ctx, folder)
 	if err != nil {
 		return err
 	}
@@ -404,7 +405,7 @@ func (w *worker) pollFolder(ctx context.Context, sess Session, mb *mail.Mailbox,
 // ensureCursor starts a folder without a cursor at its current UIDNEXT: a new
 // subscription delivers only new mail (history is the synchronize call's job).
 func (w *worker) ensureCursor(ctx context.Context, sess Session, folder string) error {
-	_, ok, err := w.m.opts.Cursors.Cursor(ctx, w.id, folder)
+	_, ok, err := w.loadCursor(ctx, folder)
 	if err != nil || ok {
 		return err
 	}

@@ -74,6 +74,20 @@ func (n *clusterNode) post(t *testing.T, path, body string) string {
 	return string(b)
 }
 
+func (n *clusterNode) get(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := http.Get(n.base + path)
+	if err != nil {
+		t.Fatalf("%s %s: %v", n.id, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s GET %s: %d %s", n.id, path, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
 func (n *clusterNode) states(t *testing.T, ids []string) map[string]map[string]any {
 	t.Helper()
 	b, _ := json.Marshal(ids)
@@ -210,6 +224,38 @@ func TestClusterPlacementAndFailover(t *testing.T) {
 	}
 	deliverAll("after-join")
 
+	// Redis restarts empty (no persistence): subscriptions keep running, the
+	// registry is written back, and mail keeps flowing.
+	if err := r.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		st := c.states(t, ids)
+		ok := 0
+		for _, id := range ids {
+			if st[id]["State"] == "exists" {
+				ok++
+			}
+		}
+		if ok == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the Redis restart only %d of %d exist: %v", ok, n, st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	deliverAll("after-redis-restart")
+	var view struct {
+		Mode  string
+		Nodes []struct{ ID string }
+	}
+	if err := json.Unmarshal([]byte(c.get(t, "/api/cluster")), &view); err != nil || view.Mode != "cluster" || len(view.Nodes) != 2 {
+		t.Errorf("cluster view = %+v, %v", view, err)
+	}
+	c.get(t, "/readyz")
+
 	// Exactly once overall.
 	seen := map[string]int{}
 	for _, m := range col.Emails() {
@@ -220,8 +266,8 @@ func TestClusterPlacementAndFailover(t *testing.T) {
 			t.Errorf("%s delivered %d times", mid, k)
 		}
 	}
-	if len(seen) != 3*n {
-		t.Errorf("%d distinct emails, want %d", len(seen), 3*n)
+	if len(seen) != 4*n {
+		t.Errorf("%d distinct emails, want %d", len(seen), 4*n)
 	}
 }
 
