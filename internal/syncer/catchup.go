@@ -134,12 +134,20 @@ func (w *worker) putCursor(ctx context.Context, folder string, c mail.Cursor) er
 }
 
 // loadCursor reads a folder's cursor. When the store has lost one this
-// supervisor wrote (Redis restarted without persistence), the last written
-// value is restored from memory: restarting at UIDNEXT would skip mail.
+// supervisor read or wrote before (Redis restarted without persistence), the
+// last known value is restored from memory: restarting at UIDNEXT would skip
+// the mail that arrived meanwhile.
 func (w *worker) loadCursor(ctx context.Context, folder string) (mail.Cursor, bool, error) {
 	c, ok, err := w.m.opts.Cursors.Cursor(ctx, w.id, folder)
-	if err != nil || ok {
+	if err != nil {
 		return c, ok, err
+	}
+	if ok {
+		if w.cursors == nil {
+			w.cursors = make(map[string]mail.Cursor)
+		}
+		w.cursors[folder] = c // remember what we read too, not only what we wrote
+		return c, true, nil
 	}
 	mine, had := w.cursors[folder]
 	if !had {

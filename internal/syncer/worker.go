@@ -138,6 +138,9 @@ func (w *worker) run(ctx context.Context) {
 			return
 		}
 		w.fence = lease.Fence()
+		// The fence log: with these two lines per hold, a test (or an operator)
+		// can prove no mailbox was ever held by two nodes at once.
+		w.log.Info("mailbox lease obtained", "fence", w.fence)
 		lctx, cancel := lease.Context(ctx)
 		w.supervise(lctx)
 		cancel()
@@ -148,6 +151,9 @@ func (w *worker) run(ctx context.Context) {
 			}
 		default:
 		}
+		// Logged before the release: from here on the session is over, and
+		// another node may take the lease the moment it is released.
+		w.log.Info("mailbox lease released", "fence", w.fence)
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		obs.Check(w.log, lease.Release(rctx), "release mailbox lease")
 		rcancel()

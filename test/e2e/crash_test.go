@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +19,16 @@ import (
 // procNode is the service binary running as a separate process.
 type procNode struct {
 	clusterNode
-	cmd *exec.Cmd
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string // JSON log lines after the start line
+	exit  chan struct{}
+}
+
+func (p *procNode) logLines() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.lines...)
 }
 
 func startProcNode(t *testing.T, bin, id string, r *testenv.Redis, dc *testenv.Dovecot, caFile, key string) *procNode {
@@ -40,15 +50,19 @@ func startProcNode(t *testing.T, bin, id string, r *testenv.Redis, dc *testenv.D
 			addr = addr[:strings.IndexByte(addr, '"')]
 		}
 	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
 	if addr == "" {
 		t.Fatalf("%s: no start line", id)
 	}
-	p := &procNode{clusterNode: clusterNode{id: id, base: "http://" + addr}, cmd: cmd}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	p := &procNode{clusterNode: clusterNode{id: id, base: "http://" + addr}, cmd: cmd, exit: make(chan struct{})}
+	go func() {
+		for sc.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, sc.Text())
+			p.mu.Unlock()
+		}
+	}()
+	go func() { _ = cmd.Wait(); close(p.exit) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.exit })
 	return p
 }
 
@@ -92,7 +106,7 @@ func TestCrashFailover(t *testing.T) {
 		t.Fatalf("node-a holds nothing: %v", holders)
 	}
 	_ = a.cmd.Process.Signal(syscall.SIGKILL)
-	_ = a.cmd.Wait()
+	<-a.exit
 	killed := time.Now()
 	// Mail arrives while node-a's mailboxes are orphaned.
 	for i := 0; i < n; i++ {
