@@ -104,7 +104,8 @@ func runLatency(ctx context.Context, o latencyOptions) (res *Result, err error) 
 	m.Add("bench_cpu_seconds", cpu.SelfSec, "s", "this process (appenders, Collector)")
 	m.Add("dovecot_cpu_seconds", cpu.DovecotSec, "s", "whole Dovecot instance, same window")
 	m.Add("machine_busy_pct", 100*cpu.MachineBusy, "%", "all CPUs")
-	m.Add("other_cpu_seconds", cpu.OtherSec, "s", "CPU of everything else on the machine (other engineers' runs, kernel): should be ~0")
+	m.Add("other_cpu_seconds", cpu.OtherSec, "s", "CPU of everything else (other engineers' runs, kernel threads, softirq); ~0 on a quiet machine")
+	m.Add("steal_cpu_seconds", cpu.StealSec, "s", "hypervisor steal (counted in machine_busy_pct)")
 	if rss, err := rssBytes(s.svc.Pid()); err == nil {
 		m.Add("service_rss_mib", mib(rss), "MiB", "at the end")
 	}

@@ -114,13 +114,14 @@ func selfCPUSeconds() float64 {
 	return tv(ru.Utime) + tv(ru.Stime)
 }
 
-// machineCPU returns busy and total jiffies of all CPUs from /proc/stat, so that the
-// busy share of the whole machine over an interval can be computed (other engineers'
-// tests may be running on it).
-func machineCPU() (busy, total int64) {
+// machineCPU returns busy, total and steal jiffies of all CPUs from /proc/stat, so that
+// the busy share of the whole machine over an interval can be computed (other
+// engineers' tests may be running on it). Busy includes steal (time the hypervisor gave
+// to other guests), as before.
+func machineCPU() (busy, total, steal int64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
@@ -130,8 +131,11 @@ func machineCPU() (busy, total int64) {
 		if i != 3 && i != 4 { // idle, iowait
 			busy += n
 		}
+		if i == 7 {
+			steal = n
+		}
 	}
-	return busy, total
+	return busy, total, steal
 }
 
 // cpuWindow measures CPU use of the service, of this process and of the machine over an
@@ -142,13 +146,14 @@ type cpuWindow struct {
 	t0                    time.Time
 	svc0, self0, dc0      float64
 	machBusy0, machTotal0 int64
+	machSteal0            int64
 }
 
 func startCPUWindow(pid int, dovecot func() []int) *cpuWindow {
 	w := &cpuWindow{pid: pid, dovecot: dovecot, t0: time.Now(), self0: selfCPUSeconds()}
 	w.svc0, _ = cpuSeconds(pid)
 	w.dc0 = treeCPUSeconds(dovecot())
-	w.machBusy0, w.machTotal0 = machineCPU()
+	w.machBusy0, w.machTotal0, w.machSteal0 = machineCPU()
 	return w
 }
 
@@ -160,8 +165,10 @@ type cpuUse struct {
 	DovecotSec  float64 // CPU seconds the Dovecot instance used
 	MachineBusy float64 // busy share of all CPUs, 0..1
 	// OtherSec is the CPU time of everything else on the machine: all CPUs' busy time
-	// minus the service, Dovecot and this process (other engineers' runs, the kernel).
+	// minus steal, the service, Dovecot and this process (other engineers' runs, the
+	// kernel's own threads and softirq work not charged to a process).
 	OtherSec float64
+	StealSec float64 // time the hypervisor ran other guests while this one wanted to run
 }
 
 // ServicePct is the service's CPU use in percent of one core.
@@ -169,13 +176,14 @@ func (u cpuUse) ServicePct() float64 { return 100 * u.ServiceSec / u.Wall.Second
 
 func (w *cpuWindow) stop() cpuUse {
 	svc1, _ := cpuSeconds(w.pid)
-	b1, t1 := machineCPU()
+	b1, t1, st1 := machineCPU()
 	u := cpuUse{Wall: time.Since(w.t0), ServiceSec: svc1 - w.svc0, SelfSec: selfCPUSeconds() - w.self0,
 		DovecotSec: treeCPUSeconds(w.dovecot()) - w.dc0}
 	if dt := t1 - w.machTotal0; dt > 0 {
 		u.MachineBusy = float64(b1-w.machBusy0) / float64(dt)
 	}
-	u.OtherSec = max(0, float64(b1-w.machBusy0)/clockTicks-u.ServiceSec-u.DovecotSec-u.SelfSec)
+	u.StealSec = float64(st1-w.machSteal0) / clockTicks
+	u.OtherSec = max(0, float64(b1-w.machBusy0)/clockTicks-u.StealSec-u.ServiceSec-u.DovecotSec-u.SelfSec)
 	return u
 }
 

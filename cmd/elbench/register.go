@@ -292,6 +292,7 @@ func registerAll(ctx context.Context, s *stack, o commonOptions, res *Result) er
 	res.Metrics.Add("register_service_cpu_s", cpu.ServiceSec, "s", "service CPU until all exist")
 	res.Metrics.Add("register_dovecot_cpu_s", cpu.DovecotSec, "s", "Dovecot CPU until all exist (logins, SELECT, hibernation)")
 	res.Metrics.Add("register_machine_busy_pct", 100*cpu.MachineBusy, "%", "all CPUs until all exist")
+	res.Metrics.Add("register_other_cpu_s", cpu.OtherSec, "s", "CPU of everything else until all exist (other load); ~0 on a quiet machine")
 	res.Notes["states_after_register"] = out.Counts
 	if len(out.Errors) > 0 {
 		res.Notes["state_errors_sample"] = out.Errors
