@@ -161,7 +161,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 	if err != nil {
 		return nil, err
 	}
-	svc := &service{registry: st, syncer: mgr, history: loader, version: version, started: time.Now(), storeName: "memory"}
+	svc := &service{registry: st, syncer: mgr, history: loader, version: version, started: time.Now(), storeName: "memory", max: cfg.MaxSubscriptions}
 	var coord *coordinator
 	if parts != nil {
 		coord = &coordinator{self: cfg.NodeID, reg: parts.store, members: parts.members, syncer: mgr, log: log.With("node", cfg.NodeID),

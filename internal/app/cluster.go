@@ -205,13 +205,19 @@ func (c *coordinator) reconcile(ctx context.Context) {
 		c.log.Warn("reconcile: registry unreachable, keeping current subscriptions", "err", err)
 		return
 	}
+	if _, ok := c.owner(""); !ok {
+		return // not in the member view yet: decide nothing
+	}
+	// Assign honours each node's capacity (EL_MAX_SUBSCRIPTIONS): a full node's
+	// overflow goes to the next-ranked node; all nodes compute the same result.
+	ids := make([]mail.MailboxID, len(mbs))
+	for i, mb := range mbs {
+		ids[i] = mb.ID
+	}
+	placed := cluster.Assign(ids, c.members.View(), 0)
 	want := make(map[mail.MailboxID]bool, len(mbs))
 	for _, mb := range mbs {
-		owner, ok := c.owner(mb.ID)
-		if !ok {
-			return
-		}
-		if owner != c.self {
+		if placed[mb.ID] != c.self {
 			continue
 		}
 		want[mb.ID] = true

@@ -32,6 +32,7 @@ type service struct {
 
 	storeName string
 	node      string
+	max       int // most subscriptions on a single node (memory mode)
 	// Cluster mode only: the coordinator places mailboxes, statuses come from
 	// Redis so that any node answers for any mailbox.
 	coord    *coordinator
@@ -56,6 +57,11 @@ func (s *service) Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode httpa
 		}
 	}
 	for _, mb := range mbs {
+		if s.coord == nil {
+			if _, running := s.syncer.Status(mb.ID); !running && s.max > 0 && len(s.syncer.IDs()) >= s.max {
+				return fmt.Errorf("%w: this node serves its maximum of %d mailboxes (EL_MAX_SUBSCRIPTIONS)", httpapi.ErrUnavailable, s.max)
+			}
+		}
 		if err := s.registry.PutMailbox(ctx, mb); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,4 +85,20 @@ func TestRecreateIsIdempotentAndUpdateSwapsSecrets(t *testing.T) {
 	if n := len(e.emails("between")); n != 1 {
 		t.Errorf("mail around a recreate delivered %d times, want 1", n)
 	}
+}
+
+// TestMaxSubscriptions: a node at EL_MAX_SUBSCRIPTIONS refuses new mailboxes
+// with 503 (Creatio's failover retries) and registers nothing of them.
+func TestMaxSubscriptions(t *testing.T) {
+	e := newEnv(t, func(c *testConfig) { c.MaxSubscriptions = 1 })
+	e.mustPost("/api/listeners/create", e.createBody(mailboxSpec{ID: "00000000-0000-4000-8000-0000000000c1", User: "alice@example.com", Password: "alicepw"}))
+	code, body := e.post("/api/listeners/create", e.createBody(mailboxSpec{ID: "00000000-0000-4000-8000-0000000000c2", User: "bob@example.com", Password: "bobpw"}))
+	if code != 503 || !strings.Contains(body, "EL_MAX_SUBSCRIPTIONS") {
+		t.Fatalf("second mailbox: %d %s", code, body)
+	}
+	if st := e.state("00000000-0000-4000-8000-0000000000c2"); st["State"] != "closed" {
+		t.Errorf("refused mailbox state = %v", st)
+	}
+	// Re-registering the one it has is fine.
+	e.mustPost("/api/listeners/recreate", e.createBody(mailboxSpec{ID: "00000000-0000-4000-8000-0000000000c1", User: "alice@example.com", Password: "alicepw"}))
 }
