@@ -1,30 +1,13 @@
 package lease
 
-import "time"
+import "github.com/emaillistener/emaillistener/internal/clock"
 
 // Clock is the time source of the renew loop and of lease deadlines. Tests pass
 // a simulated clock; the Redis-side TTL always runs on the server's real clock.
-type Clock interface {
-	Now() time.Time
-	NewTimer(d time.Duration) Timer
-}
+type Clock = clock.Clock
 
 // Timer is the part of *time.Timer the renew loop uses.
-type Timer interface {
-	C() <-chan time.Time
-	Reset(d time.Duration) bool
-	Stop() bool
-}
+type Timer = clock.Timer
 
-// realClock is the wall clock (monotonic readings).
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-
-func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
-
-type realTimer struct{ t *time.Timer }
-
-func (t realTimer) C() <-chan time.Time        { return t.t.C }
-func (t realTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
-func (t realTimer) Stop() bool                 { return t.t.Stop() }
+// realClock is the wall clock.
+type realClock = clock.Real
