@@ -169,6 +169,10 @@ type session struct {
 	mb   *mail.Mailbox
 	log  *slog.Logger
 	conn connCloser
+	// root is send's context. Its cause is set before any derived context or
+	// AfterFunc hears of the cancellation, so error checks it too: the
+	// connection may be closed by ctx's AfterFunc before dctx is cancelled.
+	root context.Context
 }
 
 // errPlainFallback: opportunistic STARTTLS found the server does not offer it.
@@ -179,6 +183,7 @@ var errPlainFallback = errors.New("sender: continue without TLS")
 // then reports the context's cause instead of "use of closed connection".
 func (s *session) send(ctx context.Context, raw []byte, from string, rcpts []string) error {
 	start := time.Now()
+	s.root = ctx
 	dctx, cancel := context.WithTimeoutCause(ctx, s.o.DialTimeout, errDialTimeout)
 	defer cancel()
 	defer s.conn.close()
@@ -427,6 +432,8 @@ func (s *session) transaction(ctx context.Context, c *smtp.Client, raw []byte, f
 func (s *session) error(ctx context.Context, step Step, err error) *Error {
 	if cause := context.Cause(ctx); cause != nil {
 		err = cause
+	} else if s.root != nil && context.Cause(s.root) != nil {
+		err = context.Cause(s.root)
 	}
 	return newError(step, s.ep.Addr, err)
 }
