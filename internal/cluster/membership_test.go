@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/emaillistener/emaillistener/internal/clock"
 	"testing"
 	"time"
 
@@ -99,7 +100,7 @@ func TestCrashedNodeExpires(t *testing.T) {
 	// node-c beats once at Start; its simulated clock never advances, so it
 	// never beats again: a crash, as far as Redis can tell.
 	co := withNode(fast, "node-c")
-	co.Clock = newFakeClock()
+	co.Clock = clock.NewFake(time.Now().Truncate(time.Millisecond))
 	start(t, c, co)
 	waitFor(t, "a sees c", viewIs(a, "node-a", "node-c"))
 	drain(a.Changes())
@@ -162,7 +163,7 @@ func TestMembersPrunesRegistry(t *testing.T) {
 func TestRedisOutageReadiness(t *testing.T) {
 	t.Parallel()
 	r, c := newRedis(t)
-	clk := newFakeClock()
+	clk := clock.NewFake(time.Now().Truncate(time.Millisecond))
 	reg := prometheus.NewRegistry()
 	a := start(t, c, cluster.Options{NodeID: "node-a", Clock: clk, Registerer: reg}) // TTL 10 s, beat 3 s
 	if err := r.Stop(); err != nil {

@@ -2,6 +2,7 @@ package lease_test
 
 import (
 	"fmt"
+	"github.com/emaillistener/emaillistener/internal/clock"
 	"os"
 	"strconv"
 	"testing"
@@ -23,7 +24,7 @@ func TestBatchRenewOneRoundTrip(t *testing.T) {
 	_, c := newRedis(t)
 	hook := &countingHook{}
 	c.AddHook(hook)
-	clk := newFakeClock()
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	a := newManager(t, c, "node-a", lease.Options{Clock: clk, TTL: time.Minute})
 	ctx := t.Context()
 	const n = 2000
@@ -95,7 +96,7 @@ func BenchmarkRenewRound(b *testing.B) {
 	r := testenv.NewRedisT(b, testenv.RedisOptions{})
 	c := redis.NewClient(&redis.Options{Addr: r.Addr})
 	defer c.Close()
-	clk := newFakeClock()
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	m, err := lease.New(c, "node-a", lease.Options{Clock: clk, TTL: time.Hour, Panics: panics})
 	if err != nil {
 		b.Fatal(err)

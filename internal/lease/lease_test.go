@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/emaillistener/emaillistener/internal/clock"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func withClock(o lease.Options, clk lease.Clock) lease.Options { o.Clock = clk; 
 func TestContentionAndFenceOrder(t *testing.T) {
 	t.Parallel()
 	_, c := newRedis(t)
-	clkA, clkB := newFakeClock(), newFakeClock()
+	clkA, clkB := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)), clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	a := newManager(t, c, "node-a", withClock(short, clkA))
 	b := newManager(t, c, "node-b", withClock(short, clkB))
 	ctx := t.Context()
@@ -167,7 +168,7 @@ func TestReleaseHandsOver(t *testing.T) {
 func TestMissingKeyLosesLease(t *testing.T) {
 	t.Parallel()
 	_, c := newRedis(t)
-	clk := newFakeClock()
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
 	a := newManager(t, c, "node-a", lease.Options{Clock: clk, Registerer: reg})
 	ctx := t.Context()
@@ -207,7 +208,7 @@ func TestMissingKeyLosesLease(t *testing.T) {
 func TestUnreachableRedisExpiresAtDeadline(t *testing.T) {
 	t.Parallel()
 	r, c := newRedis(t)
-	clk := newFakeClock()
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
 	opts := lease.Options{Clock: clk, Registerer: reg} // TTL 15 s, renew every 5 s, skew 1 s
 	a := newManager(t, c, "node-a", opts)
@@ -253,7 +254,7 @@ func TestUnreachableRedisExpiresAtDeadline(t *testing.T) {
 func TestRedisRestartLosesLeases(t *testing.T) {
 	t.Parallel()
 	r, c := newRedis(t)
-	clk := newFakeClock()
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	a := newManager(t, c, "node-a", lease.Options{Clock: clk})
 	ctx := t.Context()
 	const n = 50
@@ -286,7 +287,7 @@ func TestRedisRestartLosesLeases(t *testing.T) {
 func TestRedisRestartRestoresLeases(t *testing.T) {
 	t.Parallel()
 	r, c := newRedis(t)
-	clkA := newFakeClock()
+	clkA := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
 	a := newManager(t, c, "node-a", lease.Options{Clock: clkA, RestoreMissing: true, Registerer: reg})
 	b := newManager(t, c, "node-b", lease.Options{})
@@ -349,7 +350,7 @@ func TestRedisRestartRestoresLeases(t *testing.T) {
 func TestSameNodeTakesOver(t *testing.T) {
 	t.Parallel()
 	_, c := newRedis(t)
-	clkOld := newFakeClock()
+	clkOld := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	old := newManager(t, c, "node-a", lease.Options{Clock: clkOld})
 	fresh := newManager(t, c, "node-a", lease.Options{})
 	ctx := t.Context()

@@ -3,6 +3,7 @@ package lease_test
 import (
 	"context"
 	"fmt"
+	"github.com/emaillistener/emaillistener/internal/clock"
 	"log/slog"
 	"os"
 	"sync/atomic"
@@ -79,7 +80,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // advanceRound moves clk by d and waits until m finished its next renewal round.
-func advanceRound(t *testing.T, m *lease.Manager, clk *fakeClock, d time.Duration) lease.Stats {
+func advanceRound(t *testing.T, m *lease.Manager, clk *clock.Fake, d time.Duration) lease.Stats {
 	t.Helper()
 	before := m.Stats().Rounds
 	clk.Advance(d)

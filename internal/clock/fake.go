@@ -1,33 +1,33 @@
-package cluster_test
+package clock
 
 import (
 	"sync"
 	"time"
-
-	"github.com/emaillistener/emaillistener/internal/cluster"
 )
 
-// fakeClock is a simulated clock, starting at the real time (registry scores
-// are compared across nodes): time moves only in Advance, which fires the
-// timers that became due (like time.Timer since Go 1.23, Reset and Stop drop
+// Fake is a simulated clock for tests: time moves only in Advance, which fires
+// the timers that became due (like time.Timer since Go 1.23, Reset and Stop drop
 // an undelivered tick).
-type fakeClock struct {
+type Fake struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*fakeTimer
 }
 
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Now().Truncate(time.Millisecond)}
+// NewFake returns a simulated clock reading start. Tests whose clock values
+// meet real ones (e.g. scores compared with other nodes' wall clocks) start at
+// time.Now().
+func NewFake(start time.Time) *Fake {
+	return &Fake{now: start}
 }
 
-func (c *fakeClock) Now() time.Time {
+func (c *Fake) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-func (c *fakeClock) NewTimer(d time.Duration) cluster.Timer {
+func (c *Fake) NewTimer(d time.Duration) Timer {
 	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}
 	c.mu.Lock()
 	c.timers = append(c.timers, t)
@@ -37,7 +37,7 @@ func (c *fakeClock) NewTimer(d time.Duration) cluster.Timer {
 }
 
 // Advance moves time forward by d and fires due timers.
-func (c *fakeClock) Advance(d time.Duration) {
+func (c *Fake) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
@@ -53,7 +53,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 type fakeTimer struct {
-	c      *fakeClock
+	c      *Fake
 	ch     chan time.Time
 	at     time.Time
 	active bool
