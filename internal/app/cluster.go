@@ -68,8 +68,10 @@ func newClusterParts(cfg config.Config, log *slog.Logger, reg prometheus.Registe
 	}
 	// RestoreMissing: after Redis loses its data, a node re-creates the leases
 	// it holds instead of dropping every subscription (no churn).
+	// HoldWhileUnreachable: a Redis outage stops no subscription; Creatio
+	// deduplicates the mail a node cut off alone may deliver twice meanwhile.
 	leases, err := lease.New(rdb, cfg.NodeID, lease.Options{Prefix: cfg.RedisPrefix, TTL: leaseTTL, RenewEvery: leaseRenew,
-		RestoreMissing: true, Logger: log, Registerer: reg, Panics: panics})
+		RestoreMissing: true, HoldWhileUnreachable: true, Logger: log, Registerer: reg, Panics: panics})
 	if err != nil {
 		rdb.Close()
 		return nil, err
@@ -118,6 +120,9 @@ type coordinator struct {
 	rdb     redis.UniversalClient
 	prefix  string
 	epoch   string // registry epoch seen at the last reconcile; owned by the loop
+	// unreachable: the last reconcile could not read the registry; owned by
+	// the loop.
+	unreachable bool
 }
 
 func (c *coordinator) owner(id mail.MailboxID) (string, bool) {
@@ -202,8 +207,21 @@ func (c *coordinator) reconcile(ctx context.Context) {
 	defer cancel()
 	mbs, err := c.reg.Mailboxes(rctx)
 	if err != nil {
-		c.log.Warn("reconcile: registry unreachable, keeping current subscriptions", "err", err)
+		if !c.unreachable {
+			c.log.Warn("reconcile: registry unreachable, keeping current subscriptions", "err", err)
+		}
+		c.unreachable = true
 		return
+	}
+	if c.unreachable {
+		// State changes during the outage were not published: publish them now
+		// so every node answers subscriptionsstate correctly again.
+		c.unreachable = false
+		running := c.syncer.IDs()
+		for _, id := range running {
+			c.syncer.Republish(id)
+		}
+		c.log.Info("reconcile: registry reachable again", "republished", len(running))
 	}
 	if _, ok := c.owner(""); !ok {
 		return // not in the member view yet: decide nothing
@@ -312,6 +330,9 @@ type clusterAPI struct{ p *clusterParts }
 func (c clusterAPI) Nodes(ctx context.Context) (any, error) { return c.p.members.Members(ctx) }
 
 func (c clusterAPI) Ready(ctx context.Context) error {
+	// A hung Redis must fail the probe quickly, not after the client's retries.
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
 	if err := c.p.store.Ping(ctx); err != nil {
 		return err
 	}

@@ -99,7 +99,9 @@ func (s *service) States(ctx context.Context, ids []mail.MailboxID) (map[mail.Ma
 	if s.statuses != nil {
 		var err error
 		if remote, err = s.statuses.Statuses(ctx, ids); err != nil {
-			return nil, fmt.Errorf("read subscription states: %w", err)
+			// Unavailable rather than guessed: a state other than exists
+			// makes Creatio's failover job recreate the mailbox.
+			return nil, fmt.Errorf("%w: read subscription states (Redis unreachable?): %v", httpapi.ErrUnavailable, err)
 		}
 	}
 	for _, id := range ids {

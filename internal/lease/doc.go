@@ -38,6 +38,12 @@
 //     local deadline, then lost (ReasonExpired). A node cut off from Redis for
 //     longer than TTL - Skew thus stops all its mailboxes; the peers, which may
 //     obtain after the Redis-side expiry, never overlap with it.
+//   - With Options.HoldWhileUnreachable (what the service uses) the leases are
+//     kept past the deadline instead, unconfirmed, and renewal restores them
+//     when Redis answers again unless the fence counter shows another node
+//     obtained them meanwhile. A Redis outage then stops nothing; a node cut
+//     off alone may overlap with a peer until it reaches Redis again, and the
+//     fenced cursor writes settle which one's progress counts.
 //   - When Redis comes back empty (restart without persistence), renewals find
 //     the keys missing: by default the leases are lost (ReasonMissing) and the
 //     holders obtain them again (with higher fences, thanks to the time

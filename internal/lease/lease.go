@@ -87,6 +87,10 @@ type Lease struct {
 	end      context.CancelCauseFunc
 	ended    atomic.Bool
 	deadline atomic.Int64 // local expiry, Clock unix nanoseconds; extended by renewals
+	// unconfirmed: the deadline passed without an answer from Redis and the
+	// Manager holds on (Options.HoldWhileUnreachable); owned by the loop,
+	// atomic for Confirmed.
+	unconfirmed atomic.Bool
 }
 
 func newLease(m *Manager, id mail.MailboxID, fence uint64, deadline time.Time) *Lease {
@@ -120,6 +124,12 @@ func (l *Lease) Err() error {
 // Deadline returns the local expiry: the lease is given up at this time unless
 // renewed first. Redis expires it no earlier than Deadline plus the skew margin.
 func (l *Lease) Deadline() time.Time { return time.Unix(0, l.deadline.Load()) }
+
+// Confirmed reports whether Redis confirmed the lease within its TTL. It is
+// false only with Options.HoldWhileUnreachable, after the local deadline passed
+// without an answer from Redis: the node still holds on, but another node may
+// have obtained the lease if Redis was reachable for it.
+func (l *Lease) Confirmed() bool { return !l.unconfirmed.Load() }
 
 // Context returns a child of parent that is cancelled, with Err as its cause,
 // when the lease ends. Call the CancelFunc when done with it.

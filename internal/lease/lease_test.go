@@ -540,3 +540,73 @@ func obtainN(t *testing.T, m *lease.Manager, n int) []*lease.Lease {
 	}
 	return out
 }
+
+// With HoldWhileUnreachable, a Redis outage longer than the TTL does not end
+// leases: past the deadline they become unconfirmed and stay held. When Redis
+// answers again each one is settled by the fence counter: restored when no
+// other node obtained it meanwhile, lost when one did (and holds it, or held
+// it and let go).
+func TestHoldWhileUnreachable(t *testing.T) {
+	t.Parallel()
+	r, c := newRedis(t)
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	reg := prometheus.NewRegistry()
+	a := newManager(t, c, "node-a", lease.Options{Clock: clk, HoldWhileUnreachable: true, Registerer: reg})
+	b := newManager(t, c, "node-b", lease.Options{})
+	ctx := t.Context()
+	held := obtainN(t, a, 3)
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	advanceRound(t, a, clk, 5*time.Second)
+	advanceRound(t, a, clk, 5*time.Second)
+	clk.Advance(4 * time.Second) // t0+14s: the local deadline
+	waitFor(t, "leases unconfirmed", func() bool { return a.Stats().Unconfirmed == 3 })
+	for i := 0; i < 3; i++ { // a minute of outage: still held
+		advanceRound(t, a, clk, 20*time.Second)
+	}
+	for _, l := range held {
+		if isDone(l) || l.Confirmed() {
+			t.Fatalf("%s during the outage: done %v (%v), confirmed %v", l.ID(), isDone(l), l.Err(), l.Confirmed())
+		}
+	}
+	if got := metricValue(t, reg, "emaillistener_leases_unconfirmed", ""); got != 3 {
+		t.Fatalf("leases_unconfirmed = %v", got)
+	}
+
+	// Redis comes back (empty). Meanwhile b took mailbox 1 and held mailbox 2
+	// for a moment.
+	if err := r.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Obtain(ctx, held[1].ID()); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := b.Obtain(ctx, held[2].ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := advanceRound(t, a, clk, 20*time.Second)
+	if st.Unconfirmed != 0 || st.Held != 1 {
+		t.Fatalf("after Redis returned: %+v", st)
+	}
+	if isDone(held[0]) || !held[0].Confirmed() {
+		t.Fatalf("mailbox 0 not restored: %v", held[0].Err())
+	}
+	var lost *lease.LostError
+	if !errors.As(held[1].Err(), &lost) || lost.Reason != lease.ReasonTaken {
+		t.Fatalf("mailbox 1: %v, want lost (taken)", held[1].Err())
+	}
+	if !errors.As(held[2].Err(), &lost) || lost.Reason != lease.ReasonMissing {
+		t.Fatalf("mailbox 2: %v, want lost (missing)", held[2].Err())
+	}
+	if _, err := b.Obtain(ctx, held[0].ID()); !errors.Is(err, lease.ErrHeld) {
+		t.Fatalf("b.Obtain of the restored lease = %v", err)
+	}
+	if got := metricValue(t, reg, "emaillistener_leases_unconfirmed", ""); got != 0 {
+		t.Fatalf("leases_unconfirmed = %v", got)
+	}
+}

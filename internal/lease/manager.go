@@ -44,10 +44,25 @@ type Options struct {
 	// long as no newer fence was issued for the mailbox since. Off: such a lease
 	// is lost (ReasonMissing) and the holder must obtain it again.
 	RestoreMissing bool
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer
-	Panics         *obs.Panics
-	Clock          Clock // default: the wall clock
+	// HoldWhileUnreachable keeps a lease whose local deadline passed without
+	// an answer from Redis (Redis down, failing over, or cut off from this
+	// node) instead of losing it: the lease becomes unconfirmed, Done stays
+	// open, and renewal keeps trying. The first answer settles it: renewed or
+	// restored if no other node obtained the lease meanwhile (the fence counter
+	// proves it), lost otherwise. Off: the lease is lost at the deadline.
+	//
+	// The trade: while Redis is down for every node, nobody can obtain the
+	// lease, so holding on is safe and keeps the mailbox served. If only this
+	// node is cut off, a peer obtains the lease after the Redis TTL and both
+	// serve the mailbox until this node reaches Redis again; fencing then
+	// rejects this node's writes and ends its hold. Use it where a duplicate
+	// delivery is harmless (the client deduplicates) and a stalled mailbox is
+	// not.
+	HoldWhileUnreachable bool
+	Logger               *slog.Logger
+	Registerer           prometheus.Registerer
+	Panics               *obs.Panics
+	Clock                Clock // default: the wall clock
 }
 
 func (o *Options) setDefaults() {
@@ -112,13 +127,14 @@ type Manager struct {
 	stopOnce sync.Once
 
 	// Owned by the loop goroutine (and by Stop after the loop exited):
-	timer     Timer
-	held      map[mail.MailboxID]*Lease
-	pending   map[mail.MailboxID]struct{} // Obtain in flight
-	nextRound time.Time
-	rounds    uint64
-	last      Stats  // of the last round, published by publishStats
-	lastErr   string // last renewal error, logged on change
+	timer       Timer
+	held        map[mail.MailboxID]*Lease
+	pending     map[mail.MailboxID]struct{} // Obtain in flight
+	nextRound   time.Time
+	rounds      uint64
+	unconfirmed int    // held leases with unconfirmed set
+	last        Stats  // of the last round, published by publishStats
+	lastErr     string // last renewal error, logged on change
 }
 
 // New returns a Manager for node; it does no I/O. The node id must be unique
@@ -205,6 +221,7 @@ func (m *Manager) stop(ctx context.Context) error {
 		}
 	}
 	m.met.held.Set(0)
+	m.met.unconfirmed.Set(0)
 	return m.releaseAll(ctx, leases)
 }
 
@@ -339,6 +356,7 @@ func (m *Manager) forget(ctx context.Context, l *Lease) {
 // Stats describes the renewal loop, for status pages and tests.
 type Stats struct {
 	Held          int           // leases held after the last round
+	Unconfirmed   int           // held past their deadline without an answer from Redis (HoldWhileUnreachable)
 	Rounds        uint64        // renewal rounds run (an empty round costs no I/O)
 	LastRound     time.Duration // wall time of the last round's Redis I/O
 	LastRoundSize int           // leases renewed (or attempted) in the last round

@@ -7,6 +7,7 @@ import (
 
 type metrics struct {
 	held          prometheus.Gauge
+	unconfirmed   prometheus.Gauge
 	obtained      prometheus.Counter
 	renewFailures prometheus.Counter
 	restored      prometheus.Counter
@@ -20,6 +21,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		held: f.NewGauge(prometheus.GaugeOpts{
 			Name: "emaillistener_leases_held",
 			Help: "Mailbox leases this node holds.",
+		}),
+		unconfirmed: f.NewGauge(prometheus.GaugeOpts{
+			Name: "emaillistener_leases_unconfirmed",
+			Help: "Held leases whose renewal Redis has not confirmed within their TTL (held through a Redis outage).",
 		}),
 		obtained: f.NewCounter(prometheus.CounterOpts{
 			Name: "emaillistener_lease_obtained_total",

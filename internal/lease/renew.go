@@ -73,25 +73,43 @@ func (m *Manager) tick(ctx context.Context) time.Duration {
 	return max(next.Sub(m.opts.Clock.Now()), time.Millisecond)
 }
 
-// expire loses the leases whose local deadline passed, and forgets ended ones.
+// expire loses the leases whose local deadline passed (or, holding on while
+// Redis is unreachable, marks them unconfirmed), and forgets ended ones.
 func (m *Manager) expire(now time.Time) {
-	var lost []mail.MailboxID
+	var lost, held []mail.MailboxID
 	for id, l := range m.held {
 		switch {
 		case l.Err() != nil:
 			delete(m.held, id)
-		case !now.Before(l.Deadline()):
+		case l.unconfirmed.Load() || now.Before(l.Deadline()):
+		case m.opts.HoldWhileUnreachable:
+			// Only a missing answer lets a deadline pass: a rejection loses
+			// the lease at once (renewRound).
+			l.unconfirmed.Store(true)
+			m.unconfirmed++
+			held = append(held, id)
+		default:
 			m.lose(l, ReasonExpired)
 			lost = append(lost, id)
 		}
 	}
 	m.met.held.Set(float64(len(m.held)))
+	m.met.unconfirmed.Set(float64(m.unconfirmed))
 	m.logLost(ReasonExpired, lost)
+	if len(held) > 0 {
+		slices.Sort(held)
+		m.log.Warn("Redis did not answer before the lease deadline; holding on until it does (fencing settles conflicts)",
+			"count", len(held), "unconfirmed", m.unconfirmed, "mailboxes", held[:min(len(held), 5)])
+	}
 }
 
+// earliestDeadline is the first local deadline among confirmed leases.
 func (m *Manager) earliestDeadline() (time.Time, bool) {
 	var first time.Time
 	for _, l := range m.held {
+		if l.unconfirmed.Load() {
+			continue
+		}
 		if d := l.Deadline(); first.IsZero() || d.Before(first) {
 			first = d
 		}
@@ -127,14 +145,18 @@ func (m *Manager) renewRound(ctx context.Context, start time.Time) {
 
 	lost := map[Reason][]mail.MailboxID{}
 	deadline := start.Add(m.opts.TTL - m.opts.Skew)
-	failed := 0
+	failed, reconfirmed := 0, 0
 	for i, l := range leases {
 		switch results[i] {
-		case renewOK:
+		case renewOK, renewRestored:
 			l.extend(deadline)
-		case renewRestored:
-			l.extend(deadline)
-			m.met.restored.Inc()
+			if results[i] == renewRestored {
+				m.met.restored.Inc()
+			}
+			if l.unconfirmed.CompareAndSwap(true, false) {
+				m.unconfirmed--
+				reconfirmed++
+			}
 		case renewMissing:
 			m.lose(l, ReasonMissing)
 			lost[ReasonMissing] = append(lost[ReasonMissing], l.id)
@@ -147,8 +169,13 @@ func (m *Manager) renewRound(ctx context.Context, start time.Time) {
 	}
 	m.met.renewFailures.Add(float64(failed + len(lost[ReasonMissing]) + len(lost[ReasonTaken])))
 	m.met.held.Set(float64(len(m.held)))
+	m.met.unconfirmed.Set(float64(m.unconfirmed))
 	for _, r := range []Reason{ReasonMissing, ReasonTaken} {
 		m.logLost(r, lost[r])
+	}
+	if reconfirmed > 0 {
+		m.log.Info("Redis answered again: leases held through the outage are confirmed", "count", reconfirmed,
+			"lost", len(lost[ReasonMissing])+len(lost[ReasonTaken]), "still_unconfirmed", m.unconfirmed)
 	}
 	m.noteRoundError(err, failed, len(leases))
 	m.last = Stats{Rounds: m.rounds, LastRound: took, LastRoundSize: len(leases)}
@@ -163,12 +190,15 @@ func (m *Manager) renewRound(ctx context.Context, start time.Time) {
 func (m *Manager) renewBatch(ctx context.Context, leases []*Lease) ([]int, error) {
 	keys := make([][]string, len(leases))
 	args := make([][]any, len(leases))
-	restore := "0"
-	if m.opts.RestoreMissing {
-		restore = "1"
-	}
 	ttl := m.opts.TTL.Milliseconds()
 	for i, l := range leases {
+		// An unconfirmed lease's key has expired in Redis by now: restoring it
+		// is the only way to keep it, and the fence counter tells whether
+		// another node obtained it meanwhile.
+		restore := "0"
+		if m.opts.RestoreMissing || l.unconfirmed.Load() {
+			restore = "1"
+		}
 		keys[i] = []string{LeaseKey(m.opts.Prefix, l.id), FenceKey(m.opts.Prefix, l.id)}
 		args[i] = []any{l.value, ttl, l.fence, restore}
 	}
@@ -203,6 +233,9 @@ func (m *Manager) renewBatch(ctx context.Context, leases []*Lease) ([]int, error
 // lose ends l with reason and forgets it; loop goroutine.
 func (m *Manager) lose(l *Lease, reason Reason) {
 	delete(m.held, l.id)
+	if l.unconfirmed.CompareAndSwap(true, false) {
+		m.unconfirmed--
+	}
 	if l.finish(&LostError{ID: l.id, Fence: l.fence, Reason: reason}) {
 		m.met.lost.WithLabelValues(string(reason)).Inc()
 		m.log.Debug("lease lost", "mailbox", l.id, "fence", l.fence, "reason", reason)
@@ -218,6 +251,7 @@ func (m *Manager) loseAll() {
 	}
 	clear(m.pending)
 	m.met.held.Set(0)
+	m.met.unconfirmed.Set(0)
 	m.logLost(ReasonExpired, ids)
 }
 
@@ -258,5 +292,6 @@ func (m *Manager) noteRoundError(err error, failed, total int) {
 func (m *Manager) publishStats() {
 	st := m.last
 	st.Held = len(m.held)
+	st.Unconfirmed = m.unconfirmed
 	m.stats.Store(&st)
 }

@@ -43,9 +43,27 @@ var (
 // MaxLastError is how many bytes of Status.LastError a store keeps.
 const MaxLastError = 512
 
-// staleFence wraps ErrStaleFence with the numbers a post-mortem needs.
+// StaleFenceError is PutCursor's refusal of a stale fence, with the numbers a
+// post-mortem needs; errors.Is(err, ErrStaleFence) holds.
+type StaleFenceError struct {
+	ID            mail.MailboxID
+	Folder        string
+	Fence, Stored uint64
+}
+
+func (e *StaleFenceError) Error() string {
+	return fmt.Sprintf("%v: mailbox %s folder %q: fence %d < stored %d", ErrStaleFence, e.ID, e.Folder, e.Fence, e.Stored)
+}
+
+// Is makes errors.Is(err, ErrStaleFence) true.
+func (e *StaleFenceError) Is(target error) bool { return target == ErrStaleFence }
+
+// StaleFence tells consumers that know no store type (the syncer) that the
+// write was refused, not lost in transit.
+func (e *StaleFenceError) StaleFence() bool { return true }
+
 func staleFence(id mail.MailboxID, folder string, fence, stored uint64) error {
-	return fmt.Errorf("%w: mailbox %s folder %q: fence %d < stored %d", ErrStaleFence, id, folder, fence, stored)
+	return &StaleFenceError{ID: id, Folder: folder, Fence: fence, Stored: stored}
 }
 
 // cloneMailbox returns a deep copy, so callers can never alias stored state.

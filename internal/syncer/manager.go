@@ -91,6 +91,8 @@ type Manager struct {
 	workers map[mail.MailboxID]*worker
 	dials   map[string]chan struct{} // per-host dial semaphores
 	wg      sync.WaitGroup
+
+	unsavedRetry time.Duration // how often unsaved cursors are retried (tests shorten it)
 }
 
 // New checks options and returns a Manager; it does no I/O.
@@ -129,6 +131,8 @@ func New(opts Options) (*Manager, error) {
 		metrics: newMetrics(opts.Registerer),
 		workers: make(map[mail.MailboxID]*worker),
 		dials:   make(map[string]chan struct{}),
+
+		unsavedRetry: unsavedRetry,
 	}, nil
 }
 

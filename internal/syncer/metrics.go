@@ -15,6 +15,7 @@ type metrics struct {
 	reconnects     *prometheus.CounterVec
 	uidValidity    prometheus.Counter
 	tokenRefreshes prometheus.Counter
+	unsavedCursors prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.tokenRefreshes = f.NewCounter(prometheus.CounterOpts{
 		Name: "emaillistener_token_refresh_requests_total",
 		Help: "RefreshToken calls to the client for OAuth mailboxes (token rejected or about to expire).",
+	})
+	m.unsavedCursors = f.NewGauge(prometheus.GaugeOpts{
+		Name: "emaillistener_cursors_unsaved",
+		Help: "Folder sync positions kept in memory because the store (Redis) did not take them; written when it answers.",
 	})
 	for _, s := range States {
 		m.subscriptions.WithLabelValues(s)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -301,3 +302,80 @@ func TestUnsubscribeAndCounts(t *testing.T) {
 }
 
 func (r *recSink) RefreshToken(context.Context, *mail.Mailbox) error { return nil }
+
+// flakyCursors is a cursor store that can be made unreachable, like Redis
+// during an outage.
+type flakyCursors struct {
+	*store.Memory
+	down atomic.Bool
+}
+
+var errUnreachable = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+
+func (f *flakyCursors) Cursor(ctx context.Context, id mail.MailboxID, folder string) (mail.Cursor, bool, error) {
+	if f.down.Load() {
+		return mail.Cursor{}, false, errUnreachable
+	}
+	return f.Memory.Cursor(ctx, id, folder)
+}
+
+func (f *flakyCursors) PutCursor(ctx context.Context, id mail.MailboxID, folder string, c mail.Cursor) error {
+	if f.down.Load() {
+		return errUnreachable
+	}
+	return f.Memory.PutCursor(ctx, id, folder, c)
+}
+
+// An unreachable cursor store does not stop delivery: positions are kept in
+// memory (each message delivered once, the session stays up) and written when
+// the store answers again, without waiting for new mail.
+func TestCursorStoreOutageKeepsDelivering(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+	sink := &recSink{}
+	st := &flakyCursors{Memory: store.NewMemory()}
+	m, err := New(Options{
+		Dialer: DialerFunc(srv.dial), Sink: sink, Cursors: st, Parser: parse,
+		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}, Panics: obs.NewPanics(nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.unsavedRetry = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	defer func() { cancel(); _ = m.Stop(context.Background()) }()
+	if err := m.Subscribe(&mail.Mailbox{ID: "m", Host: "h"}, ModeCreate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "exists", func() bool { s, _ := m.Status("m"); return s.State == StateExists })
+	srv.add(1, "one")
+	waitFor(t, "one", func() bool { return len(sink.got()) == 1 })
+
+	st.down.Store(true)
+	srv.add(2, "two")
+	srv.add(3, "three")
+	waitFor(t, "two and three", func() bool { return len(sink.got()) == 3 })
+	waitFor(t, "unsaved gauge", func() bool { return obs.Value(m.metrics.unsavedCursors) == 1 })
+	time.Sleep(100 * time.Millisecond) // several retry rounds against the dead store
+	if got := sink.got(); len(got) != 3 || got[1] != "two" || got[2] != "three" {
+		t.Fatalf("delivered %v during the outage, want each once", got)
+	}
+	if s, _ := m.Status("m"); s.State != StateExists {
+		t.Fatalf("state %s during the outage", s.State)
+	}
+	if c, _, _ := st.Memory.Cursor(ctx, "m", "INBOX"); c.LastUID != 1 {
+		t.Fatalf("store cursor %d during the outage, want 1", c.LastUID)
+	}
+
+	st.down.Store(false)
+	waitFor(t, "cursor saved after the outage", func() bool {
+		c, _, _ := st.Memory.Cursor(ctx, "m", "INBOX")
+		return c.LastUID == 3
+	})
+	if got := obs.Value(m.metrics.unsavedCursors); got != 0 {
+		t.Fatalf("unsaved gauge %v after the flush", got)
+	}
+	if got := sink.got(); len(got) != 3 {
+		t.Fatalf("delivered %v, want no re-delivery", got)
+	}
+}

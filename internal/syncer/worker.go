@@ -31,10 +31,12 @@ type worker struct {
 	status Status
 
 	// owned by run
-	reported  error                  // the failure last reported to the client, nil if none
-	refreshed string                 // the access token a refresh was last requested for
-	fence     uint64                 // fencing token of the held lease (cluster mode), stamped on cursor writes
-	cursors   map[string]mail.Cursor // last cursor written per folder, to survive a store that lost it
+	reported    error                  // the failure last reported to the client, nil if none
+	refreshed   string                 // the access token a refresh was last requested for
+	fence       uint64                 // fencing token of the held lease (cluster mode), stamped on cursor writes
+	cursors     map[string]mail.Cursor // last cursor read or written per folder (cursor.go)
+	unsaved     map[string]bool        // folders whose cursor the store has not taken yet (store unreachable)
+	saveRetryAt time.Time              // while unsaved: next time to try the store
 }
 
 func (m *Manager) newWorker(mb *mail.Mailbox) *worker {
@@ -128,6 +130,7 @@ func (w *worker) onExists() {
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	defer w.finish()
+	defer w.forgetUnsaved() // a later worker for the mailbox reads the store afresh
 	if w.m.opts.Leaser == nil {
 		w.supervise(ctx)
 		return
@@ -138,6 +141,7 @@ func (w *worker) run(ctx context.Context) {
 			return
 		}
 		w.fence = lease.Fence()
+		w.forgetUnsaved()
 		// The fence log: with these two lines per hold, a test (or an operator)
 		// can prove no mailbox was ever held by two nodes at once.
 		w.log.Info("mailbox lease obtained", "fence", w.fence)
@@ -371,7 +375,13 @@ func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, fold
 			return err
 		}
 		w.maybeRefreshBeforeExpiry(ctx, w.mailbox())
+		if err := w.flushCursors(ctx); err != nil {
+			return err
+		}
 		wait := w.m.opts.IdleMax
+		if len(w.unsaved) > 0 {
+			wait = min(wait, w.m.unsavedRetry)
+		}
 		if len(others) > 0 {
 			wait = min(wait, max(time.Until(nextPoll), time.Millisecond))
 		}

@@ -171,6 +171,26 @@ func (r *Redis) Restart() error {
 	return r.start()
 }
 
+// Start starts a stopped server again on the same ports (empty).
+func (r *Redis) Start() error { return r.start() }
+
+// Pause freezes the server (SIGSTOP): connections stay open and new ones are
+// accepted by the kernel, but nothing is answered, like a hung or overloaded
+// Redis. Resume continues it with its data.
+func (r *Redis) Pause() error { return r.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (r *Redis) Resume() error { return r.signal(syscall.SIGCONT) }
+
+func (r *Redis) signal(sig syscall.Signal) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proc == nil {
+		return errors.New("testenv: redis-server is not running")
+	}
+	return r.proc.cmd.Process.Signal(sig)
+}
+
 // Log returns the server log.
 func (r *Redis) Log() string {
 	b, _ := os.ReadFile(filepath.Join(r.opts.Dir, "redis.log"))
