@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -15,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/emaillistener/emaillistener/internal/testenv"
 )
 
 // TestChaos is the cluster acceptance run: 3 service processes, one Redis, one
@@ -27,22 +21,12 @@ import (
 // every live node must have answered the API throughout.
 func TestChaos(t *testing.T) {
 	const mailboxes, rate = 300, 25 // emails/s
-	bin := filepath.Join(t.TempDir(), "emaillistener")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/emaillistener").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	r := testenv.NewRedisT(t, testenv.RedisOptions{})
-	dc := testenv.NewT(t, testenv.DovecotOptions{AnyPassword: "pw", Scale: true, ExtraConf: "mail_fsync = never"})
-	col := testenv.NewCollectorT(t)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, dc.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	e := newProcEnv(t, true)
+	r, dc, col := e.r, e.dc, e.col
 	var nodesMu sync.Mutex
 	nodes := map[string]*procNode{}
 	start := func(id string) *procNode {
-		n := startProcNode(t, bin, id, r, dc, ca, key)
+		n := e.start(t, id)
 		nodesMu.Lock()
 		nodes[id] = n
 		nodesMu.Unlock()

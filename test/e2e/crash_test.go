@@ -66,24 +66,45 @@ func startProcNode(t *testing.T, bin, id string, r *testenv.Redis, dc *testenv.D
 	return p
 }
 
+// procEnv is what the multi-process tests share: the service binary, one
+// Redis, one Dovecot (every user's password "pw") and the Creatio stand-in.
+type procEnv struct {
+	bin     string
+	r       *testenv.Redis
+	dc      *testenv.Dovecot
+	col     *testenv.Collector
+	ca, key string
+}
+
+func newProcEnv(t *testing.T, scale bool) *procEnv {
+	t.Helper()
+	e := &procEnv{bin: filepath.Join(t.TempDir(), "emaillistener")}
+	if out, err := exec.Command("go", "build", "-o", e.bin, "../../cmd/emaillistener").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	e.r = testenv.NewRedisT(t, testenv.RedisOptions{})
+	e.dc = testenv.NewT(t, testenv.DovecotOptions{AnyPassword: "pw", Scale: scale, ExtraConf: "mail_fsync = never"})
+	e.col = testenv.NewCollectorT(t)
+	e.ca = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(e.ca, e.dc.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.key = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	return e
+}
+
+// start runs a service process as node id.
+func (e *procEnv) start(t *testing.T, id string) *procNode {
+	return startProcNode(t, e.bin, id, e.r, e.dc, e.ca, e.key)
+}
+
 // TestCrashFailover kills a node with SIGKILL (no hand-over): the survivor
 // takes its mailboxes over once the dead node's heartbeat and leases expire,
 // and mail that arrived meanwhile is delivered (at least once).
 func TestCrashFailover(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "emaillistener")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/emaillistener").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	r := testenv.NewRedisT(t, testenv.RedisOptions{})
-	dc := testenv.NewT(t, testenv.DovecotOptions{AnyPassword: "pw", ExtraConf: "mail_fsync = never"})
-	col := testenv.NewCollectorT(t)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, dc.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
-	a := startProcNode(t, bin, "node-a", r, dc, ca, key)
-	b := startProcNode(t, bin, "node-b", r, dc, ca, key)
+	e := newProcEnv(t, false)
+	dc, col := e.dc, e.col
+	a, b := e.start(t, "node-a"), e.start(t, "node-b")
 
 	const n = 30
 	var ids []string

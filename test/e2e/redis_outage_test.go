@@ -1,17 +1,11 @@
 package e2e
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/emaillistener/emaillistener/internal/testenv"
 )
 
 // TestRedisOutage: two service processes share Redis, which first hangs
@@ -23,19 +17,9 @@ import (
 // restored by fence) and no email is lost.
 func TestRedisOutage(t *testing.T) {
 	const n, outage = 20, 14 * time.Second
-	bin := filepath.Join(t.TempDir(), "emaillistener")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/emaillistener").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	r := testenv.NewRedisT(t, testenv.RedisOptions{})
-	dc := testenv.NewT(t, testenv.DovecotOptions{AnyPassword: "pw", Scale: true, ExtraConf: "mail_fsync = never"})
-	col := testenv.NewCollectorT(t)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, dc.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
-	nodes := map[string]*procNode{"a": startProcNode(t, bin, "a", r, dc, ca, key), "b": startProcNode(t, bin, "b", r, dc, ca, key)}
+	e := newProcEnv(t, true)
+	r, dc, col := e.r, e.dc, e.col
+	nodes := map[string]*procNode{"a": e.start(t, "a"), "b": e.start(t, "b")}
 	a := nodes["a"]
 	ids := make([]string, n)
 	host, port, _ := strings.Cut(dc.IMAPAddr, ":")
