@@ -62,12 +62,28 @@ func runDensity(ctx context.Context, o densityOptions) (res *Result, err error) 
 		return res, err
 	}
 	cpu := w.stop()
+	// Memory after the idle window: the runtime has had time to shrink
+	// goroutine stacks (at each GC) and return freed pages to the OS, so this
+	// is closer to a long-running node than the sample right after settling.
+	rss2, err := rssBytes(pid)
+	if err != nil {
+		return res, err
+	}
+	mem, err := s.api.scrapeGauges(ctx, "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_heap_alloc_bytes")
+	if err != nil {
+		return res, err
+	}
 
 	n := float64(o.N)
 	m := &res.Metrics
 	m.Add("rss_before_mib", mib(rss0), "MiB", "service VmRSS before registering")
 	m.Add("rss_after_mib", mib(rss1), "MiB", "service VmRSS after all exist + settle")
 	m.Add("rss_per_mailbox_kib", float64(rss1-rss0)/1024/n, "KiB", "(after - before) / N")
+	m.Add("rss_idle_end_mib", mib(rss2), "MiB", "service VmRSS at the end of the idle window")
+	m.Add("rss_per_mailbox_idle_end_kib", float64(rss2-rss0)/1024/n, "KiB", "(idle end - before) / N")
+	m.Add("heap_inuse_per_mailbox_kib", mem["go_memstats_heap_inuse_bytes"]/1024/n, "KiB", "Go heap in use at idle end / N (includes the base)")
+	m.Add("heap_alloc_per_mailbox_kib", mem["go_memstats_heap_alloc_bytes"]/1024/n, "KiB", "Go heap objects (live + not yet collected) at idle end / N")
+	m.Add("stack_inuse_per_mailbox_kib", mem["go_memstats_stack_inuse_bytes"]/1024/n, "KiB", "goroutine stacks at idle end / N")
 	m.Add("goroutines_before", float64(g0), "", "")
 	m.Add("goroutines_after", float64(g1), "", "")
 	m.Add("goroutines_per_mailbox", float64(g1-g0)/n, "", "(after - before) / N")

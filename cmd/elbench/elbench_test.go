@@ -79,6 +79,24 @@ func TestScenariosSmoke(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("failover", func(t *testing.T) {
+		o := common
+		o.N = 30
+		res, err := runFailover(ctx, failoverOptions{commonOptions: o, Nodes: 3, Mail: 10,
+			Settle: 500 * time.Millisecond, Timeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := decodeResult(t, res)
+		if m["moved"] != m["victim_mailboxes"] || m["mail_sent"] != float64(10) || m["mail_lost"] != float64(0) {
+			t.Errorf("moved %v of %v; mail sent %v lost %v, want all moved, 10 sent, 0 lost",
+				m["moved"], m["victim_mailboxes"], m["mail_sent"], m["mail_lost"])
+		}
+		if _, ok := m["failover_s"].(float64); !ok {
+			t.Error("metric failover_s missing")
+		}
+	})
 }
 
 // decodeResult writes res as JSON, reads it back as generic JSON and returns its metrics.

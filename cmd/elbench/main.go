@@ -9,6 +9,7 @@
 //	go run ./cmd/elbench latency    -n 1000 -rate 50 -duration 20s
 //	go run ./cmd/elbench throughput -n 100 -size 30KB -duration 20s
 //	go run ./cmd/elbench history    -n 10000 [-size 30KB] [-folders 3]
+//	go run ./cmd/elbench failover   -n 3000 [-nodes 3] [-mail 100]
 //
 // Every scenario takes -smoke for a tiny run (history: 200 messages), -json FILE (default
 // bench-results/<scenario>-<timestamp>.json) and -h for all flags. See docs/BENCHMARKS.md.
@@ -36,7 +37,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: elbench <density|latency|throughput|history> [flags]   (elbench <scenario> -h lists the flags)`
+const usage = `usage: elbench <density|latency|throughput|history|failover> [flags]   (elbench <scenario> -h lists the flags)`
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -132,6 +133,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 				o.LoadTimeout = 2*time.Minute + time.Duration(o.Messages)*20*time.Millisecond
 			}
 			return runHistory(ctx, o)
+		}
+	case "failover":
+		o := failoverOptions{Nodes: 3, Mail: 100}
+		fs.IntVar(&co.N, "n", 3000, "mailboxes over all nodes")
+		fs.IntVar(&o.Nodes, "nodes", o.Nodes, "service processes sharing one Redis (at least 2)")
+		fs.IntVar(&o.Mail, "mail", o.Mail, "emails appended to the killed node's mailboxes right after the kill")
+		fs.DurationVar(&o.Timeout, "failover-timeout", 2*time.Minute, "budget from the kill until the survivors serve everything")
+		scenarioFn = func(ctx context.Context) (*Result, error) {
+			o.commonOptions, o.Settle = co, or(*settle, 5*time.Second)
+			if *smoke {
+				o.Settle, o.Mail = time.Second, 10
+			}
+			if o.Nodes < 2 {
+				return nil, errors.New("-nodes must be at least 2")
+			}
+			return runFailover(ctx, o)
 		}
 	default:
 		fmt.Fprintln(stderr, usage)

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,6 +173,7 @@ send:
 type stateInfo struct {
 	State     string `json:"State"`
 	LastError string `json:"LastError"`
+	Node      string `json:"Node"` // the node serving it (cluster mode)
 }
 
 // states asks subscriptionsstate about mailboxes 0..n-1 in chunks of statesChunk.
@@ -215,6 +217,18 @@ func (a *api) waitExists(ctx context.Context, n int, timeout time.Duration) (exi
 	defer tick.Stop()
 	var out existsOutcome
 	for {
+		// On a single node the status counts are cheap; polling every state of
+		// thousands of mailboxes four times a second would cost the service more
+		// CPU than bringing them up (encoding subscriptionsstate). The final
+		// check always reads every state.
+		if local, ok := a.localExists(ctx); ok && local < n {
+			select {
+			case <-ctx.Done():
+				return out, fmt.Errorf("%d of %d mailboxes exist after %v", local, n, timeout)
+			case <-tick.C:
+			}
+			continue
+		}
 		st, err := a.states(ctx, n)
 		if err == nil {
 			out = summarize(st, n)
@@ -231,6 +245,18 @@ func (a *api) waitExists(ctx context.Context, n int, timeout time.Duration) (exi
 		case <-tick.C:
 		}
 	}
+}
+
+// localExists returns the node's count of subscriptions in state exists, and
+// false in cluster mode (counts are per node there) or on any error.
+func (a *api) localExists(ctx context.Context) (int, bool) {
+	st, err := a.status(ctx)
+	if err != nil || st["Store"] != "memory" {
+		return 0, false
+	}
+	subs, _ := st["Subscriptions"].(map[string]any)
+	n, ok := subs["exists"].(float64)
+	return int(n), ok
 }
 
 func summarize(st map[string]stateInfo, n int) existsOutcome {
@@ -377,4 +403,33 @@ func (a *api) scrapeHistogram(ctx context.Context, name string) (histogram, erro
 		return h, fmt.Errorf("metric %s not found", name)
 	}
 	return h, nil
+}
+
+// scrapeGauges reads the named unlabelled metrics from GET /metrics; missing
+// ones are absent from the result.
+func (a *api) scrapeGauges(ctx context.Context, names ...string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		key, val, ok := strings.Cut(line, " ")
+		if !ok || !slices.Contains(names, key) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			out[key] = v
+		}
+	}
+	return out, nil
 }

@@ -47,6 +47,9 @@ type stack struct {
 	col      *testenv.Collector
 	arrivals *arrivals
 	svc      *service
+	peers    []*service // further service processes (cluster scenarios), see startPeer
+	bin      string     // the service binary
+	env      []string   // the service's settings, for peers
 	api      *api
 	target   target
 	opts     stackOptions
@@ -102,11 +105,9 @@ func startStack(ctx context.Context, opts stackOptions) (_ *stack, err error) {
 	if err := os.WriteFile(caFile, s.dc.CertPEM, 0o644); err != nil {
 		return s, err
 	}
-	env := append([]string{
-		"EL_IMAP_TLS_CA_FILE=" + caFile,
-		"EL_LOG_LEVEL=warn",
-	}, opts.Env...)
-	if s.svc, err = startService(ctx, bin, dir, env); err != nil {
+	s.bin = bin
+	s.env = []string{"EL_IMAP_TLS_CA_FILE=" + caFile, "EL_LOG_LEVEL=warn"}
+	if s.svc, err = startService(ctx, bin, dir, append(s.env, opts.Env...)); err != nil {
 		return s, err
 	}
 	s.api = newAPI(s.svc.base, 64)
@@ -129,6 +130,11 @@ func (s *stack) close() error {
 	}
 	if s.dc != nil {
 		s.dovecotLogNotes(s.logs)
+	}
+	for _, p := range s.peers {
+		if err := p.stop(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.svc != nil {
 		t0 := time.Now()
@@ -249,6 +255,20 @@ func buildService(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("go build %s (run elbench inside the module): %w\n%s", servicePackage, err, b)
 	}
 	return out, nil
+}
+
+// startPeer starts one more service process with the stack's settings plus
+// env (later values win), logging to <dir>/<name>/service.log; close stops it.
+func (s *stack) startPeer(ctx context.Context, name string, env []string) (*service, error) {
+	dir := filepath.Join(s.dir, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	p, err := startService(ctx, s.bin, dir, append(append(s.env, s.opts.Env...), env...))
+	if p != nil {
+		s.peers = append(s.peers, p)
+	}
+	return p, err
 }
 
 // service is the emaillistener process.

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"time"
@@ -190,6 +191,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		PathPrefix:      cfg.PathPrefix,
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Pprof:           pprofHandler(cfg.Pprof),
 		Logger:          log,
 		Registerer:      reg,
 		Panics:          panics,
@@ -347,4 +349,18 @@ type stateStore interface {
 // Cursor returns a folder's sync cursor (for tests and diagnostics).
 func (a *App) Cursor(ctx context.Context, id mail.MailboxID, folder string) (mail.Cursor, bool, error) {
 	return a.store.Cursor(ctx, id, folder)
+}
+
+// pprofHandler serves net/http/pprof when on (EL_PPROF), else nil.
+func pprofHandler(on bool) http.Handler {
+	if !on {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

@@ -66,6 +66,8 @@ type Config struct {
 	// NodeID names this node in the cluster (EL_NODE_ID); Load defaults it to
 	// the PodName variable (Kubernetes StatefulSet pods), else the host name.
 	NodeID string
+	// Pprof serves net/http/pprof at /debug/pprof/.
+	Pprof bool
 	// MaxSubscriptions caps the mailboxes one node serves (its capacity, and
 	// its placement weight in a cluster).
 	MaxSubscriptions int
@@ -165,6 +167,7 @@ var Settings = []Setting{
 	{"path-prefix", "EL_PATH_PREFIX", "", "also serve the API under this path prefix (ingress path), e.g. /exchangelistener", str(func(c *Config) *string { return &c.PathPrefix })},
 	{"log-level", "EL_LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"log-format", "EL_LOG_FORMAT", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
+	{"pprof", "EL_PPROF", "false", "serve Go's profiles at /debug/pprof/ on the API port, for diagnosing CPU and memory use; exposes internals, keep it off in production", boolean(func(c *Config) *bool { return &c.Pprof })},
 	{"shutdown-timeout", "EL_SHUTDOWN_TIMEOUT", "20s", "grace period on SIGTERM for in-flight requests and deliveries", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"max-request-bytes", "EL_MAX_REQUEST_BYTES", "64MiB", "largest accepted API request body", size(func(c *Config) *int64 { return &c.MaxRequestBytes })},
 	{"validate-timeout", "EL_VALIDATE_TIMEOUT", "20s", "budget of validate and folders calls (Creatio waits for them in the UI)", dur(func(c *Config) *time.Duration { return &c.ValidateTimeout })},

@@ -69,6 +69,7 @@ type Options struct {
 	PathPrefix      string         // optional extra mount point, e.g. /exchangelistener
 	MaxRequestBytes int64          // default 64 MiB
 	Metrics         http.Handler   // served at /metrics when set
+	Pprof           http.Handler   // served at /debug/pprof/ when set
 	Logger          *slog.Logger
 	Registerer      prometheus.Registerer
 	Panics          *obs.Panics
@@ -127,6 +128,9 @@ func (a *API) routes() {
 	a.handle("GET /readyz", a.ready)
 	if a.opts.Metrics != nil {
 		a.mux.Handle("GET /metrics", a.opts.Metrics)
+	}
+	if a.opts.Pprof != nil {
+		a.mux.Handle("/debug/pprof/", a.opts.Pprof)
 	}
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)

@@ -255,7 +255,7 @@ const hibernateConf = `
 # --- Hibernate: IDLE connections move to imap-hibernate after 2 s
 imap_hibernate_timeout = 2s
 service imap-hibernate {
-  client_limit = 10000
+  client_limit = 5000        # 2 fds per client: stay well below the 20000 fd limit per process
   process_limit = 4
 }
 `

@@ -137,14 +137,18 @@ func Dial(ctx context.Context, mb *mail.Mailbox, opts *Options, onExists func())
 	dctx, cancel := context.WithTimeoutCause(ctx, o.DialTimeout, errors.New("imap dial timeout"))
 	defer cancel()
 
+	// Plain connections get no TLS config: the client keeps its options for
+	// the connection's life, and a tls.Config is ~0.5 KiB per mailbox.
 	var tcfg *tls.Config
-	if o.TLSConfig != nil {
-		tcfg = o.TLSConfig.Clone()
-	} else {
-		tcfg = &tls.Config{}
-	}
-	if tcfg.ServerName == "" {
-		tcfg.ServerName = ep.Host
+	if ep.Implicit || ep.StartTLS {
+		if o.TLSConfig != nil {
+			tcfg = o.TLSConfig.Clone()
+		} else {
+			tcfg = &tls.Config{}
+		}
+		if tcfg.ServerName == "" {
+			tcfg.ServerName = ep.Host
+		}
 	}
 	dialer := &net.Dialer{KeepAliveConfig: net.KeepAliveConfig{
 		Enable: true, Idle: keepAliveIdle, Interval: keepAliveInterval, Count: keepAliveCount,
