@@ -69,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		co.Env = append(co.Env, v)
 		return nil
 	})
+	fs.StringVar(&co.DovecotConf, "dovecot-conf", "", "extra Dovecot configuration, e.g. 'service imap { client_limit = 100\nservice_count = 0 }'")
 	fs.IntVar(&co.Batch, "batch", 1, "mailboxes per create request (Creatio sends 1)")
 	fs.IntVar(&co.Parallel, "parallel", 16, "create requests in flight")
 	fs.DurationVar(&co.ExistsTimeout, "exists-timeout", 0, "budget for all mailboxes to reach exists (default 60s + 60ms per mailbox)")

@@ -35,7 +35,10 @@ type stackOptions struct {
 	Keep    bool     // keep the temp dir (logs, Maildirs) after close
 	TLS     bool     // mailboxes use Dovecot's implicit-TLS port (SecureOption 2)
 	Env     []string // extra KEY=VALUE settings for the service
-	Logf    func(format string, args ...any)
+	// DovecotConf is appended to Dovecot's configuration (later settings win),
+	// e.g. to let imap processes serve many connections each.
+	DovecotConf string
+	Logf        func(format string, args ...any)
 }
 
 // stack is everything a scenario runs against, all on loopback: a private Dovecot with
@@ -91,6 +94,7 @@ func startStack(ctx context.Context, opts stackOptions) (_ *stack, err error) {
 	t0 := time.Now()
 	s.dc, err = testenv.StartDovecot(testenv.DovecotOptions{
 		Dir: filepath.Join(dir, "dovecot"), AnyPassword: benchPassword, Hibernate: true, Logf: opts.Logf,
+		ExtraConf: opts.DovecotConf,
 	})
 	if err != nil {
 		return s, err

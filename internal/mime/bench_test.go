@@ -8,9 +8,15 @@ import (
 	"testing"
 )
 
-// benchMessage builds a ~30 KB message: a text and an HTML body and a 16 KiB
+// benchMessage builds a ~34 KB message: a text and an HTML body and a 16 KiB
 // base64 attachment.
 func benchMessage() []byte {
+	return benchMessageWith(16 << 10)
+}
+
+// benchMessageWith builds the benchMessage shape with an attachment of
+// attachmentBytes (before base64).
+func benchMessageWith(attachmentBytes int) []byte {
 	var b bytes.Buffer
 	b.WriteString("From: =?utf-8?B?0JjQstCw0L0g0J/QtdGC0YDQvtCy?= <ivan@example.ru>\r\n" +
 		"To: a@example.com, \"B, C\" <b@example.com>\r\nCc: c@example.com\r\n" +
@@ -24,7 +30,7 @@ func benchMessage() []byte {
 	b.WriteString("\r\n--alt\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<html><body>")
 	b.WriteString(strings.Repeat("<p>"+strings.TrimSpace(line)+"</p>\r\n", 40))
 	b.WriteString("</body></html>\r\n--alt--\r\n")
-	data := make([]byte, 16<<10)
+	data := make([]byte, attachmentBytes)
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
@@ -45,6 +51,20 @@ func BenchmarkParse(b *testing.B) {
 	for b.Loop() {
 		m, err := Parse(raw, nil)
 		if err != nil || len(m.Attachments) != 1 {
+			b.Fatalf("Parse: %v, %d attachments", err, len(m.Attachments))
+		}
+	}
+}
+
+// BenchmarkParseLarge parses a ~1 MB message, most of it one base64
+// attachment: the cost of transfer decoding and boundary scanning.
+func BenchmarkParseLarge(b *testing.B) {
+	raw := benchMessageWith(750 << 10)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		m, err := Parse(raw, nil)
+		if err != nil || len(m.Attachments) != 1 || len(m.Attachments[0].Data) != 750<<10 {
 			b.Fatalf("Parse: %v, %d attachments", err, len(m.Attachments))
 		}
 	}

@@ -17,14 +17,16 @@ import (
 
 // Charset handling notes.
 //
-// We do charset decoding ourselves instead of letting enmime do it, because
-// enmime runs a statistical detector over every text part and prefers its guess
-// over the declared charset when it is confident. On short Cyrillic and CJK
-// bodies those guesses are often wrong, which turns correctly labelled mail into
-// mojibake. Mail clients trust the declared label (RFC 2046 §4.1.2), and so do
-// we. We only sniff when the label is missing, unknown, or contradicted by the
-// bytes (UTF-8 sent as "us-ascii", a body labelled windows-1251 that is valid
-// UTF-8, "unknown-8bit").
+// We do charset decoding ourselves instead of leaving it to the MIME library:
+// go-message converts through a process-wide hook (message.CharsetReader, a
+// global we leave unset; transfer.go shows it no charset at all), and enmime,
+// used before it, ran a statistical detector over every text part and
+// preferred its guess over the declared charset when it was confident. On
+// short Cyrillic and CJK bodies those guesses are often wrong, which turns
+// correctly labelled mail into mojibake. Mail clients trust the declared
+// label (RFC 2046 §4.1.2), and so do we. We only sniff when the label is
+// missing, unknown, or contradicted by the bytes (UTF-8 sent as "us-ascii", a
+// body labelled windows-1251 that is valid UTF-8, "unknown-8bit").
 //
 // Every function here returns valid UTF-8 and never fails: the last resort is
 // windows-1252, which maps every byte.

@@ -33,7 +33,7 @@ func FuzzParse(f *testing.F) {
 		start := time.Now()
 		m, err := Parse(raw, &Options{MaxAttachmentBytes: 64})
 		if d := time.Since(start); d > slowParse {
-			// Catch pathological inputs (see structureGuard) as failures.
+			// Catch pathological inputs (see maxMultiparts) as failures.
 			t.Fatalf("Parse took %v for %d bytes", d, len(raw))
 		}
 		if err != nil {

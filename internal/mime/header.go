@@ -13,11 +13,12 @@ import (
 
 // Header notes.
 //
-// enmime keeps headers in a map, which loses their order and repetitions, so the
-// top-level header block is split here (RFC 5322 §2.2): a field starts with a
-// name and a colon, continues on lines starting with white space, and the block
-// ends at the first empty line. Like enmime we treat a line without a colon as
-// an unindented continuation, a common mailer bug.
+// The top-level header block is split here (RFC 5322 §2.2) rather than by
+// go-message, whose textproto.ReadHeader rejects the whole block at the first
+// line without a colon: a field starts with a name and a colon, continues on
+// lines starting with white space, and the block ends at the first empty line.
+// A line without a colon is an unindented continuation, a common mailer bug.
+// repairPartHeaders (tree.go) applies the same rules to part headers.
 
 // encodedWordRe matches one RFC 2047 encoded word, tolerating what Go's strict
 // decoder refuses: missing base64 padding and spaces in the encoded text.
@@ -98,8 +99,10 @@ func scanHeader(raw []byte) (header, int) {
 			cur.Write(bytes.TrimSpace(line[colon+1:]))
 		case len(h) == 0 && bytes.HasPrefix(line, []byte("From ")):
 			// An mbox separator from a saved mailbox; not a field.
-		case len(h) == 0:
-			// Text before any field: this is not a header block at all.
+		case len(h) == 0 && bytes.IndexByte(line, ':') < 0:
+			// Text before any field: this is not a header block at all. A
+			// line with a colon but no valid name is a broken field, dropped
+			// like one after other fields.
 			return nil, 0
 		case bytes.IndexByte(line, ':') < 0 && cur != nil:
 			cur.WriteByte(' ')

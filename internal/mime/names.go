@@ -9,8 +9,6 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/jhillyerd/enmime/v2"
 )
 
 // rfc2231Re matches one (possibly continued, possibly extended) parameter,
@@ -20,23 +18,23 @@ var rfc2231Re = regexp.MustCompile(`(?i)(?:^|;)\s*([a-z0-9_-]+)\*(\d+)?(\*)?\s*=
 // attachmentName returns a usable file name for an attachment: the decoded
 // name the sender gave, else one made from the content: "<subject>.eml" for a
 // forwarded message, "winmail.dat" for TNEF, "attachment-<n>.<ext>" otherwise.
-func (a *assembler) attachmentName(p *enmime.Part, ct string, n int) string {
-	// RFC 2231 names are decoded here first: Go's parser, which enmime uses,
-	// drops a name in any charset but UTF-8 and, for a continued one, keeps
-	// the undecoded tail. RFC 6266 §4.3 also prefers filename* to filename.
-	name := rfc2231Param(p.Header.Get("Content-Disposition"), "filename")
+func (a *assembler) attachmentName(p *part, ct string, n int) string {
+	// RFC 2231 names are decoded here first: mime.ParseMediaType drops a
+	// name in any charset but UTF-8 and the lenient fallback keeps it
+	// encoded. RFC 6266 §4.3 also prefers filename* to filename.
+	name := rfc2231Param(p.rawDisp, "filename")
 	if name == "" {
-		name = rfc2231Param(p.Header.Get("Content-Type"), "name")
+		name = rfc2231Param(p.rawType, "name")
 	}
 	if name == "" {
-		name = p.FileName
+		name = p.fileName
 	}
 	if name = cleanFileName(a.dec.text(name)); name != "" {
 		return name
 	}
 	switch ct {
 	case "message/rfc822", "message/global":
-		h, _ := scanHeader(p.Content)
+		h, _ := scanHeader(p.content)
 		subject := sanitizeName(a.dec.text(h.get("Subject")))
 		if subject == "" {
 			subject = "message"

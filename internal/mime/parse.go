@@ -4,8 +4,9 @@
 // Parsing never fails on malformed input. A message is parsed in these steps:
 //
 //  1. The top-level header block is split into fields in order (header.go).
-//  2. enmime builds the MIME part tree and undoes transfer encodings; we keep
-//     charset decoding for ourselves (charset.go).
+//  2. go-message reads the MIME part tree and undoes transfer encodings, with
+//     lenient fallbacks where it gives up (tree.go, transfer.go); media types
+//     (mediatype.go) and charsets (charset.go) are ours.
 //  3. The part tree is walked in document order to pick the bodies and list
 //     the attachments (body.go, names.go).
 //  4. Header fields are decoded (RFC 2047, raw 8-bit) into the message fields
@@ -19,13 +20,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/inbucket/html2text"
-	"github.com/jhillyerd/enmime/v2"
-	"github.com/jhillyerd/enmime/v2/mediatype"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
@@ -39,10 +37,6 @@ const (
 
 // ErrEmpty is returned for input without any content.
 var ErrEmpty = errors.New("mime: empty message")
-
-// mediaTypeRe accepts a media type ("text/plain") or a disposition
-// ("attachment") in the lenient Content-Type fallback.
-var mediaTypeRe = regexp.MustCompile(`^[a-z0-9!#$&^_.+-]+(/[a-z0-9!#$&^_.+-]+)?$`)
 
 // Options tunes Parse. A nil *Options is the zero value: no limits.
 type Options struct {
@@ -79,19 +73,9 @@ func parse(raw []byte, opts Options) *mail.Message {
 	msg := &mail.Message{Size: len(raw)}
 
 	var c *collector
-	var structureErr error
-	var guard structureGuard
-	root, err := newEnmimeParser(&guard).ReadParts(bytes.NewReader(raw))
-	switch {
-	case err != nil:
-		structureErr = err
-	case root.FirstChild == nil && strings.HasPrefix(root.ContentType, "multipart/") && root.Boundary != "":
-		// Not one boundary line matched: the whole body is the preamble,
-		// which enmime drops.
-		structureErr = fmt.Errorf("no part found for boundary %q", root.Boundary)
-		c = collect(root)
-	default:
-		c = collect(root)
+	t, structureErr := readStructure(h, bodyStart, raw)
+	if t != nil {
+		c = collect(t)
 	}
 
 	fallback := ""
@@ -105,9 +89,6 @@ func parse(raw []byte, opts Options) *mail.Message {
 	if c != nil {
 		a.warnings = append(a.warnings, c.warnings...)
 	}
-	if guard.capped {
-		a.warnings = append(a.warnings, fmt.Sprintf("more than %d multiparts; the rest kept unparsed", maxMultiparts))
-	}
 	if structureErr != nil {
 		// Show the client something rather than nothing.
 		text, w := decodeText(raw[bodyStart:], fallback, false)
@@ -120,7 +101,7 @@ func parse(raw []byte, opts Options) *mail.Message {
 		a.attachments(a.bodies(c))
 	}
 	if msg.Text == "" && msg.HTML != "" {
-		// The client may only show text; html2text is what enmime would use.
+		// The client may only show text.
 		if text, err := html2text.FromString(msg.HTML); err == nil {
 			msg.Text = text
 		}
@@ -187,101 +168,4 @@ func fillHeaderFields(msg *mail.Message, h header, dec *headerDecoder, raw []byt
 	msg.InReplyTo = validUTF8([]byte(h.get("In-Reply-To")))
 	msg.References = validUTF8([]byte(collapseSpace(h.get("References"))))
 	msg.Importance = importance(h)
-}
-
-// newEnmimeParser configures enmime for best effort: damaged parts are
-// skipped or kept partially instead of failing the message, a multipart
-// without boundary is read as one part, and charset handling is left to us.
-func newEnmimeParser(g *structureGuard) *enmime.Parser {
-	return enmime.NewParser(
-		enmime.SkipMalformedParts(true),
-		enmime.MultipartWOBoundaryAsSinglePart(true),
-		enmime.SetReadPartErrorPolicy(func(*enmime.Part, error) bool { return true }),
-		enmime.DisableCharacterDetection(true),
-		enmime.DisableTextConversion(true),
-		enmime.MaxStoredPartErrors(maxPartWarnings),
-		enmime.SetCustomParseMediaType(g.mediaType),
-	)
-}
-
-// structureGuard is enmime's media type parser for one message. It differs
-// from enmime's own parser in three ways:
-//
-//   - A value enmime cannot parse still yields its type; enmime would drop
-//     the part.
-//   - Text parts are declared UTF-8, so that enmime passes their bytes
-//     through untouched; decodeText applies the real charset later.
-//   - After maxMultiparts distinct boundaries, further multiparts lose their
-//     boundary and are read as single parts. enmime reads nested parts through
-//     one stacked reader per level, byte by byte, and an unterminated nested
-//     part makes that cost grow exponentially with depth: twenty levels in a
-//     1 KB message take seconds. Real mail nests a handful of levels.
-//
-// enmime calls it for each part header in document order, on one goroutine.
-type structureGuard struct {
-	boundaries map[string]bool
-	capped     bool // a multipart was flattened
-}
-
-func (g *structureGuard) mediaType(v string) (string, map[string]string, []string, error) {
-	mt, params, invalid, err := mediatype.ParseWithOptions(v, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
-	if err != nil {
-		mt, params = lenientMediaType(v)
-		invalid = nil
-	}
-	switch {
-	case strings.HasPrefix(mt, "text/"):
-		if params == nil {
-			params = make(map[string]string)
-		}
-		params["charset"] = "utf-8"
-	case strings.HasPrefix(mt, "multipart/") && params["boundary"] != "":
-		b := params["boundary"]
-		if g.boundaries == nil {
-			g.boundaries = make(map[string]bool)
-		}
-		if !g.boundaries[b] && len(g.boundaries) >= maxMultiparts {
-			delete(params, "boundary")
-			g.capped = true
-			break
-		}
-		g.boundaries[b] = true
-	}
-	return mt, params, invalid, nil
-}
-
-// lenientMediaType splits "type/sub; k=v; …" without any validation beyond
-// the type token, for values the MIME parsers reject.
-func lenientMediaType(v string) (string, map[string]string) {
-	parts := strings.Split(v, ";")
-	mt := strings.ToLower(strings.TrimSpace(parts[0]))
-	if !mediaTypeRe.MatchString(mt) {
-		mt = ""
-	}
-	params := make(map[string]string)
-	for _, p := range parts[1:] {
-		k, val, ok := strings.Cut(p, "=")
-		k = strings.ToLower(strings.TrimSpace(k))
-		if !ok || k == "" {
-			continue
-		}
-		if _, dup := params[k]; !dup {
-			params[k] = strings.Trim(strings.TrimSpace(val), `"`)
-		}
-	}
-	return mt, params
-}
-
-// declaredCharset returns the charset parameter of a part's Content-Type as
-// sent (enmime only sees the UTF-8 we substitute).
-func declaredCharset(p *enmime.Part) string {
-	v := p.Header.Get("Content-Type")
-	if v == "" {
-		return ""
-	}
-	_, params, _, err := mediatype.Parse(v)
-	if err != nil {
-		_, params = lenientMediaType(v)
-	}
-	return params["charset"]
 }

@@ -246,6 +246,15 @@ func TestScanHeader(t *testing.T) {
 	if len(h) != 2 || body != 10 {
 		t.Errorf("no body: fields %q body %d", h, body)
 	}
+	// A broken field first is dropped; text first is no header at all.
+	h, body = scanHeader([]byte(":\r\nBad Name: x\r\nA: 1\r\n\r\nbody"))
+	if len(h) != 1 || h[0].name != "A" || body != 24 {
+		t.Errorf("broken first field: fields %q body %d", h, body)
+	}
+	h, body = scanHeader([]byte("Hello there\r\nA: 1\r\n\r\nbody"))
+	if h != nil || body != 0 {
+		t.Errorf("text first: fields %q body %d", h, body)
+	}
 }
 
 func TestHeaderDecoding(t *testing.T) {
@@ -299,8 +308,8 @@ func TestStructureFallback(t *testing.T) {
 	}
 }
 
-// TestDeepNesting guards against enmime's cost for nested unterminated
-// multiparts, which grows exponentially with depth (see structureGuard).
+// TestDeepNesting guards against the cost of hostile nesting: every level
+// scans the bytes below it again (see maxMultiparts).
 func TestDeepNesting(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n")
@@ -385,6 +394,64 @@ func TestShapes(t *testing.T) {
 			raw:     "Hello there,\r\njust text.\r\n",
 			text:    "Hello there,\r\njust text.\r\n",
 			warning: "body kept as text",
+		},
+		{
+			name:        "part header line without colon",
+			raw:         "From: a@x.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n--b\r\nContent-Type: application/pdf;\r\nname=\"x.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQ=\r\n--b\r\nContent-Type: image/png; name=y.png\r\n\r\nPNG\r\n--b--\r\n",
+			text:        "body",
+			attachments: []string{"x.pdf:application/pdf", "y.png:image/png"},
+			warning:     "multipart structure repaired (1 lines)",
+		},
+		{
+			name:        "part without empty line after the delimiter",
+			raw:         "From: a@x.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nhello there\r\n--b\r\nContent-Type: image/png; name=y.png\r\n\r\nPNG\r\n--b--\r\n",
+			text:        "hello there",
+			attachments: []string{"y.png:image/png"},
+			warning:     "repaired",
+		},
+		{
+			name:        "nested multipart without delimiter lines",
+			raw:         "From: a@x.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: multipart/alternative; boundary=zz\r\n\r\n--yy\r\n\r\ninner\r\n--yy--\r\n--b\r\nContent-Type: image/png; name=y.png\r\n\r\nPNG\r\n--b--\r\n",
+			text:        "--yy\r\n\r\ninner\r\n--yy--",
+			attachments: []string{"y.png:image/png"},
+			warning:     `part 1: no part found for boundary "zz"`,
+		},
+		{
+			name:        "unterminated nested multipart",
+			raw:         "From: a@x.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\ninner\r\n--b\r\nContent-Type: image/png; name=y.png\r\n\r\nPNG\r\n--b--\r\n",
+			text:        "inner",
+			attachments: []string{"y.png:image/png"},
+			warning:     `part 1.0: [W] Missing Boundary: Boundary "a" was not closed correctly`,
+		},
+		{
+			name: "unquoted boundary with specials, missing semicolon",
+			raw:  "From: a@x.com\r\nContent-Type: multipart/mixed; boundary=----=_Part_1\r\n\r\n------=_Part_1\r\nContent-Type: text/plain charset=koi8-r\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4\r\n------=_Part_1--\r\n",
+			text: "Привет",
+		},
+		{
+			name:        "unknown transfer encoding",
+			raw:         "From: a@x.com\r\nContent-Type: application/octet-stream; name=a.uue\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 a\r\n",
+			attachments: []string{"a.uue:application/octet-stream"},
+			warning:     `part 0: unknown Content-Transfer-Encoding "x-uuencode"`,
+		},
+		{
+			name:        "delimiter lines with mixed line endings",
+			raw:         "From: a@x.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nbody\n--b\nContent-Type: image/png; name=y.png\n\nPNG\r\n--b--\r\n",
+			text:        "body",
+			attachments: []string{"y.png:image/png"},
+			warning:     "multipart structure repaired",
+		},
+		{
+			name:        "empty attachment named in windows-1251 by RFC 2231",
+			raw:         "From: a@x.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n--b\r\nContent-Type: application/vnd.ms-excel\r\nContent-Disposition: inline; filename*0*=windows-1251''%D1%EC%E5%F2%E0;\r\n filename*1*=.xls\r\n\r\n--b--\r\n",
+			text:        "body",
+			attachments: []string{"Смета.xls:application/vnd.ms-excel"},
+		},
+		{
+			name:    "base64 in padded chunks",
+			raw:     "From: a@x.com\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\nIHdvcmxk\r\nIQ==\r\n",
+			text:    "hello world!",
+			warning: "part 0: malformed base64",
 		},
 		{
 			name: "windows-1251 HTML, charset in meta only",

@@ -325,7 +325,17 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range folders {
+	// The primary folder is examined once, here: its status starts a missing
+	// cursor (no STATUS round trip, which at 10,000 mailboxes is noticeable
+	// server work) and watch carries on with it selected.
+	primary, err := sess.Examine(ctx, folders[0])
+	if err != nil {
+		return err
+	}
+	if err := w.ensureCursorAt(ctx, folders[0], primary); err != nil {
+		return err
+	}
+	for _, f := range folders[1:] {
 		if err := w.ensureCursor(ctx, sess, f); err != nil {
 			return err
 		}
@@ -335,15 +345,15 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	})
 	b.Reset()
 	w.reportRecovery(ctx)
-	return w.watch(ctx, sess, mb, folders)
+	return w.watch(ctx, sess, mb, folders, primary)
 }
 
 // watch is the steady state: catch up, then IDLE on the primary folder, polling
-// the others between IDLE rounds.
-func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, folders []string) error {
+// the others between IDLE rounds. The primary folder is selected on entry,
+// with status st.
+func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, folders []string, st source.FolderStatus) error {
 	primary, others := folders[0], folders[1:]
-	selected := ""
-	var examined time.Time
+	selected, examined := primary, time.Now()
 	var nextPoll time.Time // zero: poll others at once, to catch up after a reconnect
 	for {
 		if len(others) > 0 && !time.Now().Before(nextPoll) {
@@ -354,7 +364,6 @@ func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, fold
 			}
 			nextPoll = time.Now().Add(w.m.opts.FolderPoll)
 		}
-		st := source.FolderStatus{}
 		// Re-select the primary folder after each full IDLE period too: a
 		// server does not always tell an IDLE client that its folder was
 		// deleted and re-created (new UIDVALIDITY); EXAMINE does.
@@ -366,14 +375,17 @@ func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, fold
 			selected, examined = primary, time.Now()
 		}
 		// Drain the push signal before listing: anything that arrives after the
-		// list will wake the next IDLE at once.
+		// list will wake the next IDLE at once. A push that came after st was
+		// taken makes its UIDNEXT stale: list instead of trusting it.
 		select {
 		case <-w.exists:
+			st.UIDNext = 0
 		default:
 		}
 		if err := w.catchUp(ctx, sess, mb, primary, st); err != nil {
 			return err
 		}
+		st = source.FolderStatus{} // stays selected: only a new EXAMINE says more
 		w.maybeRefreshBeforeExpiry(ctx, w.mailbox())
 		if err := w.flushCursors(ctx); err != nil {
 			return err
@@ -427,6 +439,15 @@ func (w *worker) ensureCursor(ctx context.Context, sess Session, folder string) 
 	}
 	st, err := sess.Status(ctx, folder)
 	if err != nil {
+		return err
+	}
+	return w.ensureCursorAt(ctx, folder, st)
+}
+
+// ensureCursorAt is ensureCursor with the folder's status already known.
+func (w *worker) ensureCursorAt(ctx context.Context, folder string, st source.FolderStatus) error {
+	_, ok, err := w.loadCursor(ctx, folder)
+	if err != nil || ok {
 		return err
 	}
 	last := uint32(0)
