@@ -23,13 +23,15 @@ import (
 )
 
 // Cluster timing. A crashed node's heartbeat expires after nodeTTL, its
-// leases after leaseTTL at the latest; survivors then take its mailboxes over
-// within about max(nodeTTL, leaseTTL) + a reconcile round, ~11 s.
+// leases after leaseTTL at the latest; survivors then re-open its mailboxes
+// within about max(nodeTTL + nodeBeat, leaseTTL), ~8 s, plus the logins. A
+// short lease costs nothing during Redis trouble: leases are held through it
+// (lease.Options.HoldWhileUnreachable).
 const (
 	nodeTTL        = 6 * time.Second
 	nodeBeat       = 2 * time.Second
-	leaseTTL       = 9 * time.Second
-	leaseRenew     = 3 * time.Second
+	leaseTTL       = 6 * time.Second
+	leaseRenew     = 2 * time.Second
 	reconcileEvery = 10 * time.Second
 	statusTimeout  = 2 * time.Second
 )

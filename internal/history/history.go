@@ -1,7 +1,10 @@
 // Package history loads a mailbox's existing mail on the client's request
-// (Creatio's synchronize call): for every watched folder it searches the
-// messages matching the filter and delivers them, in UID order, through the
-// same sink as live mail.
+// (Creatio's synchronize call): for every watched folder, INBOX first, it
+// searches the messages matching the filter and delivers them through the
+// same sink as live mail. Messages are fetched in UID order, in batches (few
+// round trips; messages over the size limit with their header only), and
+// delivered by a few parallel deliverers, so they arrive roughly, not
+// strictly, in UID order.
 //
 // A load runs on its own connection, so live subscriptions are not disturbed.
 // At most Concurrency loads run at once per node; each has one fetcher and a
@@ -35,7 +38,9 @@ type Session interface {
 	Folders(ctx context.Context) ([]source.Folder, error)
 	Examine(ctx context.Context, folder string) (source.FolderStatus, error)
 	Search(ctx context.Context, q source.Query) ([]uint32, error)
-	Fetch(ctx context.Context, ref source.MessageRef) (*source.Fetched, error)
+	// FetchMany downloads the messages uids (ascending) and calls fn with
+	// each, in UID order; f is nil for a message expunged meanwhile.
+	FetchMany(ctx context.Context, uids []uint32, fn func(uid uint32, f *source.Fetched) error) error
 	Close() error
 }
 

@@ -37,11 +37,16 @@ func (s fakeSession) Search(_ context.Context, q source.Query) ([]uint32, error)
 	}
 	return out, nil
 }
-func (s fakeSession) Fetch(_ context.Context, ref source.MessageRef) (*source.Fetched, error) {
-	if s.failAt != nil && s.failAt.CompareAndSwap(ref.UID, 0) {
-		return nil, mail.Errorf(mail.ClassConnect, "fetch", "connection reset")
+func (s fakeSession) FetchMany(_ context.Context, uids []uint32, fn func(uint32, *source.Fetched) error) error {
+	for _, uid := range uids {
+		if s.failAt != nil && s.failAt.CompareAndSwap(uid, 0) {
+			return mail.Errorf(mail.ClassConnect, "fetch", "connection reset")
+		}
+		if err := fn(uid, &source.Fetched{UID: uid, Raw: []byte(fmt.Sprint(uid))}); err != nil {
+			return err
+		}
 	}
-	return &source.Fetched{UID: ref.UID, Raw: []byte(fmt.Sprint(ref.UID))}, nil
+	return nil
 }
 func (s fakeSession) Close() error { return nil }
 

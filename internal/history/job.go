@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -128,28 +127,9 @@ func (j *job) folders(ctx context.Context, sess Session) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	exists := make(map[string]bool, len(list))
-	for _, f := range list {
-		exists[f.Name] = f.Selectable
-	}
-	var out []string
-	if len(j.mb.FolderIDs) > 0 {
-		for _, id := range j.mb.FolderIDs {
-			if strings.EqualFold(id, "INBOX") {
-				id = "INBOX"
-			}
-			if exists[id] {
-				out = append(out, id)
-			} else {
-				j.log.Warn("configured folder does not exist, not loaded", "folder", id)
-			}
-		}
-		return out, nil
-	}
-	for _, f := range list {
-		if f.Selectable && (j.l.opts.WatchByDefault == nil || j.l.opts.WatchByDefault(f) || strings.EqualFold(f.Name, "INBOX")) {
-			out = append(out, f.Name)
-		}
+	out, missing := source.Watched(list, j.mb.FolderIDs, j.l.opts.WatchByDefault)
+	for _, id := range missing {
+		j.log.Warn("configured folder does not exist, not loaded", "folder", id)
 	}
 	return out, nil
 }
@@ -198,27 +178,23 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 			}
 		}()
 	}
-	var ferr error
-	for _, uid := range uids {
-		f, err := sess.Fetch(dctx, source.MessageRef{UID: uid})
-		if errors.Is(err, source.ErrGone) {
+	ferr := sess.FetchMany(dctx, uids, func(uid uint32, f *source.Fetched) error {
+		if f == nil {
 			j.skip("expunged")
 			mu.Lock()
 			handled[uid] = true
 			mu.Unlock()
-			continue
-		}
-		if err != nil {
-			ferr = err
-			break
+			return nil
 		}
 		select {
 		case work <- f:
+			return nil
 		case <-dctx.Done():
+			return errDelivering // the deliverer's error is the cause of dctx
 		}
-		if dctx.Err() != nil {
-			break
-		}
+	})
+	if errors.Is(ferr, errDelivering) {
+		ferr = nil
 	}
 	close(work)
 	wg.Wait()
@@ -239,6 +215,10 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 	return ctx.Err()
 }
 
+// errDelivering stops a fetch because delivery failed; the delivery error is
+// what the load reports.
+var errDelivering = errors.New("history: delivery failed")
+
 // deliver parses and delivers one message; a message that cannot be delivered
 // for good is skipped, anything else stops the load (and it resumes).
 func (j *job) deliver(ctx context.Context, f *source.Fetched) error {
@@ -250,6 +230,9 @@ func (j *job) deliver(ctx context.Context, f *source.Fetched) error {
 	}
 	if msg.Date.IsZero() {
 		msg.Date = f.Date.UTC()
+	}
+	if f.Truncated {
+		msg.MarkTruncated()
 	}
 	if err := j.l.opts.Deliver(ctx, j.mb, msg); err != nil {
 		var p interface{ PermanentFailure() bool }

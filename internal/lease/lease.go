@@ -40,6 +40,10 @@ func (e *HeldError) Error() string {
 // Is makes errors.Is(err, ErrHeld) true.
 func (e *HeldError) Is(target error) bool { return target == ErrHeld }
 
+// ExpiresIn is how long the lease lasts unless its holder renews it: a waiting
+// node retries then.
+func (e *HeldError) ExpiresIn() time.Duration { return e.TTL }
+
 // Reason says why a lease was lost. The values are metric labels.
 type Reason string
 

@@ -175,3 +175,13 @@ type Message struct {
 	// Warnings lists what the parser had to repair; informational.
 	Warnings []string
 }
+
+// MarkTruncated notes that only the message's header was fetched (it is over
+// the size limit): a warning, and a placeholder text when no body came with
+// the header.
+func (m *Message) MarkTruncated() {
+	m.Warnings = append(m.Warnings, "message exceeds the size limit: only its header was fetched")
+	if m.HTML == "" && m.Text == "" {
+		m.Text = "This message is too large to be synchronized; open it in your mail client."
+	}
+}

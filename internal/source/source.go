@@ -5,6 +5,7 @@ package source
 
 import (
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -48,4 +49,43 @@ type Query struct {
 	SentSince bool      // Since applies to the Date header, not the arrival date
 	NotFlags  []string  // exclude messages with any of these flags or keywords (\Draft, \Deleted, a keyword)
 	UIDFrom   uint32    // only UIDs >= UIDFrom; 0 = no limit
+}
+
+// Watched picks the folders to read from a mailbox's folder list: the
+// configured ones (folder ids as the client sends them; "inbox" in any case is
+// INBOX) that exist and are selectable, or, with none configured, every
+// selectable folder that byDefault accepts (nil: all), INBOX always. INBOX
+// comes first: it is the one IDLE watches, and where a history load matters
+// most. missing lists configured folders that do not exist.
+func Watched(list []Folder, configured []string, byDefault func(Folder) bool) (out, missing []string) {
+	if len(configured) > 0 {
+		byName := make(map[string]bool, len(list))
+		for _, f := range list {
+			byName[f.Name] = f.Selectable
+		}
+		for _, id := range configured {
+			if strings.EqualFold(id, "INBOX") {
+				id = "INBOX"
+			}
+			if byName[id] {
+				out = append(out, id)
+			} else {
+				missing = append(missing, id)
+			}
+		}
+	} else {
+		for _, f := range list {
+			if f.Selectable && (byDefault == nil || byDefault(f) || strings.EqualFold(f.Name, "INBOX")) {
+				out = append(out, f.Name)
+			}
+		}
+	}
+	for i, f := range out {
+		if strings.EqualFold(f, "INBOX") {
+			copy(out[1:i+1], out[:i])
+			out[0] = f
+			break
+		}
+	}
+	return out, missing
 }

@@ -85,10 +85,7 @@ func (w *worker) deliverOne(ctx context.Context, sess Session, mb *mail.Mailbox,
 		msg.Date = f.Date.UTC()
 	}
 	if f.Truncated {
-		msg.Warnings = append(msg.Warnings, "message exceeds the size limit: only its header was fetched")
-		if msg.HTML == "" && msg.Text == "" {
-			msg.Text = "This message is too large to be synchronized; open it in your mail client."
-		}
+		msg.MarkTruncated()
 	}
 	if err := w.m.opts.Sink.Deliver(ctx, mb, msg); err != nil {
 		var p permanent

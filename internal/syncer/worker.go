@@ -2,8 +2,8 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,7 +165,10 @@ func (w *worker) run(ctx context.Context) {
 }
 
 // obtain waits until this node holds the mailbox's lease: a previous owner may
-// still hold it while it hands over or until it expires after a crash.
+// still hold it while it hands over or until it expires after a crash. It
+// retries with backoff, and right at the expiry when the lease will expire
+// sooner (a crashed owner's), so a failover does not lose up to a backoff
+// step.
 func (w *worker) obtain(ctx context.Context) (Lease, error) {
 	b := backoff.Backoff{Policy: backoff.Policy{Min: 200 * time.Millisecond, Max: 2 * time.Second}}
 	logged := false
@@ -178,11 +181,24 @@ func (w *worker) obtain(ctx context.Context) (Lease, error) {
 			w.log.Info("waiting for the mailbox lease", "err", err)
 			logged = true
 		}
-		if err := b.Wait(ctx); err != nil {
-			return nil, err
+		delay := b.Next()
+		var held expiring
+		if errors.As(err, &held) && held.ExpiresIn() > 0 {
+			delay = min(delay, held.ExpiresIn()+10*time.Millisecond)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
 		}
 	}
 }
+
+// expiring is implemented by an Obtain error that knows when the current
+// holder's lease runs out unless renewed.
+type expiring interface{ ExpiresIn() time.Duration }
 
 // supervise is the session loop: session, and on failure report, back off, retry.
 func (w *worker) supervise(ctx context.Context) {
@@ -463,41 +479,16 @@ func (w *worker) resolveFolders(ctx context.Context, sess Session, mb *mail.Mail
 	if err != nil {
 		return nil, err
 	}
-	byName := make(map[string]source.Folder, len(list))
-	for _, f := range list {
-		byName[f.Name] = f
+	out, missing := source.Watched(list, mb.FolderIDs, w.m.opts.WatchByDefault)
+	for _, id := range missing {
+		w.log.Warn("configured folder does not exist, skipping it", "folder", id)
 	}
-	var out []string
-	if len(mb.FolderIDs) > 0 {
-		for _, id := range mb.FolderIDs {
-			name := id
-			if strings.EqualFold(id, "INBOX") {
-				name = "INBOX"
-			}
-			if f, ok := byName[name]; ok && f.Selectable {
-				out = append(out, name)
-			} else {
-				w.log.Warn("configured folder does not exist, skipping it", "folder", id)
-			}
-		}
-		if len(out) == 0 {
-			return nil, mail.Errorf(mail.ClassConfig, "folders", "none of the %d configured folders exists on the server", len(mb.FolderIDs))
-		}
-	} else {
-		for _, f := range list {
-			if f.Selectable && (w.m.opts.WatchByDefault == nil || w.m.opts.WatchByDefault(f) || strings.EqualFold(f.Name, "INBOX")) {
-				out = append(out, f.Name)
-			}
-		}
-		if len(out) == 0 {
-			return nil, mail.Errorf(mail.ClassConfig, "folders", "the server lists no folder to watch")
-		}
+	switch {
+	case len(out) > 0:
+		return out, nil
+	case len(mb.FolderIDs) > 0:
+		return nil, mail.Errorf(mail.ClassConfig, "folders", "none of the %d configured folders exists on the server", len(mb.FolderIDs))
+	default:
+		return nil, mail.Errorf(mail.ClassConfig, "folders", "the server lists no folder to watch")
 	}
-	for i, f := range out {
-		if strings.EqualFold(f, "INBOX") {
-			out[0], out[i] = out[i], out[0]
-			break
-		}
-	}
-	return out, nil
 }

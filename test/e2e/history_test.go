@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/emaillistener/emaillistener/internal/config"
 )
 
 // histMsg is one message of the history corpus.
@@ -284,5 +286,48 @@ func TestSynchronizeRejectsUnknownFilter(t *testing.T) {
 		if code != 400 || !strings.Contains(out, "Filters") {
 			t.Errorf("filter %q: %d %s", f, code, out)
 		}
+	}
+}
+
+// TestSynchronizeLimits: a history load honours EL_MAX_MESSAGE_BYTES (an
+// oversize message comes with its header only and a warning, the others whole,
+// fetched in batches) and loads INBOX before the other folders.
+func TestSynchronizeLimits(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.MaxMessageBytes = 20 << 10 })
+	const user, pass = "dave@example.com", "davepw"
+	big := simpleMail("hist-big", "hist-big@example.com")
+	big = append(big, []byte(strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 1000))...)
+	e.appendMail(user, pass, "Archive", simpleMail("hist-archive", "hist-archive@example.com"))
+	for i := range 150 {
+		if i == 70 {
+			e.appendMail(user, pass, "INBOX", big)
+		}
+		e.appendMail(user, pass, "INBOX", simpleMail(fmt.Sprintf("hist-%d", i), fmt.Sprintf("hist-%d@example.com", i)))
+	}
+	const id = "d15c0000-0000-4000-8000-0000000b1c00"
+	spec := mailboxSpec{ID: id, User: user, Password: pass}
+	e.mustPost("/api/listeners/create", e.createBody(spec))
+	e.waitState(id, "exists", 10*time.Second)
+	body, _ := json.Marshal(map[string]any{"Credentials": json.RawMessage(e.credentialsJSON(spec)), "Filters": "UNDRAFT UNDELETED"})
+	e.mustPost("/api/email/synchronize", string(body))
+	e.waitHistory(id, 60*time.Second)
+	got := e.waitEmails("hist-", 152, 10*time.Second)
+	seen := map[string]int{}
+	for i, m := range got {
+		s, _ := m.Data["Subject"].(string)
+		seen[s]++
+		switch s {
+		case "hist-big":
+			if b, _ := m.Data["Body"].(string); strings.Contains(b, "0123456789abcdef") {
+				t.Errorf("oversize message delivered with its body (%d bytes)", len(b))
+			}
+		case "hist-archive":
+			if i < 151 {
+				t.Errorf("Archive delivered as email %d of 152: INBOX must be loaded first", i+1)
+			}
+		}
+	}
+	if len(seen) != 152 {
+		t.Errorf("%d distinct emails delivered, want 152", len(seen))
 	}
 }

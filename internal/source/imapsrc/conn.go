@@ -191,6 +191,115 @@ func (c *Conn) Fetch(ctx context.Context, ref MessageRef) (*Fetched, error) {
 	return out, err
 }
 
+// Batch bounds of FetchMany: whole messages per UID FETCH, and the bytes one
+// FETCH may hold in memory (a message over it is fetched on its own).
+const (
+	fetchBatchCount = 100
+	fetchBatchBytes = 8 << 20
+)
+
+// FetchMany downloads the messages uids (ascending) of the selected folder
+// with few round trips: their sizes in one UID FETCH per fetchBatchCount,
+// then the messages themselves in UID FETCHes of up to fetchBatchCount
+// messages and fetchBatchBytes. fn is called in UID order, with nil for a
+// message expunged meanwhile; one over MaxMessageBytes comes with its header
+// only (Truncated). An error from fn stops the fetch and is returned.
+func (c *Conn) FetchMany(ctx context.Context, uids []uint32, fn func(uid uint32, f *Fetched) error) error {
+	for len(uids) > 0 {
+		batch := uids[:min(len(uids), fetchBatchCount)]
+		uids = uids[len(batch):]
+		sizes, err := c.sizes(ctx, batch)
+		if err != nil {
+			return err
+		}
+		var chunk []uint32
+		var chunkBytes int64
+		flush := func() error {
+			if len(chunk) == 0 {
+				return nil
+			}
+			err := c.fetchWhole(ctx, chunk, fn)
+			chunk, chunkBytes = chunk[:0], 0
+			return err
+		}
+		for _, uid := range batch {
+			size, ok := sizes[uid]
+			if ok && size <= c.opts.MaxMessageBytes && (len(chunk) == 0 || chunkBytes+size <= fetchBatchBytes) {
+				chunk, chunkBytes = append(chunk, uid), chunkBytes+size
+				continue
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			switch {
+			case !ok:
+				err = fn(uid, nil)
+			case size <= c.opts.MaxMessageBytes:
+				chunk, chunkBytes = append(chunk, uid), size
+			default:
+				var f *Fetched
+				if f, err = c.Fetch(ctx, MessageRef{UID: uid, Size: size}); errors.Is(err, ErrGone) {
+					f, err = nil, nil
+				}
+				if err == nil {
+					err = fn(uid, f)
+				}
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sizes returns RFC822.SIZE of the messages uids that still exist.
+func (c *Conn) sizes(ctx context.Context, uids []uint32) (map[uint32]int64, error) {
+	out := make(map[uint32]int64, len(uids))
+	err := c.run(ctx, "fetch sizes", func() error {
+		bufs, err := c.c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
+		for _, b := range bufs {
+			out[uint32(b.UID)] = b.RFC822Size
+		}
+		return err
+	})
+	return out, err
+}
+
+// fetchWhole fetches the messages uids in one UID FETCH and hands them to fn
+// in order (nil for one expunged meanwhile).
+func (c *Conn) fetchWhole(ctx context.Context, uids []uint32, fn func(uint32, *Fetched) error) error {
+	section := &imap.FetchItemBodySection{Peek: true}
+	got := make(map[uint32]*Fetched, len(uids))
+	err := c.run(ctx, "fetch", func() error {
+		bufs, err := c.c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+		for _, b := range bufs {
+			got[uint32(b.UID)] = &Fetched{UID: uint32(b.UID), Raw: b.FindBodySection(section), Date: b.InternalDate}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, uid := range uids {
+		if err := fn(uid, got[uid]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func uidSet(uids []uint32) imap.UIDSet {
+	var set imap.UIDSet
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	return set
+}
+
 // ErrGone means the message was expunged before we could fetch it.
 var ErrGone = source.ErrGone
 
