@@ -330,7 +330,7 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	if err != nil {
 		return err
 	}
-	sess, err := w.m.opts.Dialer.Dial(ctx, mb, w.onExists)
+	sess, err := w.dial(ctx, mb)
 	release()
 	if err != nil {
 		return err
@@ -362,6 +362,27 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	b.Reset()
 	w.reportRecovery(ctx)
 	return w.watch(ctx, sess, mb, folders, primary)
+}
+
+// dial opens the session on a goroutine of its own. A TLS handshake and a
+// login need a deep stack, which would otherwise stay with this long-lived
+// goroutine while it waits in IDLE (Go shrinks stacks only at GC, by half
+// each time): measured 20 → 15 KiB of stack per TLS mailbox at 1,000
+// (no change for plain IMAP).
+func (w *worker) dial(ctx context.Context, mb *mail.Mailbox) (Session, error) {
+	type result struct {
+		sess Session
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		r := result{err: mail.Errorf(mail.ClassInternal, "dial", "internal error (panic), see log")}
+		defer func() { ch <- r }()
+		defer w.m.opts.Panics.Recover(w.log, "syncer", nil)
+		r.sess, r.err = w.m.opts.Dialer.Dial(ctx, mb, w.onExists)
+	}()
+	r := <-ch
+	return r.sess, r.err
 }
 
 // watch is the steady state: catch up, then IDLE on the primary folder, polling

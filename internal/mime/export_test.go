@@ -1,0 +1,4 @@
+package mime
+
+// BenchMessage is the ~34 KB benchmark message, for the external benchmarks.
+var BenchMessage = benchMessage
