@@ -134,6 +134,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		FolderPoll:       cfg.IMAPFolderPoll,
 		Reconnect:        reconnect,
 		DialConcurrency:  cfg.IMAPDialConcurrency,
+		DialRate:         cfg.IMAPDialRate,
 		TokenRefreshWait: cfg.TokenRefreshWait,
 		Logger:           log,
 		Registerer:       reg,

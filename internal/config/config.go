@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ type Config struct {
 	IMAPIdleMax         time.Duration
 	IMAPFolderPoll      time.Duration
 	IMAPDialConcurrency int
+	IMAPDialRate        float64 // connections per second per mail server host; 0 = unlimited
 	IMAPTLSInsecure     bool
 	IMAPTLSCAFile       string
 	MaxMessageBytes     int64
@@ -139,6 +141,17 @@ func integer(p func(*Config) *int) func(*Config, string) error {
 	}
 }
 
+func number(p func(*Config) *float64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n < 0 || math.IsInf(n, 0) || math.IsNaN(n) {
+			return fmt.Errorf("want a non-negative number")
+		}
+		*p(c) = n
+		return nil
+	}
+}
+
 func size(p func(*Config) *int64) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := ParseSize(v)
@@ -176,6 +189,7 @@ var Settings = []Setting{
 	{"imap-idle-max", "EL_IMAP_IDLE_MAX", "10m", "re-issue IDLE and re-check the folder after this long (max 29m, RFC 2177); bounds the delay if a server loses a push", dur(func(c *Config) *time.Duration { return &c.IMAPIdleMax })},
 	{"imap-folder-poll", "EL_IMAP_FOLDER_POLL", "60s", "STATUS check interval for watched folders other than INBOX", dur(func(c *Config) *time.Duration { return &c.IMAPFolderPoll })},
 	{"imap-dial-concurrency", "EL_IMAP_DIAL_CONCURRENCY", "64", "simultaneous connection attempts per mail server host", integer(func(c *Config) *int { return &c.IMAPDialConcurrency })},
+	{"imap-dial-rate", "EL_IMAP_DIAL_RATE", "0", "most new connections per second per mail server host, e.g. 20 for a server that throttles logins (0 = no limit; EL_IMAP_DIAL_CONCURRENCY still applies)", number(func(c *Config) *float64 { return &c.IMAPDialRate })},
 	{"imap-tls-insecure", "EL_IMAP_TLS_INSECURE", "false", "accept any mail server certificate (self-signed, expired); unsafe", boolean(func(c *Config) *bool { return &c.IMAPTLSInsecure })},
 	{"imap-tls-ca-file", "EL_IMAP_TLS_CA_FILE", "", "PEM file with extra CA certificates to trust for mail servers", str(func(c *Config) *string { return &c.IMAPTLSCAFile })},
 	{"max-message-bytes", "EL_MAX_MESSAGE_BYTES", "64MiB", "larger messages are delivered with headers only", size(func(c *Config) *int64 { return &c.MaxMessageBytes })},

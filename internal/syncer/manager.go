@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/emaillistener/emaillistener/internal/backoff"
 	"github.com/emaillistener/emaillistener/internal/mail"
@@ -51,6 +52,9 @@ type Options struct {
 	FolderPoll      time.Duration  // default DefaultFolderPoll
 	Reconnect       backoff.Policy // zero: 1s doubling to 5m, jittered
 	DialConcurrency int            // per server host; default DefaultDialConcurrency
+	// DialRate caps new connections per second per server host (0: no cap),
+	// for servers that throttle or ban bursts of logins.
+	DialRate float64
 	// TokenRefreshWait is how long a mailbox whose OAuth token was rejected
 	// waits for the client's update before reporting the failure.
 	TokenRefreshWait time.Duration
@@ -89,7 +93,7 @@ type Manager struct {
 	ctx     context.Context // base context of all workers; set by Start
 	stopped bool
 	workers map[mail.MailboxID]*worker
-	dials   map[string]chan struct{} // per-host dial semaphores
+	dials   map[string]*dialGate // per-host dial limits
 	wg      sync.WaitGroup
 
 	unsavedRetry time.Duration // how often unsaved cursors are retried (tests shorten it)
@@ -130,7 +134,7 @@ func New(opts Options) (*Manager, error) {
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registerer),
 		workers: make(map[mail.MailboxID]*worker),
-		dials:   make(map[string]chan struct{}),
+		dials:   make(map[string]*dialGate),
 
 		unsavedRetry: unsavedRetry,
 	}, nil
@@ -263,18 +267,34 @@ func (m *Manager) acquireDial(ctx context.Context, mb *mail.Mailbox) (release fu
 		host = h
 	}
 	m.mu.Lock()
-	sem := m.dials[host]
-	if sem == nil {
-		sem = make(chan struct{}, m.opts.DialConcurrency)
-		m.dials[host] = sem
+	g := m.dials[host]
+	if g == nil {
+		g = &dialGate{sem: make(chan struct{}, m.opts.DialConcurrency)}
+		if m.opts.DialRate > 0 {
+			g.rate = rate.NewLimiter(rate.Limit(m.opts.DialRate), 1)
+		}
+		m.dials[host] = g
 	}
 	m.mu.Unlock()
 	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, nil
+	case g.sem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	if g.rate != nil {
+		if err := g.rate.Wait(ctx); err != nil {
+			<-g.sem
+			return nil, err
+		}
+	}
+	return func() { <-g.sem }, nil
+}
+
+// dialGate limits the connection attempts to one mail server host: at most
+// cap(sem) at once and, when rate is set, that many per second.
+type dialGate struct {
+	sem  chan struct{}
+	rate *rate.Limiter
 }
 
 func onlySecretsDiffer(a, b *mail.Mailbox) bool {

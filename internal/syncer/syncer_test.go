@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -377,5 +378,41 @@ func TestCursorStoreOutageKeepsDelivering(t *testing.T) {
 	}
 	if got := sink.got(); len(got) != 3 {
 		t.Fatalf("delivered %v, want no re-delivery", got)
+	}
+}
+
+// DialRate spaces connection attempts to one host: 6 dials at 20/s cannot
+// take less than 5 intervals of 50 ms (only the lower bound is checked; a
+// slow machine only makes it longer).
+func TestDialRate(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+	var mu sync.Mutex
+	var at []time.Time
+	dial := func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		return srv.dial(ctx, mb, onExists)
+	}
+	m, err := New(Options{
+		Dialer: DialerFunc(dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse, DialRate: 20,
+		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}, Panics: obs.NewPanics(nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	defer func() { cancel(); _ = m.Stop(context.Background()) }()
+	for i := range 6 {
+		if err := m.Subscribe(&mail.Mailbox{ID: mail.MailboxID(fmt.Sprint("m", i)), Host: "imap.example.com"}, ModeCreate); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "6 exist", func() bool { return m.Counts()[StateExists] == 6 })
+	mu.Lock()
+	defer mu.Unlock()
+	if span := at[len(at)-1].Sub(at[0]); len(at) != 6 || span < 240*time.Millisecond {
+		t.Fatalf("%d dials within %v, want 6 spread over at least 250 ms", len(at), span)
 	}
 }
