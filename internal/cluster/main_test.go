@@ -15,6 +15,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/cluster"
 	"github.com/emaillistener/emaillistener/internal/obs"
 	"github.com/emaillistener/emaillistener/internal/testenv"
+	"github.com/emaillistener/emaillistener/internal/testenv/rediscli"
 )
 
 // panics is shared by every Membership in the tests; TestMain fails if it moved.
@@ -34,13 +35,7 @@ func TestMain(m *testing.M) {
 func newRedis(t *testing.T) (*testenv.Redis, *redis.Client) {
 	t.Helper()
 	r := testenv.NewRedisT(t, testenv.RedisOptions{})
-	c := redis.NewClient(&redis.Options{
-		Addr: r.Addr, DialTimeout: 200 * time.Millisecond, MaxRetries: 1,
-		MinRetryBackoff: time.Millisecond, MaxRetryBackoff: 5 * time.Millisecond,
-		DialerRetries: 1, DialerRetryTimeout: time.Millisecond,
-	})
-	t.Cleanup(func() { _ = c.Close() })
-	return r, c
+	return r, rediscli.New(t, r)
 }
 
 // start starts a Membership that is stopped at cleanup.

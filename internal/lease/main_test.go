@@ -15,6 +15,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/lease"
 	"github.com/emaillistener/emaillistener/internal/obs"
 	"github.com/emaillistener/emaillistener/internal/testenv"
+	"github.com/emaillistener/emaillistener/internal/testenv/rediscli"
 )
 
 // panics is shared by every Manager in the tests; TestMain fails if it moved.
@@ -30,17 +31,11 @@ func TestMain(m *testing.M) {
 }
 
 // newRedis starts a private redis-server and returns it with a client that
-// gives up quickly while the server is down (the outage tests stop it).
+// gives up quickly while the server is down.
 func newRedis(t *testing.T) (*testenv.Redis, *redis.Client) {
 	t.Helper()
 	r := testenv.NewRedisT(t, testenv.RedisOptions{})
-	c := redis.NewClient(&redis.Options{
-		Addr: r.Addr, DialTimeout: 200 * time.Millisecond, MaxRetries: 1,
-		DialerRetries: 1, DialerRetryTimeout: time.Millisecond,
-		MinRetryBackoff: time.Millisecond, MaxRetryBackoff: 5 * time.Millisecond,
-	})
-	t.Cleanup(func() { _ = c.Close() })
-	return r, c
+	return r, rediscli.New(t, r)
 }
 
 // newManager starts a Manager that is stopped at cleanup.

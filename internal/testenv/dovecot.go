@@ -324,13 +324,18 @@ func (d *Dovecot) waitReady(p *masterProc, greeting string) error {
 	}
 }
 
-// startError attaches the log written since the start to err and classifies port clashes.
 func (d *Dovecot) startError(err error, logOff, stderrOff int64) error {
-	logs := readTail(stderrPath(d.Dir), stderrOff, logTailBytes) + readTail(logPath(d.Dir), logOff, logTailBytes)
+	return startError("dovecot", d.Dir, err, stderrPath(d.Dir), stderrOff, logPath(d.Dir), logOff)
+}
+
+// startError attaches what a server wrote to its stderr and log since the start
+// (from the given offsets) to err, and classifies port clashes as errAddrInUse.
+func startError(name, dir string, err error, stderr string, stderrOff int64, log string, logOff int64) error {
+	logs := readTail(stderr, stderrOff, logTailBytes) + readTail(log, logOff, logTailBytes)
 	if strings.Contains(logs, "Address already in use") {
 		err = fmt.Errorf("%w: %w", errAddrInUse, err)
 	}
-	return fmt.Errorf("testenv: %w\n--- dovecot log (%s) ---\n%s", err, d.Dir, logs)
+	return fmt.Errorf("testenv: %w\n--- %s log (%s) ---\n%s", err, name, dir, logs)
 }
 
 // Stop shuts the instance down and returns once every process of it is gone and the

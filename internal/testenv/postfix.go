@@ -295,11 +295,7 @@ func checkSMTPBanner(addr, want string) bool {
 }
 
 func (p *Postfix) startError(err error, logOff, stderrOff int64) error {
-	logs := readTail(p.stderrPath(), stderrOff, logTailBytes) + readTail(p.logPath(), logOff, logTailBytes)
-	if strings.Contains(logs, "Address already in use") {
-		err = fmt.Errorf("%w: %w", errAddrInUse, err)
-	}
-	return fmt.Errorf("testenv: %w\n--- postfix log (%s) ---\n%s", err, p.Dir, logs)
+	return startError("postfix", p.Dir, err, p.stderrPath(), stderrOff, p.logPath(), logOff)
 }
 
 // Stop shuts the instance down and returns once every process of it is gone and the
