@@ -112,3 +112,69 @@ func TestRedisClusterContract(t *testing.T) {
 		}
 	}
 }
+
+// startSentinel starts a redis-server in Sentinel mode watching master (quorum
+// 1) and returns its address once it knows the master.
+func startSentinel(t *testing.T, master *testenv.Redis) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	mhost, mport, _ := net.SplitHostPort(master.Addr)
+	dir := t.TempDir()
+	// Sentinel rewrites its configuration file, so it lives in the temp dir.
+	conf := fmt.Sprintf("bind 127.0.0.1\nport %s\nprotected-mode no\ndir %s\nlogfile %s\n"+
+		"sentinel monitor elmaster %s %s 1\nsentinel down-after-milliseconds elmaster 5000\n",
+		port, dir, filepath.Join(dir, "sentinel.log"), mhost, mport)
+	if err := os.WriteFile(filepath.Join(dir, "sentinel.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", filepath.Join(dir, "sentinel.conf"), "--sentinel")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := redis.NewSentinelClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer sc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := sc.GetMasterAddrByName(context.Background(), "elmaster").Result()
+		if err == nil && len(got) == 2 && net.JoinHostPort(got[0], got[1]) == master.Addr {
+			return addr
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
+			t.Fatalf("sentinel does not know the master (%v, %v):\n%s", got, err, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The store runs through Sentinel: the URL names the Sentinel and the master
+// set (master_name), go-redis' universal client asks the Sentinel for the
+// master and the contract suite passes against it.
+func TestRedisSentinelContract(t *testing.T) {
+	master := testenv.NewRedisT(t, testenv.RedisOptions{})
+	sentinel := startSentinel(t, master)
+	o, err := store.RedisOptionsFromConfig(store.RedisConfig{URL: "redis://" + sentinel + "?master_name=elmaster"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewUniversalClient(o)
+	t.Cleanup(func() { _ = rdb.Close() })
+	if _, ok := rdb.(*redis.Client); !ok || o.MasterName != "elmaster" {
+		t.Fatalf("client is %T with master %q, want a failover client for elmaster", rdb, o.MasterName)
+	}
+	runContract(t, rdb, newBox(t), false)
+	// The data went to the master Sentinel named.
+	direct := redis.NewClient(&redis.Options{Addr: master.Addr})
+	defer direct.Close()
+	if n, err := direct.DBSize(context.Background()).Result(); err != nil || n == 0 {
+		t.Fatalf("master holds %d keys (%v), want the contract suite's data", n, err)
+	}
+}
