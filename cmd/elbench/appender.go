@@ -165,3 +165,16 @@ type sendRecord struct {
 	failed  bool
 	mailbox int
 }
+
+// openAppenders logs in one appender connection per mailbox and records how
+// long Dovecot took (pool_login_ms).
+func (s *stack) openAppenders(ctx context.Context, o commonOptions, res *Result) (*pool, error) {
+	o.Logf("logging in %d appender connections", o.N)
+	t0 := time.Now()
+	pl, err := openPool(ctx, s.dc, o.N)
+	if err != nil {
+		return nil, err
+	}
+	res.Metrics.Add("pool_login_ms", ms(time.Since(t0)), "ms", "elbench's own logins of its N appender connections (Dovecot login speed)")
+	return pl, nil
+}

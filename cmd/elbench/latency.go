@@ -40,14 +40,11 @@ func runLatency(ctx context.Context, o latencyOptions) (res *Result, err error) 
 	if err := registerAll(ctx, s, o.commonOptions, res); err != nil {
 		return res, err
 	}
-	o.Logf("logging in %d appender connections", o.N)
-	tl := time.Now()
-	pl, err := openPool(ctx, s.dc, o.N)
+	pl, err := s.openAppenders(ctx, o.commonOptions, res)
 	if err != nil {
 		return res, err
 	}
 	defer pl.close()
-	res.Metrics.Add("pool_login_ms", ms(time.Since(tl)), "ms", "elbench's own logins of its N appender connections (Dovecot login speed)")
 	hib, err := s.settle(ctx, o.Settle, o.N, 15*time.Second)
 	if err != nil {
 		return res, err

@@ -35,14 +35,11 @@ func runThroughput(ctx context.Context, o throughputOptions) (res *Result, err e
 	if err := registerAll(ctx, s, o.commonOptions, res); err != nil {
 		return res, err
 	}
-	o.Logf("logging in %d appender connections", o.N)
-	tl := time.Now()
-	pl, err := openPool(ctx, s.dc, o.N)
+	pl, err := s.openAppenders(ctx, o.commonOptions, res)
 	if err != nil {
 		return res, err
 	}
 	defer pl.close()
-	res.Metrics.Add("pool_login_ms", ms(time.Since(tl)), "ms", "elbench's own logins of its N appender connections (Dovecot login speed)")
 	if _, err := s.settle(ctx, o.Settle, 0, 0); err != nil {
 		return res, err
 	}
