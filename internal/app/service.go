@@ -58,7 +58,7 @@ func (s *service) Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode httpa
 	}
 	for _, mb := range mbs {
 		if s.coord == nil {
-			if _, running := s.syncer.Status(mb.ID); !running && s.max > 0 && len(s.syncer.IDs()) >= s.max {
+			if _, running := s.syncer.Status(mb.ID); !running && s.max > 0 && s.syncer.Len() >= s.max {
 				return fmt.Errorf("%w: this node serves its maximum of %d mailboxes (EL_MAX_SUBSCRIPTIONS)", httpapi.ErrUnavailable, s.max)
 			}
 		}

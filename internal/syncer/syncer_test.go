@@ -416,3 +416,10 @@ func TestDialRate(t *testing.T) {
 		t.Fatalf("%d dials within %v, want 6 spread over at least 250 ms", len(at), span)
 	}
 }
+
+// The per-state counters are an array sized for States.
+func TestCountsCoverStates(t *testing.T) {
+	if n := len((&Manager{}).counts); n != len(States) {
+		t.Fatalf("Manager.counts has %d slots for %d States", n, len(States))
+	}
+}

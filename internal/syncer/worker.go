@@ -50,7 +50,7 @@ func (m *Manager) newWorker(mb *mail.Mailbox) *worker {
 		mb:     mb,
 		status: Status{State: StateConnecting, Since: time.Now()},
 	}
-	m.metrics.subscriptions.WithLabelValues(StateConnecting).Inc()
+	m.countState(StateConnecting, 1)
 	return w
 }
 
@@ -82,8 +82,8 @@ func (w *worker) update(f func(s *Status)) {
 	changed := w.status.State != old
 	if changed {
 		w.status.Since = time.Now()
-		w.m.metrics.subscriptions.WithLabelValues(old).Dec()
-		w.m.metrics.subscriptions.WithLabelValues(w.status.State).Inc()
+		w.m.countState(old, -1)
+		w.m.countState(w.status.State, 1)
 	}
 	snap := w.status
 	w.mu.Unlock()
@@ -95,7 +95,7 @@ func (w *worker) update(f func(s *Status)) {
 // finish marks the worker closed; closed subscriptions are not in the gauge.
 func (w *worker) finish() {
 	w.mu.Lock()
-	w.m.metrics.subscriptions.WithLabelValues(w.status.State).Dec()
+	w.m.countState(w.status.State, -1)
 	w.status.State, w.status.Since = StateClosed, time.Now()
 	snap := w.status
 	w.mu.Unlock()
