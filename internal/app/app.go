@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/budget"
 	"github.com/emaillistener/emaillistener/internal/config"
 	"github.com/emaillistener/emaillistener/internal/delivery"
 	"github.com/emaillistener/emaillistener/internal/history"
@@ -122,6 +123,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		st = parts.store
 	}
 	sink := &creatioSink{post: post}
+	inflight := budget.New(cfg.MaxInflightBytes, reg)
 	sopts := syncer.Options{
 		Dialer: syncer.DialerFunc(func(ctx context.Context, mb *mail.Mailbox, onExists func()) (syncer.Session, error) {
 			return imapsrc.Dial(ctx, mb, imapOpts, onExists)
@@ -135,6 +137,8 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		Reconnect:        reconnect,
 		DialConcurrency:  cfg.IMAPDialConcurrency,
 		DialRate:         cfg.IMAPDialRate,
+		Budget:           inflight,
+		MaxMessageBytes:  cfg.MaxMessageBytes,
 		TokenRefreshWait: cfg.TokenRefreshWait,
 		Logger:           log,
 		Registerer:       reg,
@@ -156,6 +160,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		Parse:          func(raw []byte) (*mail.Message, error) { return mime.Parse(raw, mimeOpts) },
 		WatchByDefault: imapsrc.WatchByDefault,
 		Concurrency:    cfg.HistoryConcurrency,
+		Budget:         inflight,
 		Logger:         log,
 		Registerer:     reg,
 		Panics:         panics,

@@ -36,6 +36,7 @@ type Config struct {
 	IMAPTLSInsecure     bool
 	IMAPTLSCAFile       string
 	MaxMessageBytes     int64
+	MaxInflightBytes    int64
 	MaxAttachmentBytes  int64
 
 	HistoryConcurrency int
@@ -193,6 +194,7 @@ var Settings = []Setting{
 	{"imap-tls-insecure", "EL_IMAP_TLS_INSECURE", "false", "accept any mail server certificate (self-signed, expired); unsafe", boolean(func(c *Config) *bool { return &c.IMAPTLSInsecure })},
 	{"imap-tls-ca-file", "EL_IMAP_TLS_CA_FILE", "", "PEM file with extra CA certificates to trust for mail servers", str(func(c *Config) *string { return &c.IMAPTLSCAFile })},
 	{"max-message-bytes", "EL_MAX_MESSAGE_BYTES", "64MiB", "larger messages are delivered with headers only", size(func(c *Config) *int64 { return &c.MaxMessageBytes })},
+	{"max-inflight-bytes", "EL_MAX_INFLIGHT_BYTES", "64MiB", "raw bytes of messages being fetched, parsed and delivered at once, node-wide; a message takes several times its size in memory meanwhile, so this bounds memory when large mail arrives in many mailboxes together (a larger message runs alone)", size(func(c *Config) *int64 { return &c.MaxInflightBytes })},
 	{"max-attachment-bytes", "EL_MAX_ATTACHMENT_BYTES", "0", "larger attachments are delivered without content (0 = no limit)", size(func(c *Config) *int64 { return &c.MaxAttachmentBytes })},
 	{"history-concurrency", "EL_HISTORY_CONCURRENCY", "4", "history loads (synchronize) running at once; each uses its own connection", integer(func(c *Config) *int { return &c.HistoryConcurrency })},
 	{"delivery-per-host", "EL_DELIVERY_PER_HOST", "32", "concurrent ProcessFullEmail requests per Creatio host", integer(func(c *Config) *int { return &c.DeliveryPerHost })},
@@ -305,6 +307,9 @@ func (c Config) Validate() error {
 	}
 	if c.DeliveryPerHost < 1 {
 		errs = append(errs, errors.New("EL_DELIVERY_PER_HOST must be at least 1"))
+	}
+	if c.MaxInflightBytes < 1<<20 {
+		errs = append(errs, errors.New("EL_MAX_INFLIGHT_BYTES must be at least 1MiB"))
 	}
 	if c.IMAPDialConcurrency < 1 {
 		errs = append(errs, errors.New("EL_IMAP_DIAL_CONCURRENCY must be at least 1"))

@@ -63,13 +63,21 @@ type Options struct {
 	Deliver        Deliverer
 	Parse          func(raw []byte) (*mail.Message, error)
 	WatchByDefault func(source.Folder) bool
-	Concurrency    int            // loads running at once on this node
-	Deliverers     int            // parallel deliveries per load
-	Attempts       int            // connection attempts per load before it fails
-	Retry          backoff.Policy // between attempts
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer
-	Panics         *obs.Panics
+	Concurrency    int // loads running at once on this node
+	Deliverers     int // parallel deliveries per load
+	// Budget, when set, bounds the raw bytes of messages between fetch and
+	// acknowledgement, shared with the live subscriptions.
+	Budget     Budget
+	Attempts   int            // connection attempts per load before it fails
+	Retry      backoff.Policy // between attempts
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Panics     *obs.Panics
+}
+
+// Budget is a node-wide allowance of message bytes in flight.
+type Budget interface {
+	Acquire(ctx context.Context, n int64) (release func(), err error)
 }
 
 // Filter is what to load.

@@ -158,7 +158,11 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 	}
 	dctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	work := make(chan *source.Fetched, 2*j.l.opts.Deliverers)
+	type item struct {
+		f       *source.Fetched
+		release func() // its share of the budget
+	}
+	work := make(chan item, 2*j.l.opts.Deliverers)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	handled := make(map[uint32]bool, len(uids)) // delivered or skipped, for the resume point
@@ -167,13 +171,17 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 		go func() {
 			defer wg.Done()
 			defer j.l.opts.Panics.Recover(j.log, "history", nil)
-			for f := range work {
-				if err := j.deliver(dctx, f); err != nil {
+			for it := range work {
+				err := func() error {
+					defer it.release() // also when deliver panics
+					return j.deliver(dctx, it.f)
+				}()
+				if err != nil {
 					cancel(err)
 					return
 				}
 				mu.Lock()
-				handled[f.UID] = true
+				handled[it.f.UID] = true
 				mu.Unlock()
 			}
 		}()
@@ -186,10 +194,19 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 			mu.Unlock()
 			return nil
 		}
+		release := func() {}
+		if j.l.opts.Budget != nil {
+			r, err := j.l.opts.Budget.Acquire(dctx, int64(len(f.Raw)))
+			if err != nil {
+				return errDelivering
+			}
+			release = r
+		}
 		select {
-		case work <- f:
+		case work <- item{f, release}:
 			return nil
 		case <-dctx.Done():
+			release()
 			return errDelivering // the deliverer's error is the cause of dctx
 		}
 	})
@@ -198,6 +215,9 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 	}
 	close(work)
 	wg.Wait()
+	for it := range work { // left behind by deliverers that stopped
+		it.release()
+	}
 	// Resume after the longest handled prefix: parallel deliveries may finish
 	// out of order, and a gap must be retried.
 	for _, uid := range uids {

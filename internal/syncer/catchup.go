@@ -67,6 +67,13 @@ func (w *worker) deliverOne(ctx context.Context, sess Session, mb *mail.Mailbox,
 	if t := w.woke.Swap(0); t != 0 {
 		found = time.Unix(0, t)
 	}
+	if b := w.m.opts.Budget; b != nil {
+		release, err := b.Acquire(ctx, w.weight(ref))
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	f, err := sess.Fetch(ctx, ref)
 	if errors.Is(err, source.ErrGone) {
 		w.m.metrics.skipped.WithLabelValues("expunged").Inc()
@@ -113,4 +120,20 @@ func (w *worker) advance(ctx context.Context, folder string, uid uint32, date ti
 	// The cursor write is the commit point: it happens after the client's
 	// acknowledgement, and a write that fails means re-delivery, never loss.
 	return w.putCursor(context.WithoutCancel(ctx), folder, *cur)
+}
+
+// unknownSizeWeight is what a message of unknown size takes of the budget.
+const unknownSizeWeight = 1 << 20
+
+// weight is the share of the in-flight budget a message takes: its size, or
+// only a header's worth when it is over the fetch limit.
+func (w *worker) weight(ref source.MessageRef) int64 {
+	switch max := w.m.opts.MaxMessageBytes; {
+	case ref.Size <= 0:
+		return unknownSizeWeight
+	case max > 0 && ref.Size > max:
+		return 64 << 10
+	default:
+		return ref.Size
+	}
 }

@@ -54,6 +54,12 @@ type Options struct {
 	FolderPoll      time.Duration  // default DefaultFolderPoll
 	Reconnect       backoff.Policy // zero: 1s doubling to 5m, jittered
 	DialConcurrency int            // per server host; default DefaultDialConcurrency
+	// Budget, when set, bounds the raw bytes of messages between fetch and
+	// acknowledgement, node-wide (shared with history loads).
+	Budget Budget
+	// MaxMessageBytes is the size over which only a message's header is
+	// fetched (the source's limit); it caps what a message takes of Budget.
+	MaxMessageBytes int64
 	// DialRate caps new connections per second per server host (0: no cap),
 	// for servers that throttle or ban bursts of logins.
 	DialRate float64

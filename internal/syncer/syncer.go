@@ -93,3 +93,8 @@ type Lease interface {
 	Context(parent context.Context) (context.Context, context.CancelFunc)
 	Release(ctx context.Context) error
 }
+
+// Budget is a node-wide allowance of message bytes in flight.
+type Budget interface {
+	Acquire(ctx context.Context, n int64) (release func(), err error)
+}

@@ -423,3 +423,83 @@ func TestCountsCoverStates(t *testing.T) {
 		t.Fatalf("Manager.counts has %d slots for %d States", n, len(States))
 	}
 }
+
+// slowSink records how many deliveries run at once.
+type slowSink struct {
+	recSink
+	mu           sync.Mutex
+	now, maxSeen int
+}
+
+func (s *slowSink) Deliver(ctx context.Context, mb *mail.Mailbox, m *mail.Message) error {
+	s.mu.Lock()
+	s.now++
+	s.maxSeen = max(s.maxSeen, s.now)
+	s.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	s.mu.Lock()
+	s.now--
+	s.mu.Unlock()
+	return s.recSink.Deliver(ctx, mb, m)
+}
+
+type oneAtATime struct{ sem chan struct{} }
+
+func (b oneAtATime) Acquire(ctx context.Context, _ int64) (func(), error) {
+	select {
+	case b.sem <- struct{}{}:
+		return func() { <-b.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// With a budget that fits one message, deliveries across mailboxes run one at
+// a time; each message still arrives.
+func TestBudgetBoundsDeliveries(t *testing.T) {
+	for _, bounded := range []bool{false, true} {
+		sink := &slowSink{}
+		opts := Options{
+			Sink: sink, Cursors: store.NewMemory(), Parser: parse, Panics: obs.NewPanics(nil),
+			Reconnect: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond},
+		}
+		if bounded {
+			opts.Budget = oneAtATime{make(chan struct{}, 1)}
+		}
+		servers := make([]*fakeServer, 4)
+		opts.Dialer = DialerFunc(func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
+			var i int
+			fmt.Sscan(mb.Host, &i)
+			return servers[i].dial(ctx, mb, onExists)
+		})
+		m, err := New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		m.Start(ctx)
+		for i := range servers {
+			servers[i] = &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+			if err := m.Subscribe(&mail.Mailbox{ID: mail.MailboxID(fmt.Sprint("b", i)), Host: fmt.Sprint(i)}, ModeCreate); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "4 exist", func() bool { return m.Counts()[StateExists] == 4 })
+		for _, srv := range servers {
+			srv.add(1, "one")
+			srv.add(2, "two")
+		}
+		waitFor(t, "8 deliveries", func() bool { return len(sink.got()) == 8 })
+		cancel()
+		_ = m.Stop(context.Background())
+		sink.mu.Lock()
+		seen := sink.maxSeen
+		sink.mu.Unlock()
+		if bounded && seen != 1 {
+			t.Errorf("with a one-message budget %d deliveries ran at once", seen)
+		}
+		if !bounded && seen < 2 {
+			t.Errorf("without a budget only %d delivery ran at once; the test cannot tell the difference", seen)
+		}
+	}
+}
