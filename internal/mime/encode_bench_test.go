@@ -12,8 +12,16 @@ import (
 // BenchmarkParseAndEncode is the service's per-email CPU path short of the
 // network: raw message → mail.Message → Creatio Email → ProcessFullEmail JSON
 // body (attachment re-encoded to base64).
-func BenchmarkParseAndEncode(b *testing.B) {
-	raw := mime.BenchMessage()
+func BenchmarkParseAndEncode(b *testing.B) { benchParseAndEncode(b, mime.BenchMessage()) }
+
+// BenchmarkParseAndEncodeLarge is BenchmarkParseAndEncode for a ~1 MB message
+// (750 KiB attachment): B/op over the message size is the memory a large
+// message takes in flight.
+func BenchmarkParseAndEncodeLarge(b *testing.B) {
+	benchParseAndEncode(b, mime.BenchMessageWith(750<<10))
+}
+
+func benchParseAndEncode(b *testing.B, raw []byte) {
 	mb := &mail.Mailbox{ID: "6f1e0c8e-1111-4a4a-9b9b-000000000001", User: "Supervisor", Workspace: "Default"}
 	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
 	b.ReportAllocs()

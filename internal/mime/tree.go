@@ -142,7 +142,10 @@ func readStructure(h header, bodyStart int, raw []byte) (*tree, error) {
 
 // readTree reads the tree once.
 func readTree(h header, body []byte) (*tree, error) {
-	t := &tree{scratch: make([]byte, 0, min(len(body), 64<<10)), bodySize: len(body)}
+	// The scratch buffer holds one leaf at a time, and no leaf is longer than
+	// the body: sized once, it never grows (doubling from small cost a large
+	// message twice its size in garbage).
+	t := &tree{scratch: make([]byte, 0, len(body)), bodySize: len(body)}
 	t.root = t.newPart(nil, "", mimeFields{
 		contentType: h.get("Content-Type"),
 		disposition: h.get("Content-Disposition"),
