@@ -65,6 +65,14 @@ func runFailover(ctx context.Context, o failoverOptions) (res *Result, err error
 		nodes[name] = svc
 	}
 	o.Logf("%d nodes up, Redis %s", o.Nodes, r.Addr)
+	var rss0 int64
+	for _, svc := range nodes {
+		b, err := rssBytes(svc.Pid())
+		if err != nil {
+			return res, err
+		}
+		rss0 += b
+	}
 	if err := registerAll(ctx, s, o.commonOptions, res); err != nil {
 		return res, err
 	}
@@ -75,6 +83,16 @@ func runFailover(ctx context.Context, o failoverOptions) (res *Result, err error
 		return res, err
 	}
 
+	var rss1 int64
+	for _, svc := range nodes {
+		b, err := rssBytes(svc.Pid())
+		if err != nil {
+			return res, err
+		}
+		rss1 += b
+	}
+	res.Metrics.Add("cluster_rss_per_mailbox_kib", float64(rss1-rss0)/1024/float64(o.N), "KiB",
+		"(sum of the nodes' VmRSS after all exist - before registering) / N: memory per mailbox in cluster mode")
 	st, err := s.api.states(ctx, o.N)
 	if err != nil {
 		return res, err

@@ -210,18 +210,18 @@ type existsOutcome struct {
 // waitExists polls subscriptionsstate until all n mailboxes are "exists" or timeout
 // passes; it returns the last outcome in both cases (an error only on API failure or
 // timeout).
-func (a *api) waitExists(ctx context.Context, n int, timeout time.Duration) (existsOutcome, error) {
+func (a *api) waitExists(ctx context.Context, n int, timeout time.Duration, counts func(context.Context) (int, bool)) (existsOutcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(existsPoll)
 	defer tick.Stop()
 	var out existsOutcome
 	for {
-		// On a single node the status counts are cheap; polling every state of
-		// thousands of mailboxes four times a second would cost the service more
-		// CPU than bringing them up (encoding subscriptionsstate). The final
-		// check always reads every state.
-		if local, ok := a.localExists(ctx); ok && local < n {
+		// The nodes' status counts are cheap; polling every state of thousands
+		// of mailboxes four times a second would cost the service more CPU than
+		// bringing them up (encoding subscriptionsstate, and in a cluster reading
+		// every state from Redis). The final check always reads every state.
+		if local, ok := counts(ctx); ok && local < n {
 			select {
 			case <-ctx.Done():
 				return out, fmt.Errorf("%d of %d mailboxes exist after %v", local, n, timeout)
@@ -247,16 +247,29 @@ func (a *api) waitExists(ctx context.Context, n int, timeout time.Duration) (exi
 	}
 }
 
-// localExists returns the node's count of subscriptions in state exists, and
-// false in cluster mode (counts are per node there) or on any error.
+// localExists returns the node's count of its own subscriptions in state
+// exists (false on any error).
 func (a *api) localExists(ctx context.Context) (int, bool) {
 	st, err := a.status(ctx)
-	if err != nil || st["Store"] != "memory" {
+	if err != nil {
 		return 0, false
 	}
 	subs, _ := st["Subscriptions"].(map[string]any)
 	n, ok := subs["exists"].(float64)
 	return int(n), ok
+}
+
+// existsCounts sums the exists counts of every service process of the stack:
+// each mailbox is served by one node, so the sum is the cluster's.
+func (s *stack) existsCounts(ctx context.Context) (int, bool) {
+	total, ok := s.api.localExists(ctx)
+	for _, p := range s.peers {
+		a := newAPI(p.base, 1)
+		n, pok := a.localExists(ctx)
+		a.close()
+		total, ok = total+n, ok && pok
+	}
+	return total, ok
 }
 
 func summarize(st map[string]stateInfo, n int) existsOutcome {
@@ -309,7 +322,7 @@ func registerAll(ctx context.Context, s *stack, o commonOptions, res *Result) er
 		return err
 	}
 	res.Metrics.Add("register_ms", ms(time.Since(t0)), "ms", "first create call until all create calls returned")
-	out, err := s.api.waitExists(ctx, o.N, o.ExistsTimeout)
+	out, err := s.api.waitExists(ctx, o.N, o.ExistsTimeout, s.existsCounts)
 	took := time.Since(t0)
 	cpu := w.stop()
 	res.Metrics.Add("exists", float64(out.Exists), "", "mailboxes in state exists")
