@@ -122,6 +122,7 @@ type coordinator struct {
 	rdb     redis.UniversalClient
 	prefix  string
 	epoch   string // registry epoch seen at the last reconcile; owned by the loop
+	rounds  int    // reconciles run; owned by the loop
 	// unreachable: the last reconcile could not read the registry; owned by
 	// the loop.
 	unreachable bool
@@ -202,12 +203,19 @@ func (c *coordinator) apply(ctx context.Context, msg string) {
 	}
 }
 
+// fullReconcileEvery: every 6th reconcile (about once a minute) reads and
+// compares every registry record, the backstop for a lost update event; the
+// others read only the ids and fetch the records of mailboxes newly placed
+// here, so a node with 10,000 mailboxes does not decrypt and decode all of
+// them every 10 s.
+const fullReconcileEvery = 6
+
 // reconcile starts what this node should own and stops what it should not.
 // With Redis unreachable it changes nothing: held subscriptions keep running.
 func (c *coordinator) reconcile(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	mbs, err := c.reg.Mailboxes(rctx)
+	ids, err := c.reg.MailboxIDs(rctx)
 	if err != nil {
 		if !c.unreachable {
 			c.log.Warn("reconcile: registry unreachable, keeping current subscriptions", "err", err)
@@ -230,17 +238,15 @@ func (c *coordinator) reconcile(ctx context.Context) {
 	}
 	// Assign honours each node's capacity (EL_MAX_SUBSCRIPTIONS): a full node's
 	// overflow goes to the next-ranked node; all nodes compute the same result.
-	ids := make([]mail.MailboxID, len(mbs))
-	for i, mb := range mbs {
-		ids[i] = mb.ID
-	}
 	placed := cluster.Assign(ids, c.members.View(), 0)
-	want := make(map[mail.MailboxID]bool, len(mbs))
-	for _, mb := range mbs {
-		if placed[mb.ID] != c.self {
-			continue
-		}
-		want[mb.ID] = true
+	full := c.rounds%fullReconcileEvery == 0
+	c.rounds++
+	mine, want, err := c.placedHere(rctx, ids, placed, full)
+	if err != nil {
+		c.log.Warn("reconcile: registry unreadable, keeping current subscriptions", "err", err)
+		return
+	}
+	for _, mb := range mine {
 		if err := c.syncer.Subscribe(mb, syncer.ModeCreate); err != nil && !errors.Is(err, syncer.ErrStopped) {
 			c.log.Warn("reconcile: subscribe failed", "mailbox", string(mb.ID), "err", err)
 		}
@@ -268,6 +274,47 @@ func (c *coordinator) reconcile(ctx context.Context) {
 		c.log.Info("mailboxes handed over", "count", moved)
 	}
 	c.members.SetOwned(len(want))
+}
+
+// placedHere returns the registrations to (re)subscribe on this node and the
+// set of mailboxes it should own. In a full round every record placed here is
+// read (Subscribe keeps an identical running subscription); otherwise only
+// those not running yet.
+func (c *coordinator) placedHere(ctx context.Context, ids []mail.MailboxID, placed map[mail.MailboxID]string, full bool) ([]*mail.Mailbox, map[mail.MailboxID]bool, error) {
+	want := make(map[mail.MailboxID]bool)
+	var mine []*mail.Mailbox
+	if full {
+		mbs, err := c.reg.Mailboxes(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, mb := range mbs {
+			if placed[mb.ID] == c.self {
+				want[mb.ID] = true
+				mine = append(mine, mb)
+			}
+		}
+		return mine, want, nil
+	}
+	for _, id := range ids {
+		if placed[id] != c.self {
+			continue
+		}
+		if _, running := c.syncer.Status(id); running {
+			want[id] = true
+			continue
+		}
+		mb, err := c.reg.Mailbox(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // listed without a record: a half-done write
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		want[id] = true
+		mine = append(mine, mb)
+	}
+	return mine, want, nil
 }
 
 // dataLost reports whether the registry's epoch marker changed since the last

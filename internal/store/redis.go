@@ -178,6 +178,21 @@ func (s *Redis) Mailbox(ctx context.Context, id mail.MailboxID) (*mail.Mailbox, 
 	return s.open(id, rec)
 }
 
+// MailboxIDs returns the ids of every registered mailbox, ordered, without
+// reading their records.
+func (s *Redis) MailboxIDs(ctx context.Context) ([]mail.MailboxID, error) {
+	ids, err := s.rdb.SMembers(ctx, s.k.mailboxes()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: list mailboxes: %w", err)
+	}
+	out := make([]mail.MailboxID, len(ids))
+	for i, id := range ids {
+		out[i] = mail.MailboxID(id)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // Mailboxes returns every registered mailbox, ordered by id. Ids listed without
 // a record (a crash between the two writes of PutMailbox or DeleteMailbox) are
 // skipped. A record that cannot be opened fails the whole call.

@@ -254,3 +254,22 @@ func TestRedisScriptCacheLoss(t *testing.T) {
 		t.Fatal("Ping succeeded with Redis down")
 	}
 }
+
+// MailboxIDs lists the registry without reading the records, in order.
+func TestRedisMailboxIDs(t *testing.T) {
+	r := testenv.NewRedisT(t, testenv.RedisOptions{})
+	s := newRedisStore(t, newClient(t, &redis.Options{Addr: r.Addr}), &store.RedisOptions{Box: newBox(t)})
+	ctx := context.Background()
+	for _, id := range []mail.MailboxID{"c", "a", "b"} {
+		if err := s.PutMailbox(ctx, &mail.Mailbox{ID: id, Host: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteMailbox(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := s.MailboxIDs(ctx)
+	if err != nil || !slices.Equal(ids, []mail.MailboxID{"a", "c"}) {
+		t.Fatalf("MailboxIDs = %v, %v; want [a c]", ids, err)
+	}
+}
