@@ -38,6 +38,17 @@ type pool struct {
 
 // openPool logs in as the users of mailboxes 0..n-1, loginParallel at a time.
 func openPool(ctx context.Context, dc *testenv.Dovecot, n int) (*pool, error) {
+	mailboxes := make([]int, n)
+	for i := range mailboxes {
+		mailboxes[i] = i
+	}
+	return openPoolFor(ctx, dc, mailboxes)
+}
+
+// openPoolFor logs in as the users of the given mailboxes; conns[k] is
+// mailboxes[k]'s.
+func openPoolFor(ctx context.Context, dc *testenv.Dovecot, mailboxes []int) (*pool, error) {
+	n := len(mailboxes)
 	p := &pool{conns: make([]*appendConn, n)}
 	sem := make(chan struct{}, loginParallel)
 	var mu sync.Mutex
@@ -53,14 +64,14 @@ func openPool(ctx context.Context, dc *testenv.Dovecot, n int) (*pool, error) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c, err := dc.Client(userName(i), benchPassword)
+			c, err := dc.Client(userName(mailboxes[i]), benchPassword)
 			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
 				return
 			}
-			p.conns[i] = &appendConn{c: c, mailbox: i}
+			p.conns[i] = &appendConn{c: c, mailbox: mailboxes[i]}
 		})
 	}
 	wg.Wait()

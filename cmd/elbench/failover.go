@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -121,11 +120,18 @@ func runFailover(ctx context.Context, o failoverOptions) (res *Result, err error
 	via := newAPI(nodes[survivor].base, 4)
 	defer via.close()
 
+	// The appenders log in before the kill: their logins must not compete
+	// with the survivors' for Dovecot during the failover.
+	pl, err := openPoolFor(ctx, s.dc, mine[:min(o.Mail, len(mine))])
+	if err != nil {
+		return res, err
+	}
+	defer pl.close()
 	o.Logf("killing %s (holds %d of %d mailboxes) with SIGKILL", victim, len(mine), o.N)
 	killed := time.Now()
 	_ = nodes[victim].cmd.Process.Signal(syscall.SIGKILL)
 	<-nodes[victim].done
-	seqs := appendDuring(ctx, s.dc, mine, o.Mail)
+	seqs := appendDuring(ctx, pl)
 	sent := len(seqs)
 	res.Metrics.Add("mail_sent", float64(sent), "", "emails appended to the killed node's mailboxes right after the kill")
 
@@ -193,11 +199,10 @@ func runFailover(ctx context.Context, o failoverOptions) (res *Result, err error
 	return res, nil
 }
 
-// appendDuring appends one small email to each of the first n mailboxes of ids
-// (8 at a time); message seq k goes to mailbox ids[k]. It returns the seqs
+// appendDuring appends one small email through each connection of pl (8 at
+// a time); message seq k goes to pl.conns[k]'s mailbox. It returns the seqs
 // appended.
-func appendDuring(ctx context.Context, dc *testenv.Dovecot, ids []int, n int) []int {
-	ids = slices.Clone(ids[:min(n, len(ids))])
+func appendDuring(ctx context.Context, pl *pool) []int {
 	msgs := newMessages(2048, false)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -206,7 +211,8 @@ func appendDuring(ctx context.Context, dc *testenv.Dovecot, ids []int, n int) []
 	for range 8 {
 		wg.Go(func() {
 			for k := range next {
-				if _, err := dc.Append(userName(ids[k]), benchPassword, "INBOX", msgs.build(k, ids[k])); err == nil {
+				c := pl.conns[k]
+				if _, _, err := c.append(msgs.build(k, c.mailbox)); err == nil {
 					mu.Lock()
 					ok = append(ok, k)
 					mu.Unlock()
@@ -214,7 +220,7 @@ func appendDuring(ctx context.Context, dc *testenv.Dovecot, ids []int, n int) []
 			}
 		})
 	}
-	for k := range ids {
+	for k := range pl.conns {
 		select {
 		case next <- k:
 		case <-ctx.Done():
