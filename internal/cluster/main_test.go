@@ -21,14 +21,7 @@ import (
 // panics is shared by every Membership in the tests; TestMain fails if it moved.
 var panics = obs.NewPanics(nil)
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if n := panics.Count("cluster"); n != 0 {
-		fmt.Fprintf(os.Stderr, "cluster: %v panics recovered during the tests\n", n)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunCountingPanics(m, panics, "cluster")) }
 
 // newRedis starts a private redis-server and returns it with a client that
 // gives up quickly while the server is down.

@@ -366,21 +366,28 @@ func (d *Dovecot) stopLocked() error {
 	d.proc = nil
 	t0 := time.Now()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	var err error
-	if left := d.terminate(p, t0); len(left) > 0 {
-		d.opts.Logf("testenv: dovecot processes %v still alive %v after SIGTERM; sending SIGKILL", left, stopGrace)
-		for _, pid := range left {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		if left := d.waitGone(p, killWait); len(left) > 0 {
-			err = fmt.Errorf("testenv: dovecot processes %v survived SIGKILL", left)
-		}
-	}
+	err := killSurvivors("dovecot", d.opts.Logf, d.terminate(p, t0), func(wait time.Duration) []int { return d.waitGone(p, wait) })
 	if rmErr := os.Remove(masterPIDPath(d.Dir)); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) && err == nil {
 		err = fmt.Errorf("testenv: %w", rmErr)
 	}
 	d.opts.Logf("testenv: dovecot stopped in %v", time.Since(t0).Round(time.Millisecond))
 	return err
+}
+
+// killSurvivors SIGKILLs the processes left after a graceful stop and waits
+// (killWait) until waitGone reports them gone.
+func killSurvivors(name string, logf func(string, ...any), left []int, waitGone func(time.Duration) []int) error {
+	if len(left) == 0 {
+		return nil
+	}
+	logf("testenv: %s processes %v still alive %v after SIGTERM; sending SIGKILL", name, left, stopGrace)
+	for _, pid := range left {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if left := waitGone(killWait); len(left) > 0 {
+		return fmt.Errorf("testenv: %s processes %v survived SIGKILL", name, left)
+	}
+	return nil
 }
 
 // terminate runs steps 2 and 3 of Stop until the instance is gone or stopGrace has

@@ -325,16 +325,7 @@ func (p *Postfix) stopLocked() error {
 	p.proc = nil
 	t0 := time.Now()
 	_ = mp.cmd.Process.Signal(syscall.SIGTERM)
-	var err error
-	if left := p.terminate(mp, t0); len(left) > 0 {
-		p.opts.Logf("testenv: postfix processes %v still alive %v after SIGTERM; sending SIGKILL", left, stopGrace)
-		for _, pid := range left {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		if left := p.waitGone(mp, killWait); len(left) > 0 {
-			err = fmt.Errorf("testenv: postfix processes %v survived SIGKILL", left)
-		}
-	}
+	err := killSurvivors("postfix", p.opts.Logf, p.terminate(mp, t0), func(wait time.Duration) []int { return p.waitGone(mp, wait) })
 	p.opts.Logf("testenv: postfix stopped in %v", time.Since(t0).Round(time.Millisecond))
 	return err
 }

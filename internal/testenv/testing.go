@@ -1,10 +1,13 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emaillistener/emaillistener/internal/obs"
 )
 
 // NewT starts a Dovecot for the test in a fresh t.TempDir (unless opts.Dir is set),
@@ -70,4 +73,16 @@ func tail(s string, n int) string {
 		s = s[i+1:]
 	}
 	return "…\n" + s
+}
+
+// RunCountingPanics runs a package's tests (from TestMain) and fails the run
+// if p recovered any panic of component meanwhile: a recovered panic keeps a
+// test green, so it must be checked for separately.
+func RunCountingPanics(m *testing.M, p *obs.Panics, component string) int {
+	code := m.Run()
+	if n := p.Count(component); n != 0 {
+		fmt.Fprintf(os.Stderr, "%s: %v panics recovered during the tests\n", component, n)
+		code = 1
+	}
+	return code
 }
