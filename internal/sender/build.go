@@ -3,6 +3,7 @@ package sender
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -214,7 +215,7 @@ func newUUID() string {
 // validFieldName reports whether name is an RFC 5322 §3.6.8 field name:
 // printable US-ASCII except ':'.
 func validFieldName(name string) bool {
-	if name == "" {
+	if name == "" || len(name) > maxFieldName {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
@@ -224,6 +225,10 @@ func validFieldName(name string) bool {
 	}
 	return true
 }
+
+// maxFieldName bounds the name of a client-supplied header field: with its
+// value it must fit on one line (RFC 5322 §2.1.1 recommends 78 octets).
+const maxFieldName = 76
 
 // formatAddresses renders addresses for From/To/Cc/Reply-To, with display names
 // RFC 2047-encoded when needed (net/mail). Entries without an address are
@@ -242,7 +247,44 @@ func formatAddresses(as []mail.Address) string {
 
 // encodeText RFC 2047-encodes s when it is not plain ASCII.
 func encodeText(s string) string {
-	return gomime.QEncoding.Encode("utf-8", s)
+	enc := gomime.QEncoding.Encode("utf-8", s)
+	for _, w := range strings.Fields(enc) {
+		if len(w) > maxHeaderWord {
+			// A word longer than a header line cannot be folded (found by
+			// FuzzBuild: 1,000 'C's made a 999-octet line). Encoded-words can
+			// split it: a reader joins adjacent ones without the space between
+			// them (RFC 2047 §6.2).
+			return splitEncodedWords(s)
+		}
+	}
+	return enc
+}
+
+// maxHeaderWord is the longest unfoldable word a header value may carry: the
+// field name and ": " must fit on the same 998-octet line (names are at most
+// maxFieldName).
+const maxHeaderWord = 998 - maxFieldName - 2
+
+// splitEncodedWords encodes s as base64 encoded-words of at most 45 bytes of
+// text each (60 characters encoded, well within RFC 2047's 75), never
+// splitting a UTF-8 sequence.
+func splitEncodedWords(s string) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		n := min(len(s), 45)
+		for k := n; k > 0 && k < len(s); k-- {
+			if utf8.RuneStart(s[k]) {
+				n = k
+				break
+			}
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("=?utf-8?b?" + base64.StdEncoding.EncodeToString([]byte(s[:n])) + "?=")
+		s = s[n:]
+	}
+	return b.String()
 }
 
 // oneLine removes CR and LF (with the folding white space after them), so a

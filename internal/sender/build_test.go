@@ -3,6 +3,8 @@ package sender
 import (
 	"bytes"
 	"errors"
+	stdmime "mime"
+	netmail "net/mail"
 	"regexp"
 	"strings"
 	"testing"
@@ -320,4 +322,37 @@ func must(raw []byte, err error) []byte {
 		panic(err)
 	}
 	return raw
+}
+
+// A word longer than a header line cannot be folded: it goes out as
+// encoded-words that a reader joins back into the same text.
+func TestBuildUnfoldableWord(t *testing.T) {
+	long := strings.Repeat("C", 1500)
+	subject := "Отчёт " + strings.Repeat("Ж", 600)
+	msg := &mail.Message{
+		Subject: subject,
+		From:    mail.Address{Address: "alice@example.com"},
+		To:      []mail.Address{{Address: "bob@example.com"}},
+		Headers: []mail.Header{{Name: "X-Long", Value: long}},
+		Text:    "body",
+	}
+	raw, err := Build(msg, buildNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkWireFormat(t, raw)
+	m, err := netmail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dec stdmime.WordDecoder
+	for name, want := range map[string]string{"X-Long": long, "Subject": subject} {
+		got, err := dec.DecodeHeader(m.Header.Get(name))
+		if err != nil || got != want {
+			t.Errorf("%s: decoded %d bytes (%v), want the %d bytes sent", name, len(got), err, len(want))
+		}
+	}
+	if _, err := Build(&mail.Message{From: msg.From, Headers: []mail.Header{{Name: strings.Repeat("X", 77), Value: "v"}}}, buildNow); !errors.Is(err, ErrInvalidHeader) {
+		t.Errorf("a 77-character field name: %v, want ErrInvalidHeader", err)
+	}
 }
