@@ -10,6 +10,7 @@ import (
 	gomime "mime"
 	netmail "net/mail"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -151,8 +152,8 @@ func messageFields(msg *mail.Message, now time.Time) ([]field, error) {
 	add("To", formatAddresses(msg.To))
 	add("Cc", formatAddresses(msg.Cc))
 	fs = append(fs, field{"Subject", encodeText(oneLine(msg.Subject))}, field{"Message-ID", messageID(msg)})
-	add("In-Reply-To", oneLine(msg.InReplyTo))
-	add("References", oneLine(msg.References))
+	add("In-Reply-To", msgIDList(msg.InReplyTo))
+	add("References", msgIDList(msg.References))
 	fs = append(fs, importanceFields(msg.Importance)...)
 	written := make(map[string]bool, len(fs))
 	for _, f := range fs {
@@ -191,14 +192,24 @@ func importanceFields(imp mail.Importance) []field {
 // sender's domain.
 func messageID(msg *mail.Message) string {
 	id := strings.Join(strings.Fields(oneLine(msg.MessageID)), "")
-	if id = strings.Trim(id, "<>"); id != "" {
+	if id = strings.Trim(id, "<>"); id != "" && len(id) <= maxHeaderWord-2 {
 		return "<" + id + ">"
 	}
+	// None, or one too long for a header line (it could not be folded):
+	// a fresh one, as for a message without id.
 	domain := fallbackIDDomain
 	if _, d, ok := strings.Cut(msg.From.Address, "@"); ok && d != "" && !strings.ContainsAny(d, "<>@ \t\r\n") {
 		domain = d
 	}
 	return "<" + newUUID() + "@" + domain + ">"
+}
+
+// msgIDList is In-Reply-To or References on one line, without ids too long to
+// fit on a header line (they cannot be folded; no mail system issues them).
+func msgIDList(v string) string {
+	ws := strings.Fields(oneLine(v))
+	ws = slices.DeleteFunc(ws, func(w string) bool { return len(w) > maxHeaderWord })
+	return strings.Join(ws, " ")
 }
 
 // newUUID returns a random (version 4) UUID, the shape Creatio itself uses for

@@ -352,6 +352,25 @@ func TestBuildUnfoldableWord(t *testing.T) {
 			t.Errorf("%s: decoded %d bytes (%v), want the %d bytes sent", name, len(got), err, len(want))
 		}
 	}
+	// Structured fields cannot be encoded: an overlong Message-ID is replaced,
+	// overlong references are left out.
+	huge := "<" + strings.Repeat("i", 1200) + "@example.com>"
+	raw, err = Build(&mail.Message{From: msg.From, To: msg.To, MessageID: huge, InReplyTo: huge,
+		References: "<a@example.com> " + huge + " <b@example.com>", Text: "x"}, buildNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkWireFormat(t, raw)
+	m, err = netmail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := m.Header.Get("Message-Id"); len(id) > 200 || !strings.HasSuffix(id, "@example.com>") {
+		t.Errorf("Message-ID %.80q…, want a fresh one", id)
+	}
+	if got := m.Header.Get("References"); got != "<a@example.com> <b@example.com>" {
+		t.Errorf("References = %.80q, want the two short ids", got)
+	}
 	if _, err := Build(&mail.Message{From: msg.From, Headers: []mail.Header{{Name: strings.Repeat("X", 77), Value: "v"}}}, buildNow); !errors.Is(err, ErrInvalidHeader) {
 		t.Errorf("a 77-character field name: %v, want ErrInvalidHeader", err)
 	}
