@@ -23,11 +23,7 @@ func (w *worker) catchUp(ctx context.Context, sess Session, mb *mail.Mailbox, fo
 		return err
 	}
 	if !ok { // folder appeared after the session started
-		cur = mail.Cursor{UIDValidity: st.UIDValidity, LastDate: time.Now().UTC()}
-		if st.UIDNext > 0 {
-			cur.LastUID = st.UIDNext - 1
-		}
-		return w.putCursor(ctx, folder, cur)
+		return w.startCursor(ctx, folder, st)
 	}
 	var refs []source.MessageRef
 	if st.UIDValidity != 0 && st.UIDValidity != cur.UIDValidity {

@@ -186,12 +186,8 @@ func (w *worker) obtain(ctx context.Context) (Lease, error) {
 		if errors.As(err, &held) && held.ExpiresIn() > 0 {
 			delay = min(delay, held.ExpiresIn()+10*time.Millisecond)
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := backoff.Sleep(ctx, delay); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -348,11 +344,11 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	if err != nil {
 		return err
 	}
-	if err := w.ensureCursorAt(ctx, folders[0], primary); err != nil {
+	if err := w.ensureCursor(ctx, sess, folders[0], &primary); err != nil {
 		return err
 	}
 	for _, f := range folders[1:] {
-		if err := w.ensureCursor(ctx, sess, f); err != nil {
+		if err := w.ensureCursor(ctx, sess, f, nil); err != nil {
 			return err
 		}
 	}
@@ -469,29 +465,29 @@ func (w *worker) pollFolder(ctx context.Context, sess Session, mb *mail.Mailbox,
 
 // ensureCursor starts a folder without a cursor at its current UIDNEXT: a new
 // subscription delivers only new mail (history is the synchronize call's job).
-func (w *worker) ensureCursor(ctx context.Context, sess Session, folder string) error {
+// st is the folder's status when already known; nil asks the server.
+func (w *worker) ensureCursor(ctx context.Context, sess Session, folder string, st *source.FolderStatus) error {
 	_, ok, err := w.loadCursor(ctx, folder)
 	if err != nil || ok {
 		return err
 	}
-	st, err := sess.Status(ctx, folder)
-	if err != nil {
-		return err
+	if st == nil {
+		s, err := sess.Status(ctx, folder)
+		if err != nil {
+			return err
+		}
+		st = &s
 	}
-	return w.ensureCursorAt(ctx, folder, st)
+	return w.startCursor(ctx, folder, *st)
 }
 
-// ensureCursorAt is ensureCursor with the folder's status already known.
-func (w *worker) ensureCursorAt(ctx context.Context, folder string, st source.FolderStatus) error {
-	_, ok, err := w.loadCursor(ctx, folder)
-	if err != nil || ok {
-		return err
-	}
-	last := uint32(0)
+// startCursor writes a folder's first cursor, at its UIDNEXT.
+func (w *worker) startCursor(ctx context.Context, folder string, st source.FolderStatus) error {
+	c := mail.Cursor{UIDValidity: st.UIDValidity, LastDate: time.Now().UTC()}
 	if st.UIDNext > 0 {
-		last = st.UIDNext - 1
+		c.LastUID = st.UIDNext - 1
 	}
-	return w.putCursor(ctx, folder, mail.Cursor{UIDValidity: st.UIDValidity, LastUID: last, LastDate: time.Now().UTC()})
+	return w.putCursor(ctx, folder, c)
 }
 
 // resolveFolders returns the folders to watch, the IDLE one (INBOX) first.
