@@ -127,14 +127,13 @@ type Manager struct {
 	stopOnce sync.Once
 
 	// Owned by the loop goroutine (and by Stop after the loop exited):
-	timer       Timer
-	held        map[mail.MailboxID]*Lease
-	pending     map[mail.MailboxID]struct{} // Obtain in flight
-	nextRound   time.Time
-	rounds      uint64
-	unconfirmed int    // held leases with unconfirmed set
-	last        Stats  // of the last round, published by publishStats
-	lastErr     string // last renewal error, logged on change
+	timer     Timer
+	held      map[mail.MailboxID]*Lease
+	pending   map[mail.MailboxID]struct{} // Obtain in flight
+	nextRound time.Time
+	rounds    uint64
+	last      Stats  // of the last round, published by publishStats
+	lastErr   string // last renewal error, logged on change
 }
 
 // New returns a Manager for node; it does no I/O. The node id must be unique

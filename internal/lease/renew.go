@@ -86,7 +86,6 @@ func (m *Manager) expire(now time.Time) {
 			// Only a missing answer lets a deadline pass: a rejection loses
 			// the lease at once (renewRound).
 			l.unconfirmed.Store(true)
-			m.unconfirmed++
 			held = append(held, id)
 		default:
 			m.lose(l, ReasonExpired)
@@ -94,12 +93,11 @@ func (m *Manager) expire(now time.Time) {
 		}
 	}
 	m.met.held.Set(float64(len(m.held)))
-	m.met.unconfirmed.Set(float64(m.unconfirmed))
 	m.logLost(ReasonExpired, lost)
 	if len(held) > 0 {
 		slices.Sort(held)
 		m.log.Warn("Redis did not answer before the lease deadline; holding on until it does (fencing settles conflicts)",
-			"count", len(held), "unconfirmed", m.unconfirmed, "mailboxes", held[:min(len(held), 5)])
+			"count", len(held), "unconfirmed", m.unconfirmedCount(), "mailboxes", held[:min(len(held), 5)])
 	}
 }
 
@@ -154,7 +152,6 @@ func (m *Manager) renewRound(ctx context.Context, start time.Time) {
 				m.met.restored.Inc()
 			}
 			if l.unconfirmed.CompareAndSwap(true, false) {
-				m.unconfirmed--
 				reconfirmed++
 			}
 		case renewMissing:
@@ -169,13 +166,12 @@ func (m *Manager) renewRound(ctx context.Context, start time.Time) {
 	}
 	m.met.renewFailures.Add(float64(failed + len(lost[ReasonMissing]) + len(lost[ReasonTaken])))
 	m.met.held.Set(float64(len(m.held)))
-	m.met.unconfirmed.Set(float64(m.unconfirmed))
 	for _, r := range []Reason{ReasonMissing, ReasonTaken} {
 		m.logLost(r, lost[r])
 	}
 	if reconfirmed > 0 {
 		m.log.Info("Redis answered again: leases held through the outage are confirmed", "count", reconfirmed,
-			"lost", len(lost[ReasonMissing])+len(lost[ReasonTaken]), "still_unconfirmed", m.unconfirmed)
+			"lost", len(lost[ReasonMissing])+len(lost[ReasonTaken]), "still_unconfirmed", m.unconfirmedCount())
 	}
 	m.noteRoundError(err, failed, len(leases))
 	m.last = Stats{Rounds: m.rounds, LastRound: took, LastRoundSize: len(leases)}
@@ -233,9 +229,7 @@ func (m *Manager) renewBatch(ctx context.Context, leases []*Lease) ([]int, error
 // lose ends l with reason and forgets it; loop goroutine.
 func (m *Manager) lose(l *Lease, reason Reason) {
 	delete(m.held, l.id)
-	if l.unconfirmed.CompareAndSwap(true, false) {
-		m.unconfirmed--
-	}
+	l.unconfirmed.Store(false)
 	if l.finish(&LostError{ID: l.id, Fence: l.fence, Reason: reason}) {
 		m.met.lost.WithLabelValues(string(reason)).Inc()
 		m.log.Debug("lease lost", "mailbox", l.id, "fence", l.fence, "reason", reason)
@@ -288,10 +282,25 @@ func (m *Manager) noteRoundError(err error, failed, total int) {
 	m.log.Warn("lease renewal failed; leases are kept until their deadline", "failed", failed, "leases", total, "earliest_deadline", d, "err", err)
 }
 
-// publishStats makes the loop's view readable by Stats.
+// publishStats makes the loop's view readable by Stats, and sets the
+// unconfirmed gauge.
 func (m *Manager) publishStats() {
 	st := m.last
 	st.Held = len(m.held)
-	st.Unconfirmed = m.unconfirmed
+	st.Unconfirmed = m.unconfirmedCount()
+	m.met.unconfirmed.Set(float64(st.Unconfirmed))
 	m.stats.Store(&st)
+}
+
+// unconfirmedCount counts the held leases past their deadline without an
+// answer from Redis; loop goroutine. Derived, not kept: leases also leave
+// the set by Release and by ending between rounds.
+func (m *Manager) unconfirmedCount() int {
+	n := 0
+	for _, l := range m.held {
+		if l.unconfirmed.Load() && l.Err() == nil {
+			n++
+		}
+	}
+	return n
 }
