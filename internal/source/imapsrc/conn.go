@@ -223,29 +223,27 @@ func (c *Conn) FetchMany(ctx context.Context, uids []uint32, fn func(uid uint32,
 			return err
 		}
 		for _, uid := range batch {
-			size, ok := sizes[uid]
-			if ok && size <= c.opts.MaxMessageBytes && (len(chunk) == 0 || chunkBytes+size <= fetchBatchBytes) {
+			size, exists := sizes[uid]
+			whole := exists && size <= c.opts.MaxMessageBytes
+			if !whole || (len(chunk) > 0 && chunkBytes+size > fetchBatchBytes) {
+				if err := flush(); err != nil { // keeps fn's calls in UID order
+					return err
+				}
+			}
+			if whole {
 				chunk, chunkBytes = append(chunk, uid), chunkBytes+size
 				continue
 			}
-			if err := flush(); err != nil {
-				return err
-			}
-			switch {
-			case !ok:
-				err = fn(uid, nil)
-			case size <= c.opts.MaxMessageBytes:
-				chunk, chunkBytes = append(chunk, uid), size
-			default:
-				var f *Fetched
+			var f *Fetched // nil: expunged
+			if exists {    // over the size limit: the header only
 				if f, err = c.Fetch(ctx, MessageRef{UID: uid, Size: size}); errors.Is(err, ErrGone) {
 					f, err = nil, nil
 				}
-				if err == nil {
-					err = fn(uid, f)
+				if err != nil {
+					return err
 				}
 			}
-			if err != nil {
+			if err := fn(uid, f); err != nil {
 				return err
 			}
 		}
