@@ -263,10 +263,8 @@ func (a *api) localExists(ctx context.Context) (int, bool) {
 // each mailbox is served by one node, so the sum is the cluster's.
 func (s *stack) existsCounts(ctx context.Context) (int, bool) {
 	total, ok := s.api.localExists(ctx)
-	for _, p := range s.peers {
-		a := newAPI(p.base, 1)
+	for _, a := range s.peerAPIs {
 		n, pok := a.localExists(ctx)
-		a.close()
 		total, ok = total+n, ok && pok
 	}
 	return total, ok

@@ -51,6 +51,7 @@ type stack struct {
 	arrivals *arrivals
 	svc      *service
 	peers    []*service // further service processes (cluster scenarios), see startPeer
+	peerAPIs []*api     // their APIs, for the exists counts
 	bin      string     // the service binary
 	env      []string   // the service's settings, for peers
 	api      *api
@@ -134,6 +135,9 @@ func (s *stack) close() error {
 	}
 	if s.dc != nil {
 		s.dovecotLogNotes(s.logs)
+	}
+	for _, a := range s.peerAPIs {
+		a.close()
 	}
 	for _, p := range s.peers {
 		if err := p.stop(); err != nil {
@@ -271,6 +275,7 @@ func (s *stack) startPeer(ctx context.Context, name string, env []string) (*serv
 	p, err := startService(ctx, s.bin, dir, append(append(s.env, s.opts.Env...), env...))
 	if p != nil {
 		s.peers = append(s.peers, p)
+		s.peerAPIs = append(s.peerAPIs, newAPI(p.base, 1))
 	}
 	return p, err
 }
