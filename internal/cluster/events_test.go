@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emaillistener/emaillistener/internal/cluster"
+	"github.com/emaillistener/emaillistener/internal/testenv/rediscli"
 )
 
 // recv returns the next message other than "nodes", or "" if none is ready
@@ -35,7 +36,7 @@ func recv(ch <-chan string) string {
 // in order.
 func TestPublishSubscribe(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	ctx := t.Context()
 	a := start(t, c, withNode(slow, "node-a"))
 	b := start(t, c, withNode(slow, "node-b"))
@@ -78,7 +79,7 @@ func TestPublishSubscribe(t *testing.T) {
 // normally again once it caught up.
 func TestSlowSubscriberGetsResync(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	ctx := t.Context()
 	reg := prometheus.NewRegistry()
 	o := withNode(slow, "node-a")

@@ -10,26 +10,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/emaillistener/emaillistener/internal/cluster"
 	"github.com/emaillistener/emaillistener/internal/obs"
 	"github.com/emaillistener/emaillistener/internal/testenv"
-	"github.com/emaillistener/emaillistener/internal/testenv/rediscli"
 )
 
 // panics is shared by every Membership in the tests; TestMain fails if it moved.
 var panics = obs.NewPanics(nil)
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunCountingPanics(m, panics, "cluster")) }
-
-// newRedis starts a private redis-server and returns it with a client that
-// gives up quickly while the server is down.
-func newRedis(t *testing.T) (*testenv.Redis, *redis.Client) {
-	t.Helper()
-	r := testenv.NewRedisT(t, testenv.RedisOptions{})
-	return r, rediscli.New(t, r)
-}
 
 // start starts a Membership that is stopped at cleanup.
 func start(t *testing.T, c cluster.Client, opts cluster.Options) *cluster.Membership {

@@ -4,14 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/emaillistener/emaillistener/internal/clock"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/emaillistener/emaillistener/internal/clock"
 	"github.com/emaillistener/emaillistener/internal/cluster"
+	"github.com/emaillistener/emaillistener/internal/testenv/rediscli"
 )
 
 // slow beats rarely, so that only events can update the views within a test.
@@ -22,7 +23,7 @@ func withNode(o cluster.Options, id string) cluster.Options { o.NodeID = id; ret
 // Join and leave are seen by peers at once through "nodes" events.
 func TestJoinLeaveThroughEvents(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	ctx := t.Context()
 	a := start(t, c, withNode(slow, "node-a"))
 	if !viewIs(a, "node-a")() {
@@ -93,7 +94,7 @@ func TestJoinLeaveThroughEvents(t *testing.T) {
 // key expires, and its registry entry is pruned.
 func TestCrashedNodeExpires(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	ctx := t.Context()
 	fast := cluster.Options{TTL: 300 * time.Millisecond, Beat: 100 * time.Millisecond}
 	a := start(t, c, withNode(fast, "node-a"))
@@ -125,7 +126,7 @@ func TestCrashedNodeExpires(t *testing.T) {
 // TTL, keeps younger ones (a join in flight), and ignores malformed records.
 func TestMembersPrunesRegistry(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	ctx := t.Context()
 	a := start(t, c, withNode(slow, "node-a"))
 	now := time.Now()
@@ -162,7 +163,7 @@ func TestMembersPrunesRegistry(t *testing.T) {
 // successful beat is a TTL old; the view is kept; all recovers with Redis.
 func TestRedisOutageReadiness(t *testing.T) {
 	t.Parallel()
-	r, c := newRedis(t)
+	r, c := rediscli.Start(t)
 	clk := clock.NewFake(time.Now().Truncate(time.Millisecond))
 	reg := prometheus.NewRegistry()
 	a := start(t, c, cluster.Options{NodeID: "node-a", Clock: clk, Registerer: reg}) // TTL 10 s, beat 3 s
@@ -200,7 +201,7 @@ func TestRedisOutageReadiness(t *testing.T) {
 // any view, no Changes kick; subscribers are told to resync.
 func TestRedisRestartKeepsView(t *testing.T) {
 	t.Parallel()
-	r, c := newRedis(t)
+	r, c := rediscli.Start(t)
 	ctx := t.Context()
 	o := cluster.Options{TTL: time.Second, Beat: 300 * time.Millisecond}
 	a := start(t, c, withNode(o, "node-a"))

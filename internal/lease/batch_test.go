@@ -2,7 +2,6 @@ package lease_test
 
 import (
 	"fmt"
-	"github.com/emaillistener/emaillistener/internal/clock"
 	"os"
 	"strconv"
 	"testing"
@@ -12,16 +11,18 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/emaillistener/emaillistener/internal/clock"
 	"github.com/emaillistener/emaillistener/internal/lease"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/testenv"
+	"github.com/emaillistener/emaillistener/internal/testenv/rediscli"
 )
 
 // A round renews every held lease with one pipeline, i.e. one round trip,
 // whatever the number of leases.
 func TestBatchRenewOneRoundTrip(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	hook := &countingHook{}
 	c.AddHook(hook)
 	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))

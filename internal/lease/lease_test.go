@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/emaillistener/emaillistener/internal/clock"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/emaillistener/emaillistener/internal/clock"
 	"github.com/emaillistener/emaillistener/internal/lease"
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/testenv/rediscli"
 )
 
 // short are options for tests in which the Redis-side TTL must pass in real
@@ -26,7 +27,7 @@ func withClock(o lease.Options, clk lease.Clock) lease.Options { o.Clock = clk; 
 // renewal finds the lease taken. Fences only grow.
 func TestContentionAndFenceOrder(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	clkA, clkB := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)), clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	a := newManager(t, c, "node-a", withClock(short, clkA))
 	b := newManager(t, c, "node-b", withClock(short, clkB))
@@ -104,7 +105,7 @@ func TestContentionAndFenceOrder(t *testing.T) {
 // Renewal keeps a lease alive well past its TTL, in real time.
 func TestRenewalKeepsLeaseAlive(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	a := newManager(t, c, "node-a", short)
 	b := newManager(t, c, "node-b", short)
 	ctx := t.Context()
@@ -134,7 +135,7 @@ func TestRenewalKeepsLeaseAlive(t *testing.T) {
 // sees Done with ErrReleased. Release is idempotent.
 func TestReleaseHandsOver(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	a := newManager(t, c, "node-a", lease.Options{})
 	b := newManager(t, c, "node-b", lease.Options{})
 	ctx := t.Context()
@@ -167,7 +168,7 @@ func TestReleaseHandsOver(t *testing.T) {
 // is lost at the next renewal with ReasonMissing.
 func TestMissingKeyLosesLease(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
 	a := newManager(t, c, "node-a", lease.Options{Clock: clk, Registerer: reg})
@@ -207,7 +208,7 @@ func TestMissingKeyLosesLease(t *testing.T) {
 // local deadline (last confirmed renewal + TTL - Skew), then lost as expired.
 func TestUnreachableRedisExpiresAtDeadline(t *testing.T) {
 	t.Parallel()
-	r, c := newRedis(t)
+	r, c := rediscli.Start(t)
 	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
 	opts := lease.Options{Clock: clk, Registerer: reg} // TTL 15 s, renew every 5 s, skew 1 s
@@ -253,7 +254,7 @@ func TestUnreachableRedisExpiresAtDeadline(t *testing.T) {
 // before although the counters were lost too (time floor).
 func TestRedisRestartLosesLeases(t *testing.T) {
 	t.Parallel()
-	r, c := newRedis(t)
+	r, c := rediscli.Start(t)
 	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	a := newManager(t, c, "node-a", lease.Options{Clock: clk})
 	ctx := t.Context()
@@ -286,7 +287,7 @@ func TestRedisRestartLosesLeases(t *testing.T) {
 // re-creates them, unless another node obtained the mailbox in between.
 func TestRedisRestartRestoresLeases(t *testing.T) {
 	t.Parallel()
-	r, c := newRedis(t)
+	r, c := rediscli.Start(t)
 	clkA := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
 	a := newManager(t, c, "node-a", lease.Options{Clock: clkA, RestoreMissing: true, Registerer: reg})
@@ -349,7 +350,7 @@ func TestRedisRestartRestoresLeases(t *testing.T) {
 // once, with a new fence; the old process (if it still ran) loses them.
 func TestSameNodeTakesOver(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	clkOld := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	old := newManager(t, c, "node-a", lease.Options{Clock: clkOld})
 	fresh := newManager(t, c, "node-a", lease.Options{})
@@ -375,7 +376,7 @@ func TestSameNodeTakesOver(t *testing.T) {
 // One Manager holds a mailbox at most once; Obtain before Start and after Stop fails.
 func TestObtainLocalRules(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	ctx := t.Context()
 	m, err := lease.New(c, "node-a", lease.Options{Panics: panics})
 	if err != nil {
@@ -442,7 +443,7 @@ func TestObtainLocalRules(t *testing.T) {
 // Stop releases every lease in one pipeline (hand-off): peers obtain at once.
 func TestStopReleasesAll(t *testing.T) {
 	t.Parallel()
-	_, c := newRedis(t)
+	_, c := rediscli.Start(t)
 	ctx := t.Context()
 	a, err := lease.New(c, "node-a", lease.Options{Panics: panics})
 	if err != nil {
@@ -548,7 +549,7 @@ func obtainN(t *testing.T, m *lease.Manager, n int) []*lease.Lease {
 // it and let go).
 func TestHoldWhileUnreachable(t *testing.T) {
 	t.Parallel()
-	r, c := newRedis(t)
+	r, c := rediscli.Start(t)
 	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
 	a := newManager(t, c, "node-a", lease.Options{Clock: clk, HoldWhileUnreachable: true, Registerer: reg})

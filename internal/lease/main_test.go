@@ -3,7 +3,6 @@ package lease_test
 import (
 	"context"
 	"fmt"
-	"github.com/emaillistener/emaillistener/internal/clock"
 	"log/slog"
 	"os"
 	"sync/atomic"
@@ -12,24 +11,16 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/emaillistener/emaillistener/internal/clock"
 	"github.com/emaillistener/emaillistener/internal/lease"
 	"github.com/emaillistener/emaillistener/internal/obs"
 	"github.com/emaillistener/emaillistener/internal/testenv"
-	"github.com/emaillistener/emaillistener/internal/testenv/rediscli"
 )
 
 // panics is shared by every Manager in the tests; TestMain fails if it moved.
 var panics = obs.NewPanics(nil)
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunCountingPanics(m, panics, "lease")) }
-
-// newRedis starts a private redis-server and returns it with a client that
-// gives up quickly while the server is down.
-func newRedis(t *testing.T) (*testenv.Redis, *redis.Client) {
-	t.Helper()
-	r := testenv.NewRedisT(t, testenv.RedisOptions{})
-	return r, rediscli.New(t, r)
-}
 
 // newManager starts a Manager that is stopped at cleanup.
 func newManager(t *testing.T, c lease.Client, node string, opts lease.Options) *lease.Manager {

@@ -24,3 +24,11 @@ func New(t testing.TB, r *testenv.Redis) *redis.Client {
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+// Start starts a private redis-server for the test (stopped at cleanup) and
+// returns it with a New client.
+func Start(t testing.TB) (*testenv.Redis, *redis.Client) {
+	t.Helper()
+	r := testenv.NewRedisT(t, testenv.RedisOptions{})
+	return r, New(t, r)
+}
