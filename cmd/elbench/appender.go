@@ -123,19 +123,7 @@ func newMessages(size int, attachment bool) *messages {
 	room := max(size-headerBudget, 64)
 	rng := rand.New(rand.NewPCG(1, 2))
 	if attachment {
-		// base64 with 76-character lines: 4 output bytes per 3 input, plus CRLF per line.
-		raw := make([]byte, room*3/4*76/78)
-		for i := range raw {
-			raw[i] = byte(rng.UintN(256))
-		}
-		enc := base64.StdEncoding.EncodeToString(raw)
-		var b bytes.Buffer
-		for len(enc) > 76 {
-			b.WriteString(enc[:76] + "\r\n")
-			enc = enc[76:]
-		}
-		b.WriteString(enc + "\r\n")
-		m.filler = b.Bytes()
+		m.filler = base64Filler(rng, room)
 		return m
 	}
 	const line = "The quick brown fox jumps over the lazy dog; elbench filler text line.\r\n"
@@ -188,4 +176,22 @@ func (s *stack) openAppenders(ctx context.Context, o commonOptions, res *Result)
 	}
 	res.Metrics.Add("pool_login_ms", ms(time.Since(t0)), "ms", "elbench's own logins of its N appender connections (Dovecot login speed)")
 	return pl, nil
+}
+
+// base64Filler returns random data as base64 lines of 76 characters (CRLF
+// ended) taking about room bytes: 4 output bytes per 3 input, plus CRLF per
+// line.
+func base64Filler(rng *rand.Rand, room int) []byte {
+	raw := make([]byte, room*3/4*76/78)
+	for i := range raw {
+		raw[i] = byte(rng.UintN(256))
+	}
+	enc := base64.StdEncoding.EncodeToString(raw)
+	var b bytes.Buffer
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n")
+	return b.Bytes()
 }

@@ -325,19 +325,7 @@ func newHistoryMessages(size, n int) *historyMessages {
 	if size > g.baseSize {
 		// What the attachment part adds besides its base64 lines (headers, boundaries).
 		const partOverhead = 330
-		room := max(size-g.baseSize-partOverhead, 64)
-		bin := make([]byte, room*3/4*76/78)
-		for i := range bin {
-			bin[i] = byte(rng.UintN(256))
-		}
-		enc := base64.StdEncoding.EncodeToString(bin)
-		var b bytes.Buffer
-		for len(enc) > 76 {
-			b.WriteString(enc[:76] + "\r\n")
-			enc = enc[76:]
-		}
-		b.WriteString(enc + "\r\n")
-		g.filler = b.Bytes()
+		g.filler = base64Filler(rng, max(size-g.baseSize-partOverhead, 64))
 	}
 	return g
 }
