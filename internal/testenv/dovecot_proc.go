@@ -62,17 +62,27 @@ func portInUse(addr string) bool {
 // only then sends the greeting (testinfra §1 gotcha 3), so the greeting, not the open
 // port, is the readiness signal.
 func checkGreeting(addr, want string) bool {
+	line, ok := firstLine(addr, "")
+	return ok && strings.HasPrefix(line, "* OK ") && strings.Contains(line, want)
+}
+
+// firstLine connects to addr, reads the server's first line within
+// greetingTimeout, sends bye (if any) and hangs up.
+func firstLine(addr, bye string) (string, bool) {
 	c, err := net.DialTimeout("tcp", addr, greetingTimeout)
 	if err != nil {
-		return false
+		return "", false
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(greetingTimeout))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
-		return false
+		return "", false
 	}
-	return strings.HasPrefix(line, "* OK ") && strings.Contains(line, want)
+	if bye != "" {
+		_, _ = c.Write([]byte(bye))
+	}
+	return line, true
 }
 
 // instProc is one live process of an instance.

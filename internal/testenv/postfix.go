@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bufio"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -280,18 +279,8 @@ func (p *Postfix) waitReady(mp *masterProc) error {
 // checkSMTPBanner connects to addr and reports whether the greeting is a 220 carrying
 // want.
 func checkSMTPBanner(addr, want string) bool {
-	c, err := net.DialTimeout("tcp", addr, greetingTimeout)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(greetingTimeout))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return false
-	}
-	_, _ = c.Write([]byte("QUIT\r\n"))
-	return strings.HasPrefix(line, "220") && strings.Contains(line, want)
+	line, ok := firstLine(addr, "QUIT\r\n")
+	return ok && strings.HasPrefix(line, "220") && strings.Contains(line, want)
 }
 
 func (p *Postfix) startError(err error, logOff, stderrOff int64) error {
