@@ -14,11 +14,13 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/emaillistener/emaillistener/internal/backoff"
@@ -27,8 +29,10 @@ import (
 	"github.com/emaillistener/emaillistener/internal/delivery"
 	"github.com/emaillistener/emaillistener/internal/history"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
+	"github.com/emaillistener/emaillistener/internal/lockout"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/mime"
+	"github.com/emaillistener/emaillistener/internal/netguard"
 	"github.com/emaillistener/emaillistener/internal/obs"
 	"github.com/emaillistener/emaillistener/internal/source/imapsrc"
 	"github.com/emaillistener/emaillistener/internal/store"
@@ -88,6 +92,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 			return nil, err
 		}
 	}
+	var err error
 	imapOpts := &imapsrc.Options{
 		DialTimeout:     cfg.IMAPDialTimeout,
 		CommandTimeout:  cfg.IMAPCommandTimeout,
@@ -95,6 +100,15 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		MaxMessageBytes: cfg.MaxMessageBytes,
 		Logger:          log,
 	}
+	callbackNets, err := netguard.Parse("EL_CALLBACK_NETWORKS", cfg.CallbackNetworks)
+	if err != nil {
+		return nil, err
+	}
+	mailNets, err := netguard.Parse("EL_MAIL_NETWORKS", cfg.MailNetworks)
+	if err != nil {
+		return nil, err
+	}
+	_ = mailNets // wired below once imapsrc/sender take a Control hook
 	dbackoff := opts.DeliveryBackoff
 	if dbackoff == (backoff.Policy{}) {
 		dbackoff = backoff.Policy{Min: time.Second, Max: cfg.DeliveryMaxBackoff}
@@ -103,6 +117,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		PerHost:        cfg.DeliveryPerHost,
 		AttemptTimeout: cfg.DeliveryTimeout,
 		Backoff:        dbackoff,
+		Control:        callbackNets.Control(),
 		Logger:         log,
 		Registerer:     reg,
 	})
@@ -116,13 +131,13 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		parts *clusterParts
 	)
 	if cfg.UsesRedis() {
-		var err error
 		if parts, err = newClusterParts(cfg, log, reg, panics); err != nil {
 			return nil, err
 		}
 		st = parts.store
 	}
 	sink := &creatioSink{post: post}
+	held := lockout.New(lockout.Options{Min: cfg.AuthRetryMin, Max: cfg.AuthRetryMax, Registerer: reg})
 	inflight := budget.New(cfg.MaxInflightBytes, reg)
 	sopts := syncer.Options{
 		Dialer: syncer.DialerFunc(func(ctx context.Context, mb *mail.Mailbox, onExists func()) (syncer.Session, error) {
@@ -140,6 +155,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		Budget:           inflight,
 		MaxMessageBytes:  cfg.MaxMessageBytes,
 		TokenRefreshWait: cfg.TokenRefreshWait,
+		Lockout:          held,
 		Logger:           log,
 		Registerer:       reg,
 		Panics:           panics,
@@ -156,11 +172,12 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		Dial: func(ctx context.Context, mb *mail.Mailbox) (history.Session, error) {
 			return imapsrc.Dial(ctx, mb, imapOpts, nil)
 		},
-		Deliver:        sink.Deliver,
+		Deliver:        sink.deliverWithin(historyPatience),
 		Parse:          func(raw []byte) (*mail.Message, error) { return mime.Parse(raw, mimeOpts) },
 		WatchByDefault: imapsrc.WatchByDefault,
 		Concurrency:    cfg.HistoryConcurrency,
 		Budget:         inflight,
+		Lockout:        held,
 		Logger:         log,
 		Registerer:     reg,
 		Panics:         panics,
@@ -168,12 +185,20 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 	if err != nil {
 		return nil, err
 	}
-	svc := &service{registry: st, syncer: mgr, history: loader, version: version, started: time.Now(), storeName: "memory", max: cfg.MaxSubscriptions}
+	svc := &service{registry: st, syncer: mgr, history: loader, version: version, started: time.Now(), storeName: "memory", max: cfg.MaxSubscriptions, log: log,
+		refused: promauto.With(reg).NewCounter(prometheus.CounterOpts{
+			Name: "emaillistener_subscriptions_refused_total",
+			Help: "Registrations refused because the node serves EL_MAX_SUBSCRIPTIONS mailboxes.",
+		})}
 	var coord *coordinator
 	if parts != nil {
 		coord = &coordinator{self: cfg.NodeID, reg: parts.store, members: parts.members, syncer: mgr, log: log.With("node", cfg.NodeID),
-			panics: panics, kick: make(chan struct{}, 1), done: make(chan struct{}), rdb: parts.rdb, prefix: cfg.RedisPrefix}
-		svc.coord, svc.statuses, svc.storeName, svc.node = coord, parts.store, "redis", cfg.NodeID
+			panics: panics, kick: make(chan struct{}, 1), done: make(chan struct{}), rdb: parts.rdb, prefix: cfg.RedisPrefix,
+			unplaced: promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+				Name: "emaillistener_cluster_unplaced_mailboxes",
+				Help: "Registered mailboxes no node serves because every node is at EL_MAX_SUBSCRIPTIONS.",
+			})}
+		svc.coord, svc.statuses, svc.holders, svc.storeName, svc.node = coord, parts.store, parts.leases, "redis", cfg.NodeID
 	}
 	smtpTLS := opts.SMTPTLS
 	if smtpTLS == nil {
@@ -182,7 +207,9 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 	ops := &mailboxOps{
 		imap:            imapOpts,
 		validateTimeout: cfg.ValidateTimeout,
-		pingClient:      &http.Client{Timeout: 10 * time.Second},
+		pingClient:      newPingClient(callbackNets),
+		restricted:      callbackNets != nil,
+		probes:          make(chan struct{}, cfg.ProbeConcurrency),
 		history:         historyAdapter{loader},
 		sender:          newSMTPSender(smtpTLS, cfg.IMAPDialTimeout, imapOpts, cfg.AppendSent, st, log),
 	}
@@ -196,6 +223,11 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		Cluster:         capi,
 		PathPrefix:      cfg.PathPrefix,
 		MaxRequestBytes: cfg.MaxRequestBytes,
+		MaxSendBytes:    cfg.MaxSendBytes,
+		BodyTimeout:     cfg.BodyTimeout,
+		SendBudget:      inflight,
+		AllowedHosts:    splitList(cfg.AllowedHosts),
+		MaxConnections:  cfg.MaxConnections,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Pprof:           pprofHandler(cfg.Pprof),
 		Logger:          log,
@@ -207,7 +239,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 	}
 	return &App{
 		cfg: cfg, log: log, reg: reg, panics: panics, store: st, cluster: parts, coord: coord, syncer: mgr, history: loader, service: svc, api: api,
-		server: &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute},
+		server: api.Server(),
 		served: make(chan error, 1),
 	}, nil
 }
@@ -237,7 +269,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", a.cfg.ListenAddr, err)
 	}
-	a.listener = ln
+	a.listener = a.api.Listener(ln)
 	base := context.WithoutCancel(ctx)
 	a.syncer.Start(base)
 	a.history.Begin(base)
@@ -266,7 +298,7 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer a.panics.Recover(a.log, "http", nil)
-		a.served <- a.server.Serve(ln)
+		a.served <- a.server.Serve(a.listener)
 	}()
 	a.log.Info("emaillistener started", "addr", ln.Addr().String(), "store", a.service.storeName, "node", a.cfg.NodeID, "restored", n)
 	return nil
@@ -355,6 +387,17 @@ type stateStore interface {
 // Cursor returns a folder's sync cursor (for tests and diagnostics).
 func (a *App) Cursor(ctx context.Context, id mail.MailboxID, folder string) (mail.Cursor, bool, error) {
 	return a.store.Cursor(ctx, id, folder)
+}
+
+// splitList splits a comma-separated setting.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // pprofHandler serves net/http/pprof when on (EL_PPROF), else nil.

@@ -63,7 +63,8 @@ func newClusterParts(cfg config.Config, log *slog.Logger, reg prometheus.Registe
 		}
 	}
 	rdb := redis.NewUniversalClient(ropts)
-	st, err := store.NewRedis(rdb, &store.RedisOptions{Prefix: cfg.RedisPrefix, Box: box, AllowPlaintext: cfg.AllowPlaintextSecrets})
+	st, err := store.NewRedis(rdb, &store.RedisOptions{Prefix: cfg.RedisPrefix, Box: box, AllowPlaintext: cfg.AllowPlaintextSecrets,
+		Logger: log, Registerer: reg})
 	if err != nil {
 		rdb.Close()
 		return nil, err
@@ -126,6 +127,10 @@ type coordinator struct {
 	// unreachable: the last reconcile could not read the registry; owned by
 	// the loop.
 	unreachable bool
+	// unplaced counts registered mailboxes no node has room for (every node
+	// at EL_MAX_SUBSCRIPTIONS); lastUnplaced is owned by the loop.
+	unplaced     prometheus.Gauge
+	lastUnplaced int
 }
 
 func (c *coordinator) owner(id mail.MailboxID) (string, bool) {
@@ -239,6 +244,13 @@ func (c *coordinator) reconcile(ctx context.Context) {
 	// Assign honours each node's capacity (EL_MAX_SUBSCRIPTIONS): a full node's
 	// overflow goes to the next-ranked node; all nodes compute the same result.
 	placed := cluster.Assign(ids, c.members.View(), 0)
+	if n := len(ids) - len(placed); n != c.lastUnplaced {
+		c.unplaced.Set(float64(n))
+		if n > 0 {
+			c.log.Warn("the cluster is full: mailboxes not served by any node (raise EL_MAX_SUBSCRIPTIONS or add nodes)", "unplaced", n)
+		}
+		c.lastUnplaced = n
+	}
 	full := c.rounds%fullReconcileEvery == 0
 	c.rounds++
 	mine, want, err := c.placedHere(rctx, ids, placed, full)
@@ -305,8 +317,9 @@ func (c *coordinator) placedHere(ctx context.Context, ids []mail.MailboxID, plac
 			continue
 		}
 		mb, err := c.reg.Mailbox(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // listed without a record: a half-done write
+		var re *store.RecordError
+		if errors.Is(err, store.ErrNotFound) || errors.As(err, &re) {
+			continue // listed without a record (a half-done write), or quarantined
 		}
 		if err != nil {
 			return nil, nil, err
@@ -383,6 +396,9 @@ func (c clusterAPI) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if err := c.p.store.Ping(ctx); err != nil {
+		return err
+	}
+	if err := c.p.store.Health(); err != nil {
 		return err
 	}
 	return c.p.members.Ready()

@@ -9,11 +9,13 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/history"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/netguard"
 	"github.com/emaillistener/emaillistener/internal/source"
 	"github.com/emaillistener/emaillistener/internal/source/imapsrc"
 )
@@ -24,8 +26,44 @@ type mailboxOps struct {
 	imap            *imapsrc.Options
 	validateTimeout time.Duration
 	pingClient      *http.Client
-	history         historyStarter
-	sender          mailSender
+	// restricted: EL_CALLBACK_NETWORKS is set; availability answers then
+	// never say why a host was not reached (no network scanner for callers).
+	restricted bool
+	// probes caps the validate, folders and availability checks in flight:
+	// each holds a connection to a server the caller chose.
+	probes  chan struct{}
+	history historyStarter
+	sender  mailSender
+}
+
+// probeWait is how long a check waits for a free slot before it is refused.
+const probeWait = 5 * time.Second
+
+// errBusy refuses a check when every probe slot stays taken.
+var errBusy = fmt.Errorf("%w: too many validate, folders and availability checks at once (EL_PROBE_CONCURRENCY); retry shortly", httpapi.ErrUnavailable)
+
+// probe takes a slot for one outbound check.
+func (o *mailboxOps) probe(ctx context.Context) (release func(), err error) {
+	t := time.NewTimer(probeWait)
+	defer t.Stop()
+	select {
+	case o.probes <- struct{}{}:
+		return func() { <-o.probes }, nil
+	case <-t.C:
+		return nil, errBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// newPingClient is the availability check's HTTP client: no redirects (any
+// answer proves the host reachable), and allow-listed networks only.
+func newPingClient(allow *netguard.Allow) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, Control: allow.Control()}
+	tr := &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: 10 * time.Second, DisableKeepAlives: true,
+		ResponseHeaderTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
+	return &http.Client{Timeout: 10 * time.Second, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 type historyStarter interface {
@@ -69,6 +107,11 @@ func (o *mailboxOps) Validate(ctx context.Context, mb *mail.Mailbox) creatio.Cre
 	if mb.Kind != mail.ServerIMAP {
 		return creatio.ValidationFailed(errNotIMAP(mb).Error(), creatio.ActionLinkToAcademy)
 	}
+	release, err := o.probe(ctx)
+	if err != nil {
+		return creatio.ValidationFailed(err.Error(), creatio.ActionEmailTroubleShoot)
+	}
+	defer release()
 	ctx, cancel := context.WithTimeoutCause(ctx, o.validateTimeout, fmt.Errorf("no answer within %v", o.validateTimeout))
 	defer cancel()
 	conn, err := imapsrc.Dial(ctx, mb, o.imap, nil)
@@ -91,6 +134,7 @@ func describe(mb *mail.Mailbox, err error) string {
 	if where == "" {
 		where = mb.Host
 	}
+	where = excerpt(where, 300)
 	switch mail.ClassOf(err) {
 	case mail.ClassAuth:
 		return fmt.Sprintf("Authentication failed for %q on %s: %v", mb.UserName, where, err)
@@ -117,6 +161,11 @@ func (o *mailboxOps) Folders(ctx context.Context, mb *mail.Mailbox) ([]creatio.M
 	if mb.Kind != mail.ServerIMAP {
 		return nil, errNotIMAP(mb)
 	}
+	release, err := o.probe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	ctx, cancel := context.WithTimeout(ctx, o.validateTimeout)
 	defer cancel()
 	conn, err := imapsrc.Dial(ctx, mb, o.imap, nil)
@@ -170,22 +219,42 @@ func (o *mailboxOps) Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Messa
 func (o *mailboxOps) Ping(ctx context.Context, endpoint string) error {
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s) URL", endpoint)
+		return errors.New("the endpoint is not an http(s) URL")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	release, err := o.probe(ctx)
 	if err != nil {
 		return err
 	}
+	defer release()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	if err != nil {
+		return errors.New("the endpoint is not a usable URL")
+	}
 	resp, err := o.pingClient.Do(req)
 	if err != nil {
+		if o.restricted {
+			return errors.New("the service cannot reach this endpoint")
+		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("the service cannot reach %s://%s: %v", u.Scheme, u.Host, err)
+		return fmt.Errorf("the service cannot reach %s://%s: %v", u.Scheme, excerpt(u.Host, 100), err)
 	}
 	resp.Body.Close()
 	return nil
+}
+
+// excerpt shortens s to at most n bytes on a rune boundary: messages never
+// echo caller input at length.
+func excerpt(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // opError keeps the classified error for logs and status mapping and gives

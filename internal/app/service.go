@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/history"
@@ -33,11 +36,18 @@ type service struct {
 	storeName string
 	node      string
 	max       int // most subscriptions on a single node (memory mode)
+	refused   prometheus.Counter
+	log       *slog.Logger
 	// Cluster mode only: the coordinator places mailboxes, statuses come from
 	// Redis so that any node answers for any mailbox.
 	coord    *coordinator
 	statuses interface {
 		Statuses(ctx context.Context, ids []mail.MailboxID) (map[mail.MailboxID]mail.Status, error)
+	}
+	// holders tells which node holds each mailbox's lease: a published
+	// "exists" counts only while its node still holds the mailbox.
+	holders interface {
+		Holders(ctx context.Context, ids []mail.MailboxID) (map[mail.MailboxID]string, error)
 	}
 }
 
@@ -52,13 +62,10 @@ func (s *service) Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode httpa
 		m = syncer.ModeUpdate
 	}
 	for _, mb := range mbs {
-		if _, err := creatio.CallbackURL(mb.Endpoint, "ProcessFullEmail"); err != nil {
-			return &creatio.RequestError{Field: "BpmEndpoint", Offset: -1, Msg: "credentials: BpmEndpoint: " + err.Error(), Err: err}
-		}
-	}
-	for _, mb := range mbs {
 		if s.coord == nil {
 			if _, running := s.syncer.Status(mb.ID); !running && s.max > 0 && s.syncer.Len() >= s.max {
+				s.refused.Inc()
+				s.log.Warn("subscription refused: the node serves its maximum of mailboxes (EL_MAX_SUBSCRIPTIONS)", "mailbox", string(mb.ID), "max", s.max)
 				return fmt.Errorf("%w: this node serves its maximum of %d mailboxes (EL_MAX_SUBSCRIPTIONS)", httpapi.ErrUnavailable, s.max)
 			}
 		}
@@ -104,10 +111,21 @@ func (s *service) States(ctx context.Context, ids []mail.MailboxID) (map[mail.Ma
 			return nil, fmt.Errorf("%w: read subscription states (Redis unreachable?): %v", httpapi.ErrUnavailable, err)
 		}
 	}
+	held, err := s.heldRemotely(ctx, ids, remote)
+	if err != nil {
+		return nil, err
+	}
 	for _, id := range ids {
 		st, ok := s.syncer.Status(id)
 		node := s.node
-		if r, rok := remote[id]; !ok && rok {
+		if r, rok := remote[id]; !ok && rok && r.State == syncer.StateExists && held[id] != r.Node {
+			// Published by a node that no longer serves the mailbox (it
+			// crashed, handed it over, or restarted and cannot open it):
+			// not exists, so that Creatio's failover re-creates it.
+			out[id] = creatio.SubscriptionState{State: syncer.StateClosed, Extra: map[string]any{
+				"LastKnownState": r.State, "LastKnownNode": r.Node, "Note": "no live node holds this mailbox"}}
+			continue
+		} else if !ok && rok {
 			// Held by another node: its published state.
 			st, ok = syncer.Status{State: r.State, Since: r.Since, ErrorClass: r.ErrorClass, LastError: r.LastError,
 				RetryAt: r.RetryAt, LastEventAt: r.LastEventAt, Delivered: r.Delivered, Folders: r.Folders}, true
@@ -145,6 +163,30 @@ func (s *service) States(ctx context.Context, ids []mail.MailboxID) (map[mail.Ma
 		out[id] = creatio.SubscriptionState{State: st.State, Extra: extra}
 	}
 	return out, nil
+}
+
+// heldRemotely returns the lease holders of the ids that another node
+// published as exists; nil when there is nothing to check.
+func (s *service) heldRemotely(ctx context.Context, ids []mail.MailboxID, remote map[mail.MailboxID]mail.Status) (map[mail.MailboxID]string, error) {
+	if s.holders == nil {
+		return nil, nil
+	}
+	var check []mail.MailboxID
+	for _, id := range ids {
+		if r, ok := remote[id]; ok && r.State == syncer.StateExists {
+			if _, local := s.syncer.Status(id); !local {
+				check = append(check, id)
+			}
+		}
+	}
+	if len(check) == 0 {
+		return nil, nil
+	}
+	held, err := s.holders.Holders(ctx, check)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read mailbox leases (Redis unreachable?): %v", httpapi.ErrUnavailable, err)
+	}
+	return held, nil
 }
 
 func (s *service) Status(context.Context) creatio.ServiceStatus {

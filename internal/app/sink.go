@@ -24,6 +24,24 @@ type creatioSink struct {
 var _ syncer.Sink = (*creatioSink)(nil)
 
 func (s *creatioSink) Deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error {
+	return s.deliver(ctx, mb, msg, 0)
+}
+
+// historyPatience is how long a history load's delivery retries before the
+// load steps aside (history.Loader then frees its slot and retries later):
+// a dead callback must not hold the slots other mailboxes' loads wait for.
+const historyPatience = 10 * time.Second
+
+// deliverWithin is Deliver that gives up, with a retryable error, once
+// retrying has taken patience.
+func (s *creatioSink) deliverWithin(patience time.Duration) func(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error {
+	return func(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error {
+		return s.deliver(ctx, mb, msg, patience)
+	}
+}
+
+// deliver posts msg to ProcessFullEmail; patience 0 retries until ctx ends.
+func (s *creatioSink) deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.Message, patience time.Duration) error {
 	url, err := creatio.CallbackURL(mb.Endpoint, "ProcessFullEmail")
 	if err != nil {
 		return mail.Wrap(mail.ClassConfig, "callback url", err)
@@ -32,6 +50,9 @@ func (s *creatioSink) Deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.M
 	body, err := creatio.Marshal(creatio.NewLoadEmailCommand(mb, []creatio.Email{email}, time.Now()))
 	if err != nil {
 		return mail.Wrap(mail.ClassInternal, "encode email", err)
+	}
+	if patience > 0 {
+		return s.post.PostWithin(ctx, "ProcessFullEmail", url, body, patience)
 	}
 	return s.post.Post(ctx, "ProcessFullEmail", url, body)
 }

@@ -25,6 +25,14 @@ type Config struct {
 	LogFormat       string
 	ShutdownTimeout time.Duration
 	MaxRequestBytes int64
+	MaxSendBytes    int64
+	BodyTimeout     time.Duration
+	MaxConnections  int
+	AllowedHosts    string // comma-separated Host names the API answers; empty: any
+	// Network allow-lists (netguard.Parse syntax); empty: any address.
+	CallbackNetworks string
+	MailNetworks     string
+	ProbeConcurrency int
 
 	ValidateTimeout     time.Duration
 	IMAPDialTimeout     time.Duration
@@ -44,6 +52,8 @@ type Config struct {
 	DeliveryTimeout    time.Duration
 	DeliveryMaxBackoff time.Duration
 	ReconnectMaxDelay  time.Duration
+	AuthRetryMin       time.Duration
+	AuthRetryMax       time.Duration
 	TokenRefreshWait   time.Duration
 	AppendSent         string
 
@@ -183,7 +193,14 @@ var Settings = []Setting{
 	{"log-format", "EL_LOG_FORMAT", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"pprof", "EL_PPROF", "false", "serve Go's profiles at /debug/pprof/ on the API port, for diagnosing CPU and memory use; exposes internals, keep it off in production", boolean(func(c *Config) *bool { return &c.Pprof })},
 	{"shutdown-timeout", "EL_SHUTDOWN_TIMEOUT", "20s", "grace period on SIGTERM for in-flight requests and deliveries", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
-	{"max-request-bytes", "EL_MAX_REQUEST_BYTES", "64MiB", "largest accepted API request body", size(func(c *Config) *int64 { return &c.MaxRequestBytes })},
+	{"max-request-bytes", "EL_MAX_REQUEST_BYTES", "1MiB", "largest request body of every API route but send (Creatio sends one credentials object; close and subscriptionsstate take up to 100,000 ids in at least 4 MiB)", size(func(c *Config) *int64 { return &c.MaxRequestBytes })},
+	{"max-send-bytes", "EL_MAX_SEND_BYTES", "48MiB", "largest send request body, attachments included as base64 (about 35 MB of files); its size is taken from EL_MAX_INFLIGHT_BYTES while it is sent", size(func(c *Config) *int64 { return &c.MaxSendBytes })},
+	{"request-body-timeout", "EL_REQUEST_BODY_TIMEOUT", "30s", "time a client has to send a request body (send: 4 times this); slower clients get 408", dur(func(c *Config) *time.Duration { return &c.BodyTimeout })},
+	{"max-connections", "EL_MAX_CONNECTIONS", "1024", "open API connections served at once; 32 more are kept for the health paths, beyond that a connection gets 503", integer(func(c *Config) *int { return &c.MaxConnections })},
+	{"allowed-hosts", "EL_ALLOWED_HOSTS", "", "comma-separated host names the API answers to (Host header), e.g. emaillistener,emaillistener.crm.svc; others get 421; the health paths answer any (empty: any host)", str(func(c *Config) *string { return &c.AllowedHosts })},
+	{"callback-networks", "EL_CALLBACK_NETWORKS", "", "networks the service may send callbacks and availability checks to, e.g. 10.20.0.0/16,192.168.5.10 (empty: any); checked on the resolved address", str(func(c *Config) *string { return &c.CallbackNetworks })},
+	{"mail-networks", "EL_MAIL_NETWORKS", "", "networks of the mail servers the service may connect to (IMAP, SMTP), same syntax (empty: any)", str(func(c *Config) *string { return &c.MailNetworks })},
+	{"probe-concurrency", "EL_PROBE_CONCURRENCY", "16", "validate, folders and availability checks running at once; more wait up to 5 s, then get 503", integer(func(c *Config) *int { return &c.ProbeConcurrency })},
 	{"validate-timeout", "EL_VALIDATE_TIMEOUT", "20s", "budget of validate and folders calls (Creatio waits for them in the UI)", dur(func(c *Config) *time.Duration { return &c.ValidateTimeout })},
 	{"imap-dial-timeout", "EL_IMAP_DIAL_TIMEOUT", "30s", "connect + TLS + login budget per attempt", dur(func(c *Config) *time.Duration { return &c.IMAPDialTimeout })},
 	{"imap-command-timeout", "EL_IMAP_COMMAND_TIMEOUT", "60s", "budget for one IMAP command (FETCH of a large message included)", dur(func(c *Config) *time.Duration { return &c.IMAPCommandTimeout })},
@@ -203,6 +220,8 @@ var Settings = []Setting{
 	{"token-refresh-wait", "EL_TOKEN_REFRESH_WAIT", "60s", "after an OAuth token is rejected, how long to wait for Creatio's update before reporting the failure", dur(func(c *Config) *time.Duration { return &c.TokenRefreshWait })},
 	{"append-sent", "EL_APPEND_SENT", "auto", "file mail sent through the service in the IMAP Sent folder: auto (not for Gmail/Microsoft, which do it themselves), always, never", str(func(c *Config) *string { return &c.AppendSent })},
 	{"reconnect-max-delay", "EL_RECONNECT_MAX_DELAY", "5m", "longest wait between reconnects to a failing mail server", dur(func(c *Config) *time.Duration { return &c.ReconnectMaxDelay })},
+	{"auth-retry-min", "EL_AUTH_RETRY_MIN", "5m", "after the mail server rejects a password, the first wait before the same credentials are tried again (doubling up to EL_AUTH_RETRY_MAX), so that retries never lock the account; new credentials are tried at once", dur(func(c *Config) *time.Duration { return &c.AuthRetryMin })},
+	{"auth-retry-max", "EL_AUTH_RETRY_MAX", "1h", "longest wait between tries of rejected credentials", dur(func(c *Config) *time.Duration { return &c.AuthRetryMax })},
 	// Redis and clustering. Secrets without a flag are read from the environment
 	// only: a command line is visible to every user of the host (ps).
 	{"redis-url", "EL_REDIS_URL", "", "Redis for clustering: redis:// or rediss:// (TLS) URL [user:password@]host:port[/db]; several hosts (host1:port,host2:port) mean Redis Cluster, ?master_name= Sentinel; wins over the settings below", secret(func(c *Config) *Secret { return &c.RedisURL })},
@@ -310,6 +329,24 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInflightBytes < 1<<20 {
 		errs = append(errs, errors.New("EL_MAX_INFLIGHT_BYTES must be at least 1MiB"))
+	}
+	if c.MaxRequestBytes < 64<<10 {
+		errs = append(errs, errors.New("EL_MAX_REQUEST_BYTES must be at least 64KiB"))
+	}
+	if c.MaxSendBytes < 1<<20 {
+		errs = append(errs, errors.New("EL_MAX_SEND_BYTES must be at least 1MiB"))
+	}
+	if c.BodyTimeout < time.Second {
+		errs = append(errs, errors.New("EL_REQUEST_BODY_TIMEOUT must be at least 1s"))
+	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, errors.New("EL_MAX_CONNECTIONS must be at least 1"))
+	}
+	if c.ProbeConcurrency < 1 {
+		errs = append(errs, errors.New("EL_PROBE_CONCURRENCY must be at least 1"))
+	}
+	if c.AuthRetryMin <= 0 || c.AuthRetryMax < c.AuthRetryMin {
+		errs = append(errs, fmt.Errorf("EL_AUTH_RETRY_MIN (%v) must be positive and at most EL_AUTH_RETRY_MAX (%v)", c.AuthRetryMin, c.AuthRetryMax))
 	}
 	if c.IMAPDialConcurrency < 1 {
 		errs = append(errs, errors.New("EL_IMAP_DIAL_CONCURRENCY must be at least 1"))

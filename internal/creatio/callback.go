@@ -75,3 +75,14 @@ func safeURL(u *url.URL) string {
 	v := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, Opaque: u.Opaque}
 	return truncate(v.String(), 200)
 }
+
+// CheckEndpoint is the one rule for a mailbox's BpmEndpoint on every route
+// that delivers (create, recreate, update, synchronize): an absolute http(s)
+// URL with a path from which the callback operations can be derived. The
+// error is a *RequestError for BpmEndpoint.
+func CheckEndpoint(endpoint string) error {
+	if _, err := CallbackURL(endpoint, OpProcessFullEmail); err != nil {
+		return &RequestError{Field: "BpmEndpoint", Offset: -1, Msg: "credentials: BpmEndpoint: " + err.Error(), Err: err}
+	}
+	return nil
+}

@@ -110,7 +110,13 @@ func (c *SynchronizationCredentials) Mailbox() (*mail.Mailbox, error) {
 	if id == "" {
 		return nil, fieldError("Id", "credentials: Id is required")
 	}
+	if err := CheckID(string(id)); err != nil {
+		return nil, fieldError("Id", "credentials: Id: %v", err)
+	}
 	serviceURL := strings.TrimSpace(c.ServiceURL)
+	if len(serviceURL) > maxServiceURL {
+		return nil, fieldError("ServiceUrl", "credentials: ServiceUrl is longer than %d bytes", maxServiceURL)
+	}
 	kind, serverType, err := c.serverKind(serviceURL)
 	if err != nil {
 		return nil, err
@@ -146,6 +152,9 @@ func (c *SynchronizationCredentials) Mailbox() (*mail.Mailbox, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(host) > maxHostName {
+			return nil, fieldError("ServiceUrl", "credentials: the host name in ServiceUrl is longer than %d bytes (RFC 1035)", maxHostName)
+		}
 		mb.Host = host
 		if mb.Port == 0 {
 			mb.Port = port
@@ -153,6 +162,13 @@ func (c *SynchronizationCredentials) Mailbox() (*mail.Mailbox, error) {
 	}
 	return mb, nil
 }
+
+// Length bounds of ServiceUrl: a DNS name has at most 253 characters
+// (RFC 1035 §2.3.4); an EWS URL is a host name plus a short path.
+const (
+	maxHostName   = 253
+	maxServiceURL = 2048
+)
 
 // serverKind maps ServerTypeId (see Mailbox) and returns it normalized.
 func (c *SynchronizationCredentials) serverKind(serviceURL string) (mail.ServerKind, string, error) {

@@ -1,11 +1,14 @@
 package creatio
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
@@ -13,6 +16,34 @@ import (
 // ErrEmptyBody is returned (wrapped in a *RequestError) for a body that is empty
 // or only white space.
 var ErrEmptyBody = errors.New("creatio: empty body")
+
+// ErrTooLarge is wrapped by the *RequestError of a body beyond its Limits.
+var ErrTooLarge = errors.New("creatio: body too large")
+
+// Limits bound what one body may hold, checked while the body is scanned and
+// before encoding/json allocates anything: a megabyte of "{}," would otherwise
+// become a third of a million structs of a few hundred bytes each. Zero means
+// no limit.
+type Limits struct {
+	MaxValues     int // scalars, objects and arrays in the whole body
+	MaxContainers int // objects and arrays in the whole body
+	MaxElements   int // elements of a top-level array
+}
+
+// Bounds of Creatio's bodies. A credentials object holds about 30 values and 3
+// containers; send carries one per recipient, header and attachment.
+const (
+	// MaxCredentialsPerRequest: Creatio sends one credentials object per
+	// create/recreate/update; a few more let scripts register in batches.
+	MaxCredentialsPerRequest = 1000
+	// MaxIDsPerRequest: Creatio's failover job asks for the state of every
+	// mailbox of the instance at once.
+	MaxIDsPerRequest = 100_000
+)
+
+// DefaultLimits apply to Decode: enough for any body Creatio sends (a send
+// with thousands of recipients and attachments included).
+var DefaultLimits = Limits{MaxValues: 200_000, MaxContainers: 10_000}
 
 // RequestError is a request from Creatio that this service cannot use: the body
 // is not JSON, has the wrong shape or types, or lacks a required field. The HTTP
@@ -49,7 +80,13 @@ func fieldError(field, format string, args ...any) *RequestError {
 // Every error caused by the body is a *RequestError: syntax errors carry the
 // byte offset in the original body, type errors name the field.
 func Decode(data []byte, v any) error {
-	std, err := toStandard(data)
+	return DecodeLimited(data, v, DefaultLimits)
+}
+
+// DecodeLimited is Decode with explicit limits; a body beyond them is a
+// *RequestError wrapping ErrTooLarge.
+func DecodeLimited(data []byte, v any, lim Limits) error {
+	std, err := toStandardLimited(data, lim)
 	if err != nil {
 		return err
 	}
@@ -82,6 +119,13 @@ func mapJSONError(err error, v any) error {
 		}
 		return &RequestError{Field: te.Field, Offset: -1, Err: err,
 			Msg: fmt.Sprintf("creatio: field %s: cannot use %s as %s", te.Field, got, want)}
+	}
+	var ce base64.CorruptInputError
+	if errors.As(err, &ce) {
+		// encoding/json does not say which field: only []byte fields are
+		// base64, and in Creatio's bodies that is Base64Data.
+		return &RequestError{Field: "Base64Data", Offset: -1, Err: err,
+			Msg: fmt.Sprintf("creatio: field Base64Data: invalid base64 at byte %d", int64(ce))}
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
@@ -136,7 +180,9 @@ func article(s string) string {
 // An empty array is a *RequestError.
 func DecodeCredentialsList(data []byte) ([]SynchronizationCredentials, error) {
 	var list []SynchronizationCredentials
-	if err := Decode(data, &list); err != nil {
+	lim := DefaultLimits
+	lim.MaxElements = MaxCredentialsPerRequest
+	if err := DecodeLimited(data, &list, lim); err != nil {
 		return nil, err
 	}
 	if len(list) == 0 {
@@ -146,19 +192,25 @@ func DecodeCredentialsList(data []byte) ([]SynchronizationCredentials, error) {
 }
 
 // DecodeIDs decodes the body of close and subscriptionsstate: a JSON array of
-// mailbox ids (spec §1.2 #4, #5). Ids are normalized with NormalizeID; blank
-// entries are dropped and duplicates removed, keeping the first occurrence.
+// at most MaxIDsPerRequest mailbox ids (spec §1.2 #4, #5). Ids are normalized
+// with NormalizeID; blank entries are dropped and duplicates removed, keeping
+// the first occurrence. An id that is not 1–128 printable characters is a
+// *RequestError naming its position.
 func DecodeIDs(data []byte) ([]mail.MailboxID, error) {
 	var raw []string
-	if err := Decode(data, &raw); err != nil {
+	lim := Limits{MaxValues: MaxIDsPerRequest + 1, MaxContainers: 1, MaxElements: MaxIDsPerRequest}
+	if err := DecodeLimited(data, &raw, lim); err != nil {
 		return nil, err
 	}
 	ids := make([]mail.MailboxID, 0, len(raw))
 	seen := make(map[mail.MailboxID]bool, len(raw))
-	for _, s := range raw {
+	for i, s := range raw {
 		id := NormalizeID(s)
 		if id == "" || seen[id] {
 			continue
+		}
+		if err := CheckID(string(id)); err != nil {
+			return nil, fieldError(fmt.Sprintf("[%d]", i), "creatio: id %d: %v", i, err)
 		}
 		seen[id] = true
 		ids = append(ids, id)
@@ -176,6 +228,33 @@ func NormalizeID(s string) mail.MailboxID {
 		return mail.MailboxID(g)
 	}
 	return mail.MailboxID(s)
+}
+
+// MaxIDLength bounds a mailbox id. Creatio's are 36-character GUIDs; other
+// clients may use their own ids, but an id is a key in logs, metrics and Redis.
+const MaxIDLength = 128
+
+// CheckID rejects ids that are too long, not UTF-8, or hold control or other
+// non-printable characters (they would end up in logs, Redis keys and file
+// names). Its messages never quote the id.
+func CheckID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("empty")
+	case len(id) > MaxIDLength:
+		return fmt.Errorf("longer than %d bytes", MaxIDLength)
+	case !utf8.ValidString(id):
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range id {
+		if r == utf8.RuneError { // encoding/json's stand-in for broken UTF-8
+			return errors.New("not valid UTF-8")
+		}
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("holds the non-printable character %U", r)
+		}
+	}
+	return nil
 }
 
 // normalizeGUID returns s in lower-case "d" format if it is a GUID in "d" or

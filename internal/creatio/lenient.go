@@ -52,12 +52,23 @@ type converter struct {
 	pos   int
 	stack []byte // '{' or '[' per open container
 	buf   [16]byte
+
+	lim        Limits
+	values     int // values seen (scalars and containers)
+	containers int // objects and arrays opened
+	topLevel   int // elements of a top-level array
 }
 
 // toStandard returns data rewritten as standard JSON, or data itself when it
 // already is standard JSON. Errors are *RequestError with Offset set.
 func toStandard(data []byte) ([]byte, error) {
-	c := converter{in: data}
+	return toStandardLimited(data, DefaultLimits)
+}
+
+// toStandardLimited is toStandard that refuses input beyond lim before
+// encoding/json allocates anything for it.
+func toStandardLimited(data []byte, lim Limits) ([]byte, error) {
+	c := converter{in: data, lim: lim}
 	c.stack = c.buf[:0]
 	if err := c.run(); err != nil {
 		return nil, err
@@ -204,6 +215,9 @@ func closer(open byte) byte {
 
 // value consumes one value starting with b and returns the next state.
 func (c *converter) value(b byte) (int, error) {
+	if err := c.count(b == '{' || b == '['); err != nil {
+		return 0, err
+	}
 	switch {
 	case b == '{' || b == '[':
 		if len(c.stack) >= maxDepth {
@@ -227,6 +241,30 @@ func (c *converter) value(b byte) (int, error) {
 		return wantNext, c.literal("null")
 	}
 	return 0, c.fail(c.pos, "expected a value, found %s", describe(c.in, c.pos))
+}
+
+// count applies the limits to the value starting at pos.
+func (c *converter) count(container bool) error {
+	c.values++
+	if c.lim.MaxValues > 0 && c.values > c.lim.MaxValues {
+		return &RequestError{Offset: int64(c.pos), Err: ErrTooLarge,
+			Msg: fmt.Sprintf("creatio: body has more than %d values", c.lim.MaxValues)}
+	}
+	if container {
+		c.containers++
+		if c.lim.MaxContainers > 0 && c.containers > c.lim.MaxContainers {
+			return &RequestError{Offset: int64(c.pos), Err: ErrTooLarge,
+				Msg: fmt.Sprintf("creatio: body has more than %d objects and arrays", c.lim.MaxContainers)}
+		}
+	}
+	if len(c.stack) == 1 && c.stack[0] == '[' {
+		c.topLevel++
+		if c.lim.MaxElements > 0 && c.topLevel > c.lim.MaxElements {
+			return &RequestError{Offset: int64(c.pos), Err: ErrTooLarge,
+				Msg: fmt.Sprintf("creatio: body array has more than %d elements", c.lim.MaxElements)}
+		}
+	}
+	return nil
 }
 
 func (c *converter) literal(word string) error {

@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +43,9 @@ type Options struct {
 	// RejectAttempts is how many times a payload refused with a permanent 4xx is
 	// tried before Post gives up with a permanent error (default 3).
 	RejectAttempts int
+	// Control, when set, is the dialer's Control hook of the default HTTP
+	// client (an allow-list of callback networks, see netguard).
+	Control func(network, address string, c syscall.RawConn) error
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
 }
@@ -105,15 +110,35 @@ func New(opts *Options) *Client {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = o.PerHost
 		tr.MaxConnsPerHost = 0
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: o.Control}
+		tr.DialContext = d.DialContext
+		// Redirects are followed (an http endpoint redirected to https with
+		// 307/308 keeps working); every hop passes Control.
 		hc = &http.Client{Transport: tr}
 	}
 	return &Client{http: hc, opts: o, log: o.Logger, metrics: newMetrics(o.Registerer), hosts: make(map[string]chan struct{})}
 }
 
+// ErrGaveUp is the cause in the *Error of PostWithin when its patience ran out.
+var ErrGaveUp = errors.New("delivery: gave up retrying for now")
+
 // Post sends body as application/json to target and retries until a 2xx answer,
 // a permanent refusal, or the end of ctx. op names the operation for metrics and
 // logs (e.g. "ProcessFullEmail"); it must come from a small fixed set.
 func (c *Client) Post(ctx context.Context, op, target string, body []byte) error {
+	return c.post(ctx, op, target, body, time.Time{})
+}
+
+// PostWithin is Post that stops retrying once patience has passed: it returns
+// a non-permanent *Error wrapping ErrGaveUp instead of waiting for the next
+// attempt. An attempt in progress is never cut short. Callers that can put
+// the payload aside (a history load) use it so that a dead client does not
+// keep them busy.
+func (c *Client) PostWithin(ctx context.Context, op, target string, body []byte, patience time.Duration) error {
+	return c.post(ctx, op, target, body, time.Now().Add(patience))
+}
+
+func (c *Client) post(ctx context.Context, op, target string, body []byte, giveUpAt time.Time) error {
 	u, err := url.Parse(target)
 	if err != nil || u.Host == "" {
 		return &Error{Reason: ReasonEndpoint, Permanent: true, Err: fmt.Errorf("bad callback url")}
@@ -150,6 +175,13 @@ func (c *Client) Post(ctx context.Context, op, target string, body []byte) error
 		wait := b.Next()
 		if ra := retryAfter(hdr.Get("Retry-After"), time.Now(), DefaultRetryAfterLimit); ra > wait {
 			wait = ra
+		}
+		if !giveUpAt.IsZero() && time.Now().Add(wait).After(giveUpAt) {
+			cause := ErrGaveUp
+			if err != nil {
+				cause = fmt.Errorf("%w: %w", ErrGaveUp, redact(err))
+			}
+			return &Error{Reason: reason, Status: status, Attempts: attempt, Err: cause}
 		}
 		if err := backoff.Sleep(ctx, wait); err != nil {
 			return &Error{Reason: reason, Status: status, Attempts: attempt, Err: context.Cause(ctx)}

@@ -170,3 +170,31 @@ func TestPostBadURL(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestPostWithinGivesUpAfterPatience(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	c := New(&Options{Backoff: backoff.Policy{Min: 20 * time.Millisecond, Max: 20 * time.Millisecond}})
+	start := time.Now()
+	err := c.PostWithin(context.Background(), "ProcessFullEmail", srv.URL, []byte(`{}`), 100*time.Millisecond)
+	var de *Error
+	if !errors.As(err, &de) || de.Permanent || !errors.Is(err, ErrGaveUp) || de.Status != 500 {
+		t.Fatalf("err = %#v, want a non-permanent *Error wrapping ErrGaveUp", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("gave up after %v", took)
+	}
+	if n.Load() < 2 {
+		t.Errorf("%d attempts, want retries within the patience", n.Load())
+	}
+	// Post keeps retrying until success.
+	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer ok.Close()
+	if err := c.PostWithin(context.Background(), "ProcessFullEmail", ok.URL, []byte(`{}`), time.Millisecond); err != nil {
+		t.Fatalf("a first attempt that succeeds: %v", err)
+	}
+}

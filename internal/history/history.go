@@ -70,9 +70,24 @@ type Options struct {
 	Budget     Budget
 	Attempts   int            // connection attempts per load before it fails
 	Retry      backoff.Policy // between attempts
+	// Park is the wait of a load whose deliveries fail (the client is down):
+	// it gives its slot to the next load meanwhile (default 30s doubling to
+	// 10m). Deliver must then return instead of retrying for ever, e.g. after
+	// a short patience.
+	Park backoff.Policy
+	// Lockout, when set, holds credentials the server rejected: a load with
+	// held credentials fails at once, without a login.
+	Lockout    Lockout
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Panics     *obs.Panics
+}
+
+// Lockout holds rejected credentials (see package lockout).
+type Lockout interface {
+	Check(mb *mail.Mailbox) (until time.Time, reason string, held bool)
+	Failed(mb *mail.Mailbox, reason string) time.Time
+	Succeeded(mb *mail.Mailbox)
 }
 
 // Budget is a node-wide allowance of message bytes in flight.
@@ -100,7 +115,7 @@ type Progress struct {
 
 // Load states.
 const (
-	StateQueued  = "queued"
+	StateQueued  = "queued" // waiting for a slot, also after stepping aside while the client was down
 	StateRunning = "running"
 	StateDone    = "done"
 	StateFailed  = "failed"
@@ -136,6 +151,9 @@ func New(opts Options) (*Loader, error) {
 	}
 	if opts.Retry == (backoff.Policy{}) {
 		opts.Retry = backoff.Policy{Min: time.Second, Max: time.Minute}
+	}
+	if opts.Park == (backoff.Policy{}) {
+		opts.Park = backoff.Policy{Min: 30 * time.Second, Max: 10 * time.Minute}
 	}
 	if opts.Logger == nil {
 		opts.Logger = obs.Discard()
@@ -253,6 +271,7 @@ type metrics struct {
 	emails *prometheus.CounterVec
 	loads  *prometheus.CounterVec
 	active prometheus.Gauge
+	parked prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -277,5 +296,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{StateDone, StateFailed, "cancelled"} {
 		m.loads.WithLabelValues(r)
 	}
+	m.parked = f.NewCounter(prometheus.CounterOpts{
+		Name: "emaillistener_history_parked_total",
+		Help: "Times a history load gave its slot back because the client did not accept its emails.",
+	})
 	return m
 }

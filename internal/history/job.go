@@ -3,6 +3,7 @@ package history
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ type job struct {
 
 	// owned by run: per folder, the highest UID handled (for resuming)
 	resume map[string]uint32
+	ran    bool // owned by run: a slot was had once (Started is set)
 }
 
 func (j *job) progress() Progress {
@@ -52,23 +54,60 @@ func (j *job) finished() bool {
 func (j *job) run(ctx context.Context) {
 	defer close(j.done)
 	defer j.l.opts.Panics.Recover(j.log, "history", nil)
+	j.resume = make(map[string]uint32)
+	park := backoff.Backoff{Policy: j.l.opts.Park}
+	for {
+		err := j.runInSlot(ctx)
+		var pe *parkError
+		if !errors.As(err, &pe) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			j.finish(err)
+			return
+		}
+		// The client does not take emails: give the slot to the next load
+		// and come back later, resuming after what was delivered.
+		wait := park.Next()
+		j.l.metrics.parked.Inc()
+		j.log.Warn("history load waits for the client, slot released", "retry_in", wait.Round(time.Second), "err", pe.err)
+		j.update(func(p *Progress) {
+			p.State = StateQueued
+			p.Error = fmt.Sprintf("the client does not accept emails (%v); retrying at %s", pe.err, time.Now().Add(wait).UTC().Format(time.RFC3339))
+		})
+		if backoff.Sleep(ctx, wait) != nil {
+			j.finish(ctx.Err())
+			return
+		}
+	}
+}
+
+// runInSlot waits for a slot and runs the load in it until it is done, fails
+// for good, or must park (*parkError).
+func (j *job) runInSlot(ctx context.Context) error {
 	select {
 	case j.l.slots <- struct{}{}:
 	case <-ctx.Done():
-		j.finish(ctx.Err())
-		return
+		return ctx.Err()
 	}
 	defer func() { <-j.l.slots }()
 	j.l.metrics.active.Inc()
 	defer j.l.metrics.active.Dec()
-	j.update(func(p *Progress) { p.State, p.Started = StateRunning, time.Now() })
-	j.log.Info("history load started", "filter", j.prog.Filter)
+	first := !j.ran
+	j.ran = true
+	j.update(func(p *Progress) {
+		p.State, p.Error = StateRunning, ""
+		if first {
+			p.Started = time.Now()
+		}
+	})
+	j.log.Info("history load started", "filter", j.progress().Filter)
 
-	j.resume = make(map[string]uint32)
 	b := backoff.Backoff{Policy: j.l.opts.Retry}
 	var err error
 	for attempt := 1; attempt <= j.l.opts.Attempts; attempt++ {
-		if err = j.attempt(ctx); err == nil || ctx.Err() != nil || mail.ClassOf(err) == mail.ClassAuth {
+		var pe *parkError
+		if err = j.attempt(ctx); err == nil || ctx.Err() != nil || mail.ClassOf(err) == mail.ClassAuth || errors.As(err, &pe) {
 			break
 		}
 		j.log.Warn("history load interrupted, resuming", "attempt", attempt, "err", err)
@@ -76,11 +115,15 @@ func (j *job) run(ctx context.Context) {
 			break
 		}
 	}
-	if ctx.Err() != nil {
-		err = ctx.Err()
-	}
-	j.finish(err)
+	return err
 }
+
+// parkError stops a load whose deliveries fail although the load itself is
+// fine: the client (Creatio) is down or refuses for now.
+type parkError struct{ err error }
+
+func (e *parkError) Error() string { return "history: client unavailable: " + e.err.Error() }
+func (e *parkError) Unwrap() error { return e.err }
 
 func (j *job) finish(err error) {
 	p := j.progress()
@@ -105,11 +148,24 @@ func (j *job) finish(err error) {
 // attempt runs the load on one connection, resuming after what earlier
 // attempts handled.
 func (j *job) attempt(ctx context.Context) error {
+	lock := j.l.opts.Lockout
+	if lock != nil {
+		if until, reason, held := lock.Check(j.mb); held {
+			return &mail.Error{Class: mail.ClassAuth, Op: "login", Err: fmt.Errorf(
+				"%s (these credentials are not tried again before %s, to protect the account from a lock-out)", reason, until.UTC().Format(time.RFC3339))}
+		}
+	}
 	sess, err := j.l.opts.Dial(ctx, j.mb)
 	if err != nil {
+		if lock != nil && mail.ClassOf(err) == mail.ClassAuth {
+			lock.Failed(j.mb, err.Error())
+		}
 		return err
 	}
 	defer sess.Close()
+	if lock != nil {
+		lock.Succeeded(j.mb)
+	}
 	folders, err := j.folders(ctx, sess)
 	if err != nil {
 		return err
@@ -260,6 +316,9 @@ func (j *job) deliver(ctx context.Context, f *source.Fetched) error {
 			j.log.Error("client refused the email for good, skipped", "uid", f.UID, "message_id", msg.MessageID, "err", err)
 			j.skip("rejected")
 			return nil
+		}
+		if ctx.Err() == nil {
+			return &parkError{err} // Deliver gave up for now
 		}
 		return err
 	}

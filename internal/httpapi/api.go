@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -63,25 +64,60 @@ var ErrUnavailable = errors.New("service unavailable")
 
 // Options configures the handler.
 type Options struct {
-	Service         Service
-	Mailbox         MailboxService // nil: the mailbox-level endpoints answer 501
-	Cluster         Cluster        // nil: single node
-	PathPrefix      string         // optional extra mount point, e.g. /exchangelistener
-	MaxRequestBytes int64          // default 64 MiB
-	Metrics         http.Handler   // served at /metrics when set
-	Pprof           http.Handler   // served at /debug/pprof/ when set
-	Logger          *slog.Logger
-	Registerer      prometheus.Registerer
-	Panics          *obs.Panics
+	Service    Service
+	Mailbox    MailboxService // nil: the mailbox-level endpoints answer 501
+	Cluster    Cluster        // nil: single node
+	PathPrefix string         // optional extra mount point, e.g. /exchangelistener
+	// MaxRequestBytes bounds the body of every route but send and the id
+	// lists (default DefaultMaxRequestBytes).
+	MaxRequestBytes int64
+	// MaxSendBytes bounds the body of send, attachments included (default
+	// DefaultMaxSendBytes).
+	MaxSendBytes int64
+	// BodyTimeout is how long a client may take to send a request body
+	// (default DefaultBodyTimeout); send gets sendTimeoutFactor times it.
+	BodyTimeout time.Duration
+	// SendBudget, when set, is taken for the size of each send body while it
+	// is decoded and sent (the node's message memory budget).
+	SendBudget Budget
+	// AllowedHosts, when not empty, are the only Host header values (without
+	// port, case-insensitive) the API answers; the health paths answer any.
+	AllowedHosts []string
+	// MaxConnections caps open API connections (default
+	// DefaultMaxConnections); reservedConnections more are kept for the health
+	// paths. See Listener.
+	MaxConnections int
+	Metrics        http.Handler // served at /metrics when set
+	Pprof          http.Handler // served at /debug/pprof/ when set
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer
+	Panics         *obs.Panics
 }
+
+// Budget is a node-wide allowance of bytes (the message memory budget).
+type Budget interface {
+	Acquire(ctx context.Context, n int64) (release func(), err error)
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxRequestBytes = 1 << 20
+	DefaultMaxSendBytes    = 48 << 20
+	DefaultBodyTimeout     = 30 * time.Second
+	DefaultMaxConnections  = 1024
+)
 
 // API is the HTTP handler.
 type API struct {
 	opts     Options
 	log      *slog.Logger
 	mux      *http.ServeMux
+	cop      *http.CrossOriginProtection
+	hosts    map[string]bool
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	refused  *prometheus.CounterVec
+	conns    prometheus.Gauge
 }
 
 // New builds the handler; it does no I/O.
@@ -90,7 +126,16 @@ func New(opts Options) (*API, error) {
 		return nil, errors.New("httpapi: Options.Service is required")
 	}
 	if opts.MaxRequestBytes <= 0 {
-		opts.MaxRequestBytes = 64 << 20
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if opts.MaxSendBytes <= 0 {
+		opts.MaxSendBytes = DefaultMaxSendBytes
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
 	}
 	if opts.Logger == nil {
 		opts.Logger = obs.Discard()
@@ -98,9 +143,11 @@ func New(opts Options) (*API, error) {
 	opts.PathPrefix = strings.TrimRight(strings.ToLower(opts.PathPrefix), "/")
 	f := promauto.With(opts.Registerer)
 	a := &API{
-		opts: opts,
-		log:  opts.Logger,
-		mux:  http.NewServeMux(),
+		opts:  opts,
+		log:   opts.Logger,
+		mux:   http.NewServeMux(),
+		cop:   http.NewCrossOriginProtection(),
+		hosts: hostSet(opts.AllowedHosts),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "emaillistener_http_requests_total",
 			Help: "API requests, by route and status code.",
@@ -110,27 +157,38 @@ func New(opts Options) (*API, error) {
 			Help:    "API request duration, by route.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route"}),
+		refused: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "emaillistener_http_refused_total",
+			Help: "API requests and connections refused before reaching their handler, by reason.",
+		}, []string{"reason"}),
+		conns: f.NewGauge(prometheus.GaugeOpts{
+			Name: "emaillistener_http_connections",
+			Help: "Open API connections.",
+		}),
+	}
+	for _, r := range refusalReasons {
+		a.refused.WithLabelValues(r)
 	}
 	a.routes()
 	return a, nil
 }
 
 func (a *API) routes() {
-	a.handle("GET /api/listeners/status", a.status)
-	a.handle("GET /api/listeners/exists", a.status)
-	a.handle("POST /api/listeners/create", a.register(Create))
-	a.handle("POST /api/listeners/recreate", a.register(Recreate))
-	a.handle("POST /api/listeners/update", a.register(Update))
-	a.handle("POST /api/listeners/close", a.close)
-	a.handle("POST /api/listeners/subscriptionsstate", a.states)
+	a.handle("GET /api/listeners/status", health, a.status)
+	a.handle("GET /api/listeners/exists", health, a.status)
+	a.handle("POST /api/listeners/create", small, a.register(Create))
+	a.handle("POST /api/listeners/recreate", small, a.register(Recreate))
+	a.handle("POST /api/listeners/update", small, a.register(Update))
+	a.handle("POST /api/listeners/close", idList, a.close)
+	a.handle("POST /api/listeners/subscriptionsstate", idList, a.states)
 	a.mailboxRoutes()
-	a.handle("GET /api/cluster", a.clusterView)
-	a.handle("GET /readyz", a.ready)
+	a.handle("GET /api/cluster", plain, a.clusterView)
+	a.handle("GET /readyz", health, a.ready)
 	if a.opts.Metrics != nil {
-		a.mux.Handle("GET /metrics", a.opts.Metrics)
+		a.mux.Handle("GET /metrics", a.guard(health, a.opts.Metrics))
 	}
 	if a.opts.Pprof != nil {
-		a.mux.Handle("/debug/pprof/", a.opts.Pprof)
+		a.mux.Handle("/debug/pprof/", a.guard(plain, a.opts.Pprof))
 	}
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -139,18 +197,23 @@ func (a *API) routes() {
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// handle registers h with logging, metrics, panic recovery and error mapping.
-func (a *API) handle(pattern string, h handlerFunc) {
+// handle registers h for pattern with the limits of class, logging, metrics,
+// panic recovery and error mapping.
+func (a *API) handle(pattern string, class routeClass, h handlerFunc) {
 	route := pattern[strings.IndexByte(pattern, ' ')+1:]
 	a.requests.WithLabelValues(route, "200")
-	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	a.mux.Handle(pattern, a.guard(class, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		panicked := false
 		func() {
 			defer a.opts.Panics.Recover(a.log, "httpapi", &panicked)
-			r.Body = http.MaxBytesReader(rw, r.Body, a.opts.MaxRequestBytes)
-			if err := h(rw, r); err != nil {
+			release, err := a.admitBody(rw, r, class)
+			if err == nil {
+				defer release()
+				err = h(rw, r)
+			}
+			if err != nil {
 				a.fail(rw, r, err)
 			}
 		}()
@@ -160,7 +223,7 @@ func (a *API) handle(pattern string, h handlerFunc) {
 		a.requests.WithLabelValues(route, itoa(rw.code)).Inc()
 		a.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		a.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rw.code, "duration", time.Since(start))
-	})
+	})))
 }
 
 // ServeHTTP strips the optional prefix and lower-cases the path (the original
@@ -188,8 +251,10 @@ func (a *API) fail(w *statusWriter, r *http.Request, err error) {
 	)
 	code := http.StatusInternalServerError
 	switch {
-	case errors.As(err, &mbe):
+	case errors.As(err, &mbe), errors.Is(err, creatio.ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, errBodyTimeout):
+		code = http.StatusRequestTimeout
 	case errors.As(err, &re):
 		code = http.StatusBadRequest
 	case errors.Is(err, ErrUnsupported):
@@ -217,6 +282,9 @@ func (a *API) fail(w *statusWriter, r *http.Request, err error) {
 	if errors.As(err, &ue) {
 		msg = ue.UserMessage()
 	}
+	if errors.As(err, &mbe) {
+		msg = fmt.Sprintf("request body larger than %d bytes", mbe.Limit)
+	}
 	if code == http.StatusInternalServerError {
 		msg = "internal error"
 	}
@@ -229,7 +297,7 @@ type errorBody struct {
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, errorBody{Error: msg, Code: code})
+	writeJSON(w, code, errorBody{Error: excerpt(msg, maxMessage), Code: code})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -242,8 +310,15 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_, _ = w.Write(b)
 }
 
+// readBody reads the whole (limited) body; a client that does not finish
+// within the route's body timeout gets errBodyTimeout (408).
 func readBody(r *http.Request) ([]byte, error) {
-	return io.ReadAll(r.Body)
+	b, err := io.ReadAll(r.Body)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil, fmt.Errorf("%w: %v", errBodyTimeout, err)
+	}
+	return b, err
 }
 
 type statusWriter struct {
@@ -255,14 +330,22 @@ type statusWriter struct {
 func (s *statusWriter) WriteHeader(code int) {
 	if !s.wrote {
 		s.code, s.wrote = code, true
+		// A client that does not read its answer must not hold the handler
+		// goroutine for ever.
+		_ = http.NewResponseController(s.ResponseWriter).SetWriteDeadline(time.Now().Add(writeTimeout))
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
-	s.wrote = true
+	if !s.wrote {
+		s.WriteHeader(http.StatusOK)
+	}
 	return s.ResponseWriter.Write(b)
 }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func itoa(n int) string {
 	const digits = "0123456789"

@@ -34,6 +34,9 @@ func (a *API) register(mode Mode) handlerFunc {
 				return &creatio.RequestError{Field: "ServerTypeId", Offset: -1,
 					Msg: "credentials: " + mb.Kind.String() + " mailboxes are not supported by this version of the service (only IMAP)", Err: ErrUnsupported}
 			}
+			if err := creatio.CheckEndpoint(mb.Endpoint); err != nil {
+				return err
+			}
 			mbs = append(mbs, mb)
 		}
 		if err := a.opts.Service.Subscribe(r.Context(), mbs, mode); err != nil {

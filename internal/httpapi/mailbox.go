@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -34,20 +35,21 @@ type UserError interface {
 }
 
 func (a *API) mailboxRoutes() {
-	a.handle("POST /api/mailbox/validate", a.validate)
-	a.handle("POST /api/listeners/validate", a.validate) // Creatio ≤ 7.15 path
-	a.handle("POST /api/mailbox/folders", a.folders)
-	a.handle("POST /api/email/synchronize", a.synchronize)
-	a.handle("POST /apiv2/email/send", a.send)
-	a.handle("POST /api/email/send", a.send)
-	a.handle("POST /api/availability/app", a.ping)
+	a.handle("POST /api/mailbox/validate", small, a.validate)
+	a.handle("POST /api/listeners/validate", small, a.validate) // Creatio ≤ 7.15 path
+	a.handle("POST /api/mailbox/folders", small, a.folders)
+	a.handle("POST /api/email/synchronize", small, a.synchronize)
+	a.handle("POST /apiv2/email/send", send, a.send)
+	a.handle("POST /api/email/send", send, a.send)
+	a.handle("POST /api/availability/app", small, a.ping)
 }
 
-// mailboxFromBody decodes one credentials object (not an array).
+// mailboxFromBody decodes one credentials object (not an array). A body the
+// transport refused (too large, too slow) is a *transportError.
 func mailboxFromBody(r *http.Request) (*mail.Mailbox, error) {
 	body, err := readBody(r)
 	if err != nil {
-		return nil, err
+		return nil, &transportError{err}
 	}
 	var c creatio.SynchronizationCredentials
 	if err := creatio.Decode(body, &c); err != nil {
@@ -55,6 +57,13 @@ func mailboxFromBody(r *http.Request) (*mail.Mailbox, error) {
 	}
 	return c.Mailbox()
 }
+
+// transportError is a body that could not be read in full; it is never
+// answered as "invalid credentials".
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
 
 // validate answers 200 even for unusable input: Creatio treats any non-2xx as
 // "the service is broken" instead of "the credentials are wrong" (spec §4.4).
@@ -65,11 +74,11 @@ func (a *API) validate(w http.ResponseWriter, r *http.Request) error {
 	}
 	mb, err := mailboxFromBody(r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var te *transportError
+		if errors.As(err, &te) || errors.Is(err, creatio.ErrTooLarge) {
 			return err
 		}
-		writeJSON(w, http.StatusOK, creatio.ValidationFailed(err.Error(), creatio.ActionEmailTroubleShoot))
+		writeJSON(w, http.StatusOK, creatio.ValidationFailed(excerpt(err.Error(), maxMessage), creatio.ActionEmailTroubleShoot))
 		return nil
 	}
 	writeJSON(w, http.StatusOK, svc.Validate(r.Context(), mb))
@@ -110,6 +119,9 @@ func (a *API) synchronize(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := creatio.CheckEndpoint(mb.Endpoint); err != nil {
+		return err
+	}
 	filter, err := cmd.ParseFilter(mb.Kind)
 	if err != nil {
 		return err
@@ -148,7 +160,7 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) error {
 			text = ue.UserMessage()
 		}
 		a.log.Info("send failed", "mailbox", string(mb.ID), "class", mail.ClassOf(err), "err", err)
-		writeText(w, http.StatusOK, text)
+		writeText(w, http.StatusOK, excerpt(text, maxMessage))
 		return nil
 	}
 	w.WriteHeader(http.StatusOK)
@@ -162,7 +174,7 @@ func (a *API) ping(w http.ResponseWriter, r *http.Request) error {
 	if svc == nil {
 		return ErrUnsupported
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
 		return err
 	}
@@ -174,13 +186,20 @@ func (a *API) ping(w http.ResponseWriter, r *http.Request) error {
 		writeText(w, http.StatusOK, "no Creatio endpoint given: the body must be a JSON string with the URL")
 		return nil
 	}
+	if len(endpoint) > maxEndpoint {
+		writeText(w, http.StatusOK, fmt.Sprintf("the Creatio endpoint is longer than %d bytes", maxEndpoint))
+		return nil
+	}
 	if err := svc.Ping(r.Context(), endpoint); err != nil {
-		writeText(w, http.StatusOK, err.Error())
+		writeText(w, http.StatusOK, excerpt(err.Error(), maxMessage))
 		return nil
 	}
 	writeText(w, http.StatusOK, "pong")
 	return nil
 }
+
+// maxEndpoint bounds the URL an availability check accepts.
+const maxEndpoint = 2048
 
 func writeText(w http.ResponseWriter, code int, text string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

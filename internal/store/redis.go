@@ -30,6 +30,7 @@ package store
 
 import (
 	"context"
+	"log/slog"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -37,6 +38,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/secret"
@@ -69,16 +72,22 @@ type RedisOptions struct {
 	// AllowPlaintext permits storing mailbox records unsealed when Box is nil,
 	// and reading plaintext records when Box is set (migration to a key).
 	AllowPlaintext bool
+	// Logger receives one line per record that cannot be opened (default:
+	// discard); Registerer the gauge of such records.
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Redis is the store for clusters, on any go-redis UniversalClient (single
-// node, Sentinel or Cluster). It is safe for concurrent use and keeps no state
-// of its own besides configuration.
+// node, Sentinel or Cluster). It is safe for concurrent use. Besides its
+// configuration it keeps only the quarantine of records it could not open
+// (quarantine.go).
 type Redis struct {
 	rdb            redis.UniversalClient
 	k              keys
 	box            *secret.Box
 	allowPlaintext bool
+	q              *quarantine
 }
 
 // NewRedis returns a store on rdb. It does no I/O; call Ping to check the
@@ -100,7 +109,8 @@ func NewRedis(rdb redis.UniversalClient, opts *RedisOptions) (*Redis, error) {
 	if err := validPrefix(o.Prefix); err != nil {
 		return nil, err
 	}
-	return &Redis{rdb: rdb, k: keys{prefix: o.Prefix}, box: o.Box, allowPlaintext: o.AllowPlaintext}, nil
+	return &Redis{rdb: rdb, k: keys{prefix: o.Prefix}, box: o.Box, allowPlaintext: o.AllowPlaintext,
+		q: newQuarantine(o.Logger, o.Registerer)}, nil
 }
 
 // Ping checks that Redis answers, for readiness.
@@ -122,8 +132,20 @@ func (s *Redis) seal(m *mail.Mailbox) []byte {
 	return s.box.SealAD(plain, adFor(m.ID))
 }
 
-// open decodes a stored mailbox record.
+// open decodes a stored mailbox record; a record it cannot open is a
+// *RecordError and goes to the quarantine, a readable one leaves it.
 func (s *Redis) open(id mail.MailboxID, rec []byte) (*mail.Mailbox, error) {
+	m, err := s.openRecord(id, rec)
+	if err != nil {
+		err = &RecordError{ID: id, Err: err}
+		s.q.add(id, err)
+		return nil, err
+	}
+	s.q.remove(id)
+	return m, nil
+}
+
+func (s *Redis) openRecord(id mail.MailboxID, rec []byte) (*mail.Mailbox, error) {
 	if len(rec) == 0 {
 		return nil, fmt.Errorf("store: mailbox %s: empty record", id)
 	}
@@ -160,6 +182,7 @@ func (s *Redis) PutMailbox(ctx context.Context, m *mail.Mailbox) error {
 	if err := s.rdb.Set(ctx, s.k.mailbox(m.ID), s.seal(m), 0).Err(); err != nil {
 		return fmt.Errorf("store: put mailbox %s: %w", m.ID, err)
 	}
+	s.q.remove(m.ID) // re-registered: sealed with this node's key
 	return nil
 }
 
@@ -195,7 +218,9 @@ func (s *Redis) MailboxIDs(ctx context.Context) ([]mail.MailboxID, error) {
 
 // Mailboxes returns every registered mailbox, ordered by id. Ids listed without
 // a record (a crash between the two writes of PutMailbox or DeleteMailbox) are
-// skipped. A record that cannot be opened fails the whole call.
+// skipped, and so are records that cannot be opened (wrong secret key,
+// corruption): they are quarantined (see Health) so that one bad record does
+// not keep every other mailbox from being served.
 func (s *Redis) Mailboxes(ctx context.Context) ([]*mail.Mailbox, error) {
 	ids, err := s.rdb.SMembers(ctx, s.k.mailboxes()).Result()
 	if err != nil {
@@ -218,11 +243,12 @@ func (s *Redis) Mailboxes(ctx context.Context) ([]*mail.Mailbox, error) {
 			}
 			m, err := s.open(mail.MailboxID(chunk[i]), rec)
 			if err != nil {
-				return nil, err
+				continue // quarantined by open
 			}
 			out = append(out, m)
 		}
 	}
+	s.q.listed(len(out))
 	return out, nil
 }
 
@@ -252,6 +278,7 @@ func (s *Redis) DeleteMailbox(ctx context.Context, id mail.MailboxID) error {
 	if err := s.rdb.Del(ctx, s.k.mailbox(id), s.k.cursors(id), s.k.status(id)).Err(); err != nil {
 		return fmt.Errorf("store: delete mailbox %s: %w", id, err)
 	}
+	s.q.remove(id)
 	if err := s.rdb.SRem(ctx, s.k.mailboxes(), string(id)).Err(); err != nil {
 		return fmt.Errorf("store: delete mailbox %s: %w", id, err)
 	}

@@ -187,8 +187,13 @@ func TestRedisKeysAndTampering(t *testing.T) {
 	if _, err := s.Mailbox(ctx, "b"); !errors.Is(err, secret.ErrOpen) {
 		t.Fatalf("record moved from a to b: err = %v, want secret.ErrOpen", err)
 	}
-	if _, err := s.Mailboxes(ctx); !errors.Is(err, secret.ErrOpen) {
-		t.Fatalf("Mailboxes with a bad record: err = %v", err)
+	// Listing skips (quarantines) it and returns the others.
+	if mbs, err := s.Mailboxes(ctx); err != nil || len(mbs) != 1 || mbs[0].ID != "a" || s.Unreadable() != 1 {
+		t.Fatalf("Mailboxes with a bad record: %d mailboxes, %d unreadable, err %v", len(mbs), s.Unreadable(), err)
+	}
+	var re *store.RecordError
+	if _, err := s.Mailbox(ctx, "b"); !errors.As(err, &re) || re.ID != "b" {
+		t.Fatalf("bad record: err = %#v, want *store.RecordError", err)
 	}
 	// Any altered byte is detected.
 	alt := []byte(raw)

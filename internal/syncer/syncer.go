@@ -94,6 +94,17 @@ type Lease interface {
 	Release(ctx context.Context) error
 }
 
+// Lockout holds credentials the server rejected, so that retries never lock
+// the user's account (see package lockout).
+type Lockout interface {
+	// Check reports whether mb's credentials may not be tried before until.
+	Check(mb *mail.Mailbox) (until time.Time, reason string, held bool)
+	// Failed records a rejection and returns when to try again.
+	Failed(mb *mail.Mailbox, reason string) time.Time
+	Succeeded(mb *mail.Mailbox)
+	Forget(id mail.MailboxID)
+}
+
 // Budget is a node-wide allowance of message bytes in flight.
 type Budget interface {
 	Acquire(ctx context.Context, n int64) (release func(), err error)

@@ -210,6 +210,10 @@ func (w *worker) supervise(ctx context.Context) {
 			continue // Creatio sent a fresh token: retry at once, nothing to report
 		}
 		delay := b.Next()
+		if class == mail.ClassAuth && w.m.opts.Lockout != nil {
+			until := w.lockoutUntil(err)
+			delay = max(time.Until(until), time.Millisecond)
+		}
 		w.update(func(s *Status) {
 			s.State, s.ErrorClass, s.LastError = StateError, string(class), err.Error()
 			s.RetryAt = time.Now().Add(delay)
@@ -240,6 +244,33 @@ func (w *worker) safeSession(ctx context.Context, b *backoff.Backoff) (err error
 	defer w.m.opts.Panics.Recover(w.log, "syncer", &panicked)
 	return w.session(ctx, b)
 }
+
+// lockoutUntil records a rejection of the mailbox's credentials (unless err is
+// the hold itself, when no login was tried) and returns when they may be
+// tried again.
+func (w *worker) lockoutUntil(err error) time.Time {
+	var he *heldError
+	if errors.As(err, &he) {
+		return he.until
+	}
+	until := w.m.opts.Lockout.Failed(w.mailbox(), err.Error())
+	w.log.Warn("the mail server rejected the credentials; the same credentials are not tried again before the back-off ends (account lock-out protection)",
+		"retry_at", until.UTC().Format(time.RFC3339))
+	return until
+}
+
+// heldError is a session not started because its credentials are held
+// (Options.Lockout). Its text is the server's last rejection, so the client
+// is not told about it a second time.
+type heldError struct {
+	until  time.Time
+	reason string
+}
+
+func (e *heldError) Error() string { return e.reason }
+
+// Class makes the hold an authentication failure for mail.ClassOf.
+func (e *heldError) Unwrap() error { return &mail.Error{Class: mail.ClassAuth, Op: "login held", Err: errors.New(e.reason)} }
 
 // refreshToken handles a rejected OAuth token: it asks the client for a new
 // one (RefreshToken) once per token and waits up to TokenRefreshWait for the
@@ -322,6 +353,11 @@ func (w *worker) reportRecovery(ctx context.Context) {
 // session runs one connection until it fails or ctx ends.
 func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	mb := w.mailbox()
+	if w.m.opts.Lockout != nil {
+		if until, reason, held := w.m.opts.Lockout.Check(mb); held {
+			return &heldError{until: until, reason: reason}
+		}
+	}
 	release, err := w.m.acquireDial(ctx, mb)
 	if err != nil {
 		return err
@@ -332,6 +368,9 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 		return err
 	}
 	defer sess.Close()
+	if w.m.opts.Lockout != nil {
+		w.m.opts.Lockout.Succeeded(mb)
+	}
 
 	folders, err := w.resolveFolders(ctx, sess, mb)
 	if err != nil {

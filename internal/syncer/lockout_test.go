@@ -1,0 +1,125 @@
+package syncer
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/lockout"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/obs"
+	"github.com/emaillistener/emaillistener/internal/store"
+)
+
+// A rejected password is not retried on the reconnect back-off, nor by
+// re-registrations with the same credentials (Creatio's failover job sends a
+// recreate every minute); new credentials are tried at once.
+func TestRejectedCredentialsAreHeld(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+	var logins atomic.Int32
+	dial := func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
+		logins.Add(1)
+		if mb.Password != "right" {
+			return nil, mail.Errorf(mail.ClassAuth, "login", "NO [AUTHENTICATIONFAILED] Authentication failed.")
+		}
+		return srv.dial(ctx, mb, onExists)
+	}
+	sink := &recSink{}
+	guard := lockout.New(lockout.Options{Min: time.Hour, Max: time.Hour})
+	m, err := New(Options{
+		Dialer: DialerFunc(dial), Sink: sink, Cursors: store.NewMemory(), Parser: parse, Lockout: guard,
+		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond}, Panics: obs.NewPanics(nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	defer func() { cancel(); _ = m.Stop(context.Background()) }()
+
+	wrong := &mail.Mailbox{ID: "m", Host: "h", UserName: "u", Password: "wrong"}
+	if err := m.Subscribe(wrong, ModeCreate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "auth error", func() bool { s, _ := m.Status("m"); return s.State == StateError && s.ErrorClass == "auth" })
+	// The reconnect back-off is 1-2 ms: without the hold this would be
+	// hundreds of logins.
+	for range 5 {
+		again := *wrong
+		again.FolderIDs = []string{"INBOX"} // another setting changes: a new worker
+		if err := m.Subscribe(&again, ModeRecreate); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Subscribe(&again, ModeUpdate); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := logins.Load(); n != 1 {
+		t.Fatalf("%d logins with the rejected password, want 1", n)
+	}
+	st, _ := m.Status("m")
+	if time.Until(st.RetryAt) < 50*time.Minute {
+		t.Errorf("RetryAt %v, want about an hour away", st.RetryAt)
+	}
+	sink.mu.Lock()
+	reports := len(sink.states)
+	sink.mu.Unlock()
+	if reports != 1 {
+		t.Errorf("%d failure reports to the client, want 1", reports)
+	}
+	// The user fixes the password in Creatio: tried at once.
+	fixed := *wrong
+	fixed.Password = "right"
+	if err := m.Subscribe(&fixed, ModeUpdate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "exists with the new password", func() bool { s, _ := m.Status("m"); return s.State == StateExists })
+	if _, _, held := guard.Check(&fixed); held {
+		t.Error("still held after a successful login")
+	}
+}
+
+// Dial slots are per host and port: mailboxes stuck dialling a dead port do
+// not starve another port of the same host.
+func TestDialSlotsPerHostAndPort(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+	var mu sync.Mutex
+	var hanging atomic.Int32
+	dial := func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
+		if mb.Port == 1 { // a dead port: the attempt hangs until its context ends
+			hanging.Add(1)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return srv.dial(ctx, mb, onExists)
+	}
+	m, err := New(Options{
+		Dialer: DialerFunc(dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse, DialConcurrency: 2,
+		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond}, Panics: obs.NewPanics(nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	defer func() { cancel(); _ = m.Stop(context.Background()) }()
+	for i := range 10 {
+		if err := m.Subscribe(&mail.Mailbox{ID: mail.MailboxID(rune('a' + i)), Host: "Mail.Example.com", Port: 1}, ModeCreate); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "both slots of the dead port taken", func() bool { return hanging.Load() == 2 })
+	if err := m.Subscribe(&mail.Mailbox{ID: "healthy", Host: "mail.example.com", Port: 993}, ModeCreate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the healthy mailbox", func() bool { s, _ := m.Status("healthy"); return s.State == StateExists })
+	if k1, k2 := dialKey(&mail.Mailbox{Host: "Mail.Example.com:993"}), dialKey(&mail.Mailbox{Host: "mail.example.com", Port: 993}); k1 != k2 {
+		t.Errorf("dialKey: %q != %q", k1, k2)
+	}
+}
