@@ -45,9 +45,9 @@ type Options struct {
 	RejectAttempts int
 	// Control, when set, is the dialer's Control hook of the default HTTP
 	// client (an allow-list of callback networks, see netguard).
-	Control func(network, address string, c syscall.RawConn) error
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer
+	Control    func(network, address string, c syscall.RawConn) error
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Error is a failed delivery: ctx ended during retries, or the payload was refused

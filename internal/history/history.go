@@ -67,9 +67,9 @@ type Options struct {
 	Deliverers     int // parallel deliveries per load
 	// Budget, when set, bounds the raw bytes of messages between fetch and
 	// acknowledgement, shared with the live subscriptions.
-	Budget     Budget
-	Attempts   int            // connection attempts per load before it fails
-	Retry      backoff.Policy // between attempts
+	Budget   Budget
+	Attempts int            // connection attempts per load before it fails
+	Retry    backoff.Policy // between attempts
 	// Park is the wait of a load whose deliveries fail (the client is down):
 	// it gives its slot to the next load meanwhile (default 30s doubling to
 	// 10m). Deliver must then return instead of retrying for ever, e.g. after

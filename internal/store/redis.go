@@ -30,10 +30,10 @@ package store
 
 import (
 	"context"
-	"log/slog"
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 

@@ -270,7 +270,9 @@ type heldError struct {
 func (e *heldError) Error() string { return e.reason }
 
 // Class makes the hold an authentication failure for mail.ClassOf.
-func (e *heldError) Unwrap() error { return &mail.Error{Class: mail.ClassAuth, Op: "login held", Err: errors.New(e.reason)} }
+func (e *heldError) Unwrap() error {
+	return &mail.Error{Class: mail.ClassAuth, Op: "login held", Err: errors.New(e.reason)}
+}
 
 // refreshToken handles a rejected OAuth token: it asks the client for a new
 // one (RefreshToken) once per token and waits up to TokenRefreshWait for the
