@@ -198,7 +198,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 				Name: "emaillistener_cluster_unplaced_mailboxes",
 				Help: "Registered mailboxes no node serves because every node is at EL_MAX_SUBSCRIPTIONS.",
 			})}
-		svc.coord, svc.statuses, svc.holders, svc.storeName, svc.node = coord, parts.store, parts.leases, "redis", cfg.NodeID
+		svc.coord, svc.statuses, svc.holders, svc.members, svc.storeName, svc.node = coord, parts.store, parts.leases, parts.members, "redis", cfg.NodeID
 	}
 	smtpTLS := opts.SMTPTLS
 	if smtpTLS == nil {

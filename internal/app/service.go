@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/emaillistener/emaillistener/internal/cluster"
 	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/history"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
@@ -49,6 +50,9 @@ type service struct {
 	holders interface {
 		Holders(ctx context.Context, ids []mail.MailboxID) (map[mail.MailboxID]string, error)
 	}
+	// members is the live cluster view: a state published before its node's
+	// current process started is that of a process that is gone.
+	members interface{ View() []cluster.Node }
 }
 
 var _ httpapi.Service = (*service)(nil)
@@ -118,7 +122,7 @@ func (s *service) States(ctx context.Context, ids []mail.MailboxID) (map[mail.Ma
 	for _, id := range ids {
 		st, ok := s.syncer.Status(id)
 		node := s.node
-		if r, rok := remote[id]; !ok && rok && r.State == syncer.StateExists && held[id] != r.Node {
+		if r, rok := remote[id]; !ok && rok && r.State == syncer.StateExists && !s.liveClaim(r, held[id]) {
 			// Published by a node that no longer serves the mailbox (it
 			// crashed, handed it over, or restarted and cannot open it):
 			// not exists, so that Creatio's failover re-creates it.
@@ -163,6 +167,25 @@ func (s *service) States(ctx context.Context, ids []mail.MailboxID) (map[mail.Ma
 		out[id] = creatio.SubscriptionState{State: st.State, Extra: extra}
 	}
 	return out, nil
+}
+
+// liveClaim reports whether a published exists state is backed by a live
+// process: its node holds the mailbox's lease and has been running since
+// before the state was published (a node restarted under the same name holds
+// the lease of its previous process until it expires).
+func (s *service) liveClaim(r mail.Status, holder string) bool {
+	if holder != r.Node {
+		return false
+	}
+	if s.members == nil {
+		return true
+	}
+	for _, n := range s.members.View() {
+		if n.ID == r.Node {
+			return !r.Since.Add(time.Millisecond).Before(n.Started) // Since is stored in ms
+		}
+	}
+	return false
 }
 
 // heldRemotely returns the lease holders of the ids that another node

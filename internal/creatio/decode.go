@@ -143,6 +143,8 @@ func kindName(t reflect.Type) string {
 		return "integer"
 	case reflect.TypeFor[FlexBool]():
 		return "boolean"
+	case base64Type:
+		return "base64 string"
 	}
 	switch t.Kind() {
 	case reflect.Slice, reflect.Array:

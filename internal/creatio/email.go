@@ -43,7 +43,7 @@ type Attachment struct {
 	Name string `json:"Name"` // file name
 	// Data is the content; encoding/json writes it as standard base64 with
 	// padding, which is what Creatio's Convert.FromBase64String expects.
-	Data     []byte   `json:"Base64Data"`
+	Data     Base64   `json:"Base64Data"`
 	IsInline FlexBool `json:"IsInline"`
 }
 
@@ -90,7 +90,7 @@ func NewEmail(m *mail.Message) Email {
 		e.Attachments = append(e.Attachments, Attachment{
 			ID:       strings.TrimSuffix(strings.TrimPrefix(a.ContentID, "<"), ">"),
 			Name:     a.Name,
-			Data:     data,
+			Data:     Base64(data),
 			IsInline: FlexBool(a.Inline),
 		})
 	}
@@ -196,7 +196,7 @@ func (e *Email) Message() *mail.Message {
 		if ct == "" {
 			ct = "application/octet-stream"
 		}
-		att := mail.Attachment{Name: a.Name, ContentType: ct, Inline: bool(a.IsInline), Data: a.Data}
+		att := mail.Attachment{Name: a.Name, ContentType: ct, Inline: bool(a.IsInline), Data: []byte(a.Data)}
 		if a.IsInline {
 			att.ContentID = a.ID
 		}

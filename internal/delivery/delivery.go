@@ -110,7 +110,9 @@ func New(opts *Options) *Client {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = o.PerHost
 		tr.MaxConnsPerHost = 0
-		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: o.Control}
+		// A client that does not accept a connection within 10 s is down;
+		// waiting longer only delays the retry.
+		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: o.Control}
 		tr.DialContext = d.DialContext
 		// Redirects are followed (an http endpoint redirected to https with
 		// 307/308 keeps working); every hop passes Control.
@@ -126,19 +128,25 @@ var ErrGaveUp = errors.New("delivery: gave up retrying for now")
 // a permanent refusal, or the end of ctx. op names the operation for metrics and
 // logs (e.g. "ProcessFullEmail"); it must come from a small fixed set.
 func (c *Client) Post(ctx context.Context, op, target string, body []byte) error {
-	return c.post(ctx, op, target, body, time.Time{})
+	return c.post(ctx, op, target, body, time.Time{}, c.opts.AttemptTimeout)
 }
 
 // PostWithin is Post that stops retrying once patience has passed: it returns
 // a non-permanent *Error wrapping ErrGaveUp instead of waiting for the next
-// attempt. An attempt in progress is never cut short. Callers that can put
+// attempt. An attempt is bounded by patiencePerAttempt times patience (or
+// AttemptTimeout, if shorter), long enough for a client that is merely slow,
+// short enough that a client accepting connections but never answering
+// cannot hold the caller for the full AttemptTimeout. Callers that can put
 // the payload aside (a history load) use it so that a dead client does not
 // keep them busy.
 func (c *Client) PostWithin(ctx context.Context, op, target string, body []byte, patience time.Duration) error {
-	return c.post(ctx, op, target, body, time.Now().Add(patience))
+	return c.post(ctx, op, target, body, time.Now().Add(patience), min(c.opts.AttemptTimeout, patiencePerAttempt*patience))
 }
 
-func (c *Client) post(ctx context.Context, op, target string, body []byte, giveUpAt time.Time) error {
+// patiencePerAttempt: see PostWithin.
+const patiencePerAttempt = 6
+
+func (c *Client) post(ctx context.Context, op, target string, body []byte, giveUpAt time.Time, attemptTimeout time.Duration) error {
 	u, err := url.Parse(target)
 	if err != nil || u.Host == "" {
 		return &Error{Reason: ReasonEndpoint, Permanent: true, Err: fmt.Errorf("bad callback url")}
@@ -148,7 +156,7 @@ func (c *Client) post(ctx context.Context, op, target string, body []byte, giveU
 	var lastReason Reason
 	rejected := 0
 	for attempt := 1; ; attempt++ {
-		status, hdr, err := c.attempt(ctx, op, u.Host, target, body)
+		status, hdr, err := c.attempt(ctx, op, u.Host, target, body, attemptTimeout)
 		verdict, reason := Check(status, err)
 		if verdict == Success {
 			if lastReason != ReasonNone {
@@ -190,7 +198,7 @@ func (c *Client) post(ctx context.Context, op, target string, body []byte, giveU
 }
 
 // attempt performs one request under the per-host limit.
-func (c *Client) attempt(ctx context.Context, op, host, target string, body []byte) (int, http.Header, error) {
+func (c *Client) attempt(ctx context.Context, op, host, target string, body []byte, timeout time.Duration) (int, http.Header, error) {
 	sem := c.semaphore(host)
 	select {
 	case sem <- struct{}{}:
@@ -199,7 +207,7 @@ func (c *Client) attempt(ctx context.Context, op, host, target string, body []by
 	}
 	defer func() { <-sem }()
 
-	actx, cancel := context.WithTimeoutCause(ctx, c.opts.AttemptTimeout, errors.New("delivery attempt timeout"))
+	actx, cancel := context.WithTimeoutCause(ctx, timeout, errors.New("delivery attempt timeout"))
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {

@@ -313,7 +313,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // readBody reads the whole (limited) body; a client that does not finish
 // within the route's body timeout gets errBodyTimeout (408).
 func readBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(r.Body)
+	var b []byte
+	var err error
+	if n := r.ContentLength; n > 0 {
+		// Read into a buffer of the declared size (admitBody bounded it):
+		// io.ReadAll's doubling would hold up to twice a large send body.
+		b = make([]byte, n)
+		_, err = io.ReadFull(r.Body, b)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("request body shorter than its Content-Length: %w", err)
+		}
+	} else {
+		b, err = io.ReadAll(r.Body)
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return nil, fmt.Errorf("%w: %v", errBodyTimeout, err)

@@ -71,12 +71,17 @@ func (q *quarantine) add(id mail.MailboxID, err error) {
 	}
 }
 
+// remove notes that id's record is readable (opened, or written anew with
+// this node's key).
 func (q *quarantine) remove(id mail.MailboxID) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.bad[id] {
 		delete(q.bad, id)
 		q.gauge.Dec()
+		if q.readable >= 0 {
+			q.readable++ // healthy again before the next full listing
+		}
 	}
 }
 

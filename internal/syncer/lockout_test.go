@@ -123,3 +123,47 @@ func TestDialSlotsPerHostAndPort(t *testing.T) {
 		t.Errorf("dialKey: %q != %q", k1, k2)
 	}
 }
+
+// Creatio's failover job recreates a mailbox that is not yet exists: with
+// identical settings that must not abandon the login in progress and start
+// another.
+func TestRecreateKeepsLoginInProgress(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+	release := make(chan struct{})
+	var dials atomic.Int32
+	dial := func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
+		dials.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return srv.dial(ctx, mb, onExists)
+	}
+	m, err := New(Options{
+		Dialer: DialerFunc(dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse,
+		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond}, Panics: obs.NewPanics(nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	defer func() { cancel(); _ = m.Stop(context.Background()) }()
+	mb := &mail.Mailbox{ID: "slow", Host: "h", UserName: "u", Password: "p"}
+	if err := m.Subscribe(mb, ModeCreate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first login", func() bool { return dials.Load() == 1 })
+	for range 5 {
+		same := *mb
+		if err := m.Subscribe(&same, ModeRecreate); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	waitFor(t, "exists", func() bool { s, _ := m.Status("slow"); return s.State == StateExists })
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d logins, want 1", n)
+	}
+}

@@ -200,8 +200,17 @@ func (m *Manager) Subscribe(mb *mail.Mailbox, mode Mode) error {
 			old.setMailbox(mb)
 			old.retryNow()
 			return nil
-		case cur.SameConnection(mb) && sameTarget(cur, mb) && (mode != ModeRecreate || old.snapshot().State == StateExists):
+		case cur.SameConnection(mb) && sameTarget(cur, mb):
+			// Identical settings: restarting would abandon a login in
+			// progress and start another (Creatio's failover job recreates
+			// every unhealthy mailbox each minute, and each abandoned login
+			// still counts against the account's lock-out policy). A
+			// recreate of a failed subscription retries now instead, unless
+			// its credentials are held (the session then waits again).
 			old.setMailbox(mb) // identity fields (user, workspace) may still change
+			if mode == ModeRecreate && old.snapshot().State == StateError {
+				old.retryNow()
+			}
 			return nil
 		}
 		old.stop()
