@@ -11,8 +11,8 @@ import (
 func TestBase64Decoding(t *testing.T) {
 	for in, want := range map[string]string{
 		`"aGVsbG8="`:         "hello",
-		`"aGVsbG8"`:          "hello", // unpadded, as .NET also reads it
-		`"aGVs\r\nbG8="`:     "hello", // line breaks
+		`"aGVsbG8"`:          "hello",           // unpadded, as .NET also reads it
+		`"aGVs\r\nbG8="`:     "hello",           // line breaks
 		`"YT9i\/Yz8="`:       "a?b\xfd\x8c\xfc", // JSON-escaped /
 		`""`:                 "",
 		`"YWJjZA=="`:         "abcd",
