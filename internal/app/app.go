@@ -108,7 +108,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 	if err != nil {
 		return nil, err
 	}
-	_ = mailNets // wired below once imapsrc/sender take a Control hook
+	imapOpts.Control = mailNets.Control()
 	dbackoff := opts.DeliveryBackoff
 	if dbackoff == (backoff.Policy{}) {
 		dbackoff = backoff.Policy{Min: time.Second, Max: cfg.DeliveryMaxBackoff}

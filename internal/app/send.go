@@ -97,7 +97,7 @@ func newSMTPSender(tlsCfg *tls.Config, dialTimeout time.Duration, imapOpts *imap
 		Mailbox(ctx context.Context, id mail.MailboxID) (*mail.Mailbox, error)
 	}, log *slog.Logger) *smtpSender {
 	return &smtpSender{
-		opts:     &sender.Options{DialTimeout: dialTimeout, TLSConfig: tlsCfg, Logger: log},
+		opts:     &sender.Options{DialTimeout: dialTimeout, TLSConfig: tlsCfg, Control: imapOpts.Control, Logger: log},
 		imap:     imapOpts,
 		policy:   policy,
 		registry: reg,

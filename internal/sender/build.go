@@ -95,6 +95,7 @@ func Build(msg *mail.Message, now time.Time) ([]byte, error) {
 	fields = append(fields, root.fields...)
 
 	var buf bytes.Buffer
+	buf.Grow(sizeHint(msg)) // a 35 MB attachment would otherwise be copied up the buffer's doublings
 	w, err := message.CreateWriter(&buf, newHeader(fields))
 	if err != nil {
 		return nil, fmt.Errorf("sender: build message: %w", err)
@@ -103,6 +104,17 @@ func Build(msg *mail.Message, now time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("sender: build message: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// sizeHint estimates the built message's size: base64 with line breaks is 4/3
+// × 78/76 of the data, quoted-printable text somewhat more than the text, and
+// a few KiB of header fields.
+func sizeHint(msg *mail.Message) int {
+	n := 8 << 10
+	for _, a := range msg.Attachments {
+		n += len(a.Data)/57*78 + 80 + 512
+	}
+	return n + (len(msg.HTML)+len(msg.Text))*9/8
 }
 
 // newHeader builds a go-message header that writes fields in the given order.

@@ -24,4 +24,9 @@
 // connect, timeout, protocol, config) and which wraps an *Error carrying the
 // SMTP reply; UserMessage turns it into a sentence a CRM user can act on.
 // Passwords and tokens are never logged nor put into errors.
+//
+// The SMTP server is not trusted: it may send at most 1 MiB in a session
+// (limit.go) and 2,000 bytes per reply line (go-smtp's own limit), and
+// Options.Control can refuse a server's address before connecting (a network
+// allow-list); either failure is a classified error, never a retry loop.
 package sender

@@ -106,6 +106,12 @@ func (e *Error) UserMessage() string {
 		return "Sending was cancelled."
 	case e.Code == 0 && isTimeout(e.Err):
 		return fmt.Sprintf("The SMTP server %s did not answer in time.", server)
+	case isRefused(e.Err):
+		return sentence(fmt.Sprintf("The connection to the SMTP server %s was refused by the email listener's network allow-list; ask its administrator to allow that server", server))
+	case errors.Is(e.Err, errTooMuchFromServer):
+		return fmt.Sprintf("The SMTP server %s sent more data than any SMTP reply needs (over %d KiB); sending was aborted.", server, maxServerBytes>>10)
+	case errors.Is(e.Err, smtp.ErrTooLongLine):
+		return fmt.Sprintf("The SMTP server %s sent a reply line longer than SMTP allows; sending was aborted.", server)
 	case e.Step == StepConnect:
 		return sentence(fmt.Sprintf("Could not connect to the SMTP server %s: %s", server, netReason(e.Err)))
 	case e.Step == StepTLS && errors.Is(e.Err, errNoStartTLS):
@@ -186,7 +192,7 @@ func newError(step Step, server string, err error) *Error {
 		e.Code, e.Enhanced, e.Reply, e.Temporary = se.Code, enhanced(se.EnhancedCode), oneLine(se.Message), se.Temporary()
 		return e
 	}
-	e.Temporary = isNetwork(err) || isTimeout(err)
+	e.Temporary = (isNetwork(err) || isTimeout(err)) && !isRefused(err)
 	return e
 }
 
@@ -197,6 +203,10 @@ func (e *Error) class() mail.ErrorClass {
 		return mail.ClassConfig
 	case errors.Is(e.Err, context.Canceled):
 		return mail.ClassInternal
+	case isRefused(e.Err):
+		return mail.ClassConfig // the allow-list will refuse again: not a network blip
+	case errors.Is(e.Err, errTooMuchFromServer), errors.Is(e.Err, smtp.ErrTooLongLine):
+		return mail.ClassProtocol // whatever the step: the server broke the protocol
 	case e.Code == 0 && isTimeout(e.Err):
 		return mail.ClassTimeout
 	case e.Step == StepConnect:

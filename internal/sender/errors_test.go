@@ -77,6 +77,12 @@ func TestErrorClassAndUserMessage(t *testing.T) {
 			mail.ClassProtocol, "The recipient bad@example.com was refused: 550 5.1.1 User unknown. The email was not sent to anyone."},
 		{"message refused", newError(StepData, server, reply(554, smtp.EnhancedCode{5, 7, 1}, "Spam detected")),
 			mail.ClassProtocol, "The SMTP server refused the message: 554 5.7.1 Spam detected."},
+		{"allow-list", newError(StepConnect, server, &net.OpError{Op: "dial", Err: &refusedError{addr: "10.0.0.1:587", err: errors.New("not allowed")}}),
+			mail.ClassConfig, "was refused by the email listener's network allow-list"},
+		{"too much from the server", newError(StepHello, server, errTooMuchFromServer),
+			mail.ClassProtocol, "sent more data than any SMTP reply needs"},
+		{"too long a reply line", newError(StepAuth, server, smtp.ErrTooLongLine),
+			mail.ClassProtocol, "sent a reply line longer than SMTP allows"},
 	}
 	for _, c := range cases {
 		err := c.err.wrap()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -46,6 +47,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now stamps the Date header (default time.Now).
 	Now func() time.Time
+	// Control, if set, is called for every connection after the address is
+	// resolved and before connecting, like net.Dialer.Control: an error
+	// refuses the connection (the app's network allow-list). The refusal is
+	// a config-class error, never retried as a network failure.
+	Control func(network, address string, c syscall.RawConn) error
 }
 
 func (o *Options) withDefaults() Options {
@@ -169,6 +175,9 @@ type session struct {
 	mb   *mail.Mailbox
 	log  *slog.Logger
 	conn connCloser
+	// read bounds what the server sends on the current connection; a
+	// failure after it tripped is reported as errTooMuchFromServer.
+	read *readCap
 	// root is send's context. Its cause is set before any derived context or
 	// AfterFunc hears of the cancellation, so error checks it too: the
 	// connection may be closed by ctx's AfterFunc before dctx is cancelled.
@@ -214,9 +223,12 @@ func (s *session) send(ctx context.Context, raw []byte, from string, rcpts []str
 	return nil
 }
 
-// dial opens the TCP connection.
+// dial opens the TCP connection, bounded by maxServerBytes.
 func (s *session) dial(ctx context.Context) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: 30 * time.Second}
+	if s.o.Control != nil {
+		d.Control = s.control
+	}
 	conn, err := d.DialContext(ctx, "tcp", s.ep.Addr)
 	if err != nil {
 		return nil, s.fail(ctx, StepConnect, err)
@@ -224,7 +236,17 @@ func (s *session) dial(ctx context.Context) (net.Conn, error) {
 	if !s.conn.set(conn) {
 		return nil, s.fail(ctx, StepConnect, net.ErrClosed)
 	}
-	return conn, nil
+	s.read = newReadCap(conn)
+	return s.read, nil
+}
+
+// control asks Options.Control about a connection to address; a refusal
+// carries the address for the error message and the class.
+func (s *session) control(network, address string, c syscall.RawConn) error {
+	if err := s.o.Control(network, address, c); err != nil {
+		return &refusedError{addr: address, err: err}
+	}
+	return nil
 }
 
 // open connects and secures the connection as the endpoint says, and says
@@ -430,10 +452,13 @@ func (s *session) transaction(ctx context.Context, c *smtp.Client, raw []byte, f
 // error builds the *Error of a failed step. When ctx has ended, the failure is
 // the consequence of closing the connection, so ctx's cause is reported.
 func (s *session) error(ctx context.Context, step Step, err error) *Error {
-	if cause := context.Cause(ctx); cause != nil {
-		err = cause
-	} else if s.root != nil && context.Cause(s.root) != nil {
+	switch {
+	case context.Cause(ctx) != nil:
+		err = context.Cause(ctx)
+	case s.root != nil && context.Cause(s.root) != nil:
 		err = context.Cause(s.root)
+	case s.read != nil && s.read.exceeded:
+		err = errTooMuchFromServer // go-smtp or crypto/tls may have wrapped it
 	}
 	return newError(step, s.ep.Addr, err)
 }

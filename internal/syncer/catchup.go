@@ -45,6 +45,11 @@ func (w *worker) catchUp(ctx context.Context, sess Session, mb *mail.Mailbox, fo
 		if st.UIDNext > 0 && st.UIDNext <= cur.LastUID+1 {
 			return nil
 		}
+		if rl, ok := sess.(rangeLister); ok && st.UIDNext > 0 && st.UIDNext-1-cur.LastUID > listPage {
+			if err := w.catchUpPaged(ctx, sess, rl, mb, folder, st.UIDNext, &cur); err != nil {
+				return err
+			}
+		}
 		if refs, err = sess.ListAfter(ctx, cur.LastUID); err != nil {
 			return err
 		}
@@ -52,6 +57,43 @@ func (w *worker) catchUp(ctx context.Context, sess Session, mb *mail.Mailbox, fo
 	for _, ref := range refs {
 		if err := w.deliverOne(ctx, sess, mb, folder, ref, &cur); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// rangeLister is an optional Session capability: listing the messages of a
+// UID range, so that a large backlog (after a long outage) is listed in pages
+// instead of in one response the source may have to refuse as too large.
+type rangeLister interface {
+	ListRange(ctx context.Context, from, to uint32) ([]source.MessageRef, error)
+}
+
+// listPage is how many UIDs one ListRange asks for.
+const listPage = 20_000
+
+// catchUpPaged delivers the messages between the cursor and uidNext page by
+// page; ListAfter then picks up what arrived since.
+func (w *worker) catchUpPaged(ctx context.Context, sess Session, rl rangeLister, mb *mail.Mailbox, folder string, uidNext uint32, cur *mail.Cursor) error {
+	const page = listPage
+	for from := cur.LastUID + 1; from < uidNext; from += page {
+		to := min(from+page-1, uidNext-1)
+		refs, err := rl.ListRange(ctx, from, to)
+		if err != nil {
+			return err
+		}
+		for _, ref := range refs {
+			if err := w.deliverOne(ctx, sess, mb, folder, ref, cur); err != nil {
+				return err
+			}
+		}
+		if to > cur.LastUID { // an empty page still moves the cursor on
+			if err := w.advance(ctx, folder, to, time.Time{}, cur); err != nil {
+				return err
+			}
+		}
+		if to == uidNext-1 {
+			break
 		}
 	}
 	return nil

@@ -44,7 +44,7 @@ func (c *Conn) AppendSent(ctx context.Context, raw []byte) (folder string, err e
 	if folder == "" {
 		return "", mail.Errorf(mail.ClassConfig, "append sent", "no Sent folder: none is marked \\Sent and none has a usual name (%s)", strings.Join(sentNames[:4], ", "))
 	}
-	err = c.run(ctx, "append "+folder, func() error {
+	err = c.run(ctx, "append "+folder, commandLimits(commandBudget), func() error {
 		cmd := c.c.Append(folder, int64(len(raw)), &imap.AppendOptions{
 			Flags: []imap.Flag{imap.FlagSeen},
 			Time:  time.Now(),

@@ -6,6 +6,13 @@
 // go-imap has no contexts, so every blocking call is bridged: when ctx ends the
 // connection is closed, which unblocks the call. go-imap types never leave this
 // package; errors come back classified as *mail.Error.
+//
+// A mail server is not trusted: everything go-imap reads passes through a
+// guard (guard.go) that bounds response lines, literals and the bytes of
+// each command's responses (limits.go), so a hostile or broken server can
+// neither hang a call past its timeout nor make a connection hold more than
+// its command's budget; a message larger than the server announced is
+// delivered with its header only (fetch.go).
 package imapsrc
 
 import (
@@ -19,6 +26,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -51,6 +59,11 @@ type Options struct {
 	// warning (default 64 MiB).
 	MaxMessageBytes int64
 	Logger          *slog.Logger
+	// Control, if set, is called for every connection after the address is
+	// resolved and before connecting, like net.Dialer.Control: an error
+	// refuses the connection (the app's network allow-list). The refusal is
+	// a config-class error, never retried as a network failure.
+	Control func(network, address string, c syscall.RawConn) error
 }
 
 func (o *Options) withDefaults() Options {
@@ -137,8 +150,8 @@ func Dial(ctx context.Context, mb *mail.Mailbox, opts *Options, onExists func())
 	dctx, cancel := context.WithTimeoutCause(ctx, o.DialTimeout, errors.New("imap dial timeout"))
 	defer cancel()
 
-	// Plain connections get no TLS config: the client keeps its options for
-	// the connection's life, and a tls.Config is ~0.5 KiB per mailbox.
+	// Only TLS connections get a config (a clone is ~0.5 KiB per mailbox);
+	// we do the handshakes ourselves, go-imap never sees it.
 	var tcfg *tls.Config
 	if ep.Implicit || ep.StartTLS {
 		if o.TLSConfig != nil {
@@ -152,14 +165,13 @@ func Dial(ctx context.Context, mb *mail.Mailbox, opts *Options, onExists func())
 	}
 	dialer := &net.Dialer{KeepAliveConfig: net.KeepAliveConfig{
 		Enable: true, Idle: keepAliveIdle, Interval: keepAliveInterval, Count: keepAliveCount,
-	}}
+	}, Control: allowList(o.Control)}
 	raw, err := dialer.DialContext(dctx, "tcp", ep.Addr)
 	if err != nil {
-		return nil, classify("connect", err)
+		return nil, dialError(err)
 	}
 	c := &Conn{opts: o, log: o.Logger}
 	copts := &imapclient.Options{
-		TLSConfig: tcfg,
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 				if d.NumMessages != nil && onExists != nil {
@@ -168,26 +180,27 @@ func Dial(ctx context.Context, mb *mail.Mailbox, opts *Options, onExists func())
 			},
 		},
 	}
-	cl, err := greet(dctx, raw, ep, tcfg, copts)
+	cl, g, err := greet(dctx, raw, ep, tcfg, copts)
 	if err != nil && ep.StartTLS && !ep.Required && mail.ClassOf(err) == mail.ClassProtocol {
 		// Opportunistic STARTTLS was refused by the server (not a failed
 		// handshake, which must never downgrade): fall back to plain text.
 		if raw, err = dialer.DialContext(dctx, "tcp", ep.Addr); err != nil {
-			return nil, classify("connect", err)
+			return nil, dialError(err)
 		}
 		ep.StartTLS = false
-		cl, err = greet(dctx, raw, ep, tcfg, copts)
+		cl, g, err = greet(dctx, raw, ep, tcfg, copts)
 	}
 	if err != nil {
 		return nil, err
 	}
-	c.c = cl
+	c.c, c.g = cl, g
 	// Everything until the login completes runs under the dial deadline.
 	stop := context.AfterFunc(dctx, func() { cl.Close() })
 	defer stop()
 	if err := authenticate(cl, mb); err != nil {
+		err = readFailure(dctx, g, "login", err) // before Close adds its own failure
 		cl.Close()
-		return nil, classify("login", ctxErr(dctx, err))
+		return nil, err
 	}
 	if !stop() {
 		cl.Close()
@@ -197,37 +210,42 @@ func Dial(ctx context.Context, mb *mail.Mailbox, opts *Options, onExists func())
 }
 
 // greet sets up TLS as the endpoint asks and waits for the server greeting.
-func greet(ctx context.Context, raw net.Conn, ep Endpoint, tcfg *tls.Config, copts *imapclient.Options) (*imapclient.Client, error) {
+// Everything go-imap reads passes through the returned guard, which starts
+// with the limits of the greeting and login.
+func greet(ctx context.Context, raw net.Conn, ep Endpoint, tcfg *tls.Config, copts *imapclient.Options) (*imapclient.Client, *guard, error) {
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
+	var g *guard
+	op := "greeting"
 	switch {
 	case ep.Implicit:
 		tc := tls.Client(raw, tcfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
-			return nil, classify("tls handshake", ctxErr(ctx, err))
+			return nil, nil, classify("tls handshake", ctxErr(ctx, err))
 		}
-		cl := imapclient.New(tc, copts)
-		if err := cl.WaitGreeting(); err != nil {
-			cl.Close()
-			return nil, classify("greeting", ctxErr(ctx, err))
-		}
-		return cl, nil
+		g = newGuard(tc, commandLimits(commandBudget))
 	case ep.StartTLS:
-		cl, err := imapclient.NewStartTLS(raw, copts)
+		tc, err := startTLS(ctx, raw, tcfg)
 		if err != nil {
 			raw.Close()
-			return nil, classify("starttls", ctxErr(ctx, err))
+			return nil, nil, err
 		}
-		return cl, nil
+		// The greeting was the plain-text one; the client must forget what
+		// it said and ask for the capabilities again (RFC 9051 §6.2.1).
+		g = newGuard(tc, commandLimits(commandBudget))
+		g.prefix = []byte("* OK TLS established\r\n")
+		op = "starttls"
 	default:
-		cl := imapclient.New(raw, copts)
-		if err := cl.WaitGreeting(); err != nil {
-			cl.Close()
-			return nil, classify("greeting", ctxErr(ctx, err))
-		}
-		return cl, nil
+		g = newGuard(raw, commandLimits(commandBudget))
 	}
+	cl := imapclient.New(g, copts)
+	if err := cl.WaitGreeting(); err != nil {
+		err = readFailure(ctx, g, op, err)
+		cl.Close()
+		return nil, nil, err
+	}
+	return cl, g, nil
 }
 
 func authenticate(cl *imapclient.Client, mb *mail.Mailbox) error {

@@ -17,7 +17,7 @@ type Folder = source.Folder
 // when the server supports them.
 func (c *Conn) Folders(ctx context.Context) ([]Folder, error) {
 	var out []Folder
-	err := c.run(ctx, "list folders", func() error {
+	err := c.run(ctx, "list folders", commandLimits(listBudget), func() error {
 		var opts *imap.ListOptions
 		if caps := c.c.Caps(); caps.Has(imap.CapSpecialUse) && caps.Has(imap.CapListExtended) {
 			opts = &imap.ListOptions{ReturnSpecialUse: true}

@@ -20,13 +20,14 @@ func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration
 		Close() error
 		Wait() error
 	}
-	if err := c.run(ctx, "idle", func() error {
+	if err := c.run(ctx, "idle", commandLimits(commandBudget), func() error {
 		ic, err := c.c.Idle()
 		cmd = ic
 		return err
 	}); err != nil {
 		return err
 	}
+	c.g.set(idleLimits()) // updates go to the exists callback: nothing to budget
 	t := time.NewTimer(max)
 	defer t.Stop()
 	select {
@@ -41,7 +42,7 @@ func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration
 	case <-t.C:
 	case <-c.c.Closed():
 	}
-	return c.run(ctx, "idle done", func() error {
+	return c.run(ctx, "idle done", commandLimits(commandBudget), func() error {
 		if err := cmd.Close(); err != nil {
 			return err
 		}
