@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime/debug"
 	"strings"
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
@@ -148,6 +149,19 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) error {
 	if err := creatio.Decode(body, &cmd); err != nil {
 		return err
 	}
+	if len(body) >= largeSendBody {
+		// The body is garbage from here on, but the collector would only
+		// notice once the message built next has grown the heap, and even
+		// then the freed pages stay resident while the built message, being
+		// larger, takes new ones: a 47 MiB send peaked at 151 MB RSS. Freeing
+		// the body and handing its pages back now, for the rare large send,
+		// brings that to the decoded files plus the built message.
+		// The same once the send is over, before the next one (waiting for the
+		// budget) reads its body.
+		body = nil
+		debug.FreeOSMemory()
+		defer debug.FreeOSMemory()
+	}
 	mb, err := cmd.Credentials.Mailbox()
 	if err != nil {
 		return err
@@ -197,6 +211,10 @@ func (a *API) ping(w http.ResponseWriter, r *http.Request) error {
 	writeText(w, http.StatusOK, "pong")
 	return nil
 }
+
+// largeSendBody: sends from this size on release their body before the
+// message is built (see send).
+const largeSendBody = 8 << 20
 
 // maxEndpoint bounds the URL an availability check accepts.
 const maxEndpoint = 2048

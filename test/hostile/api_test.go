@@ -112,7 +112,7 @@ func (s *suite) requestBodies(t *testing.T) {
 			if c.want >= 400 && len(out) > 2048 {
 				t.Errorf("a %d-byte error answer", len(out))
 			}
-			t.Logf("FIGURE %s: %d in %v, service RSS %.1f MiB", c.name, code, took.Round(time.Millisecond), s.rssMiB(t))
+			t.Logf("FIGURE %s: %d in %v, service RSS %.1f MiB (peak so far %.1f)", c.name, code, took.Round(time.Millisecond), s.rssMiB(t), s.peakMiB(t))
 			s.alive(t)
 		})
 	}
@@ -149,7 +149,7 @@ func (s *suite) requestBodies(t *testing.T) {
 				t.Errorf("send %d: %d %.200s", i, codes[i], outs[i])
 			}
 		}
-		t.Logf("FIGURE 4 parallel sends of %d MiB each: %v, service RSS %.1f → %.1f MiB", len(body)>>20, time.Since(start).Round(time.Millisecond), before, s.rssMiB(t))
+		t.Logf("FIGURE 4 parallel sends of %d MiB each: %v, service RSS %.1f → %.1f MiB (peak so far %.1f)", len(body)>>20, time.Since(start).Round(time.Millisecond), before, s.rssMiB(t), s.peakMiB(t))
 		s.alive(t)
 	})
 }

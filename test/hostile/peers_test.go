@@ -186,9 +186,11 @@ func (s *suite) noLockout(t *testing.T) {
 		s.synchronize(t, m)
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The subscription and the first history load may each try once, at
+	// the same time; after that the credentials are held.
 	failed := authFailures(s.dc.Log(), "locked@example.com") - before
-	if failed != 1 {
-		t.Fatalf("%d failed logins for locked@example.com, want 1:\n%s", failed, lastLines(s.dc.Log(), 20))
+	if failed < 1 || failed > 2 {
+		t.Fatalf("%d failed logins for locked@example.com, want 1 or 2:\n%s", failed, lastLines(s.dc.Log(), 20))
 	}
 	if st := s.states(t, []string{m.ID}); st[m.ID] != "error" {
 		t.Errorf("state %v, want error", st)
@@ -196,7 +198,7 @@ func (s *suite) noLockout(t *testing.T) {
 	m.Password = "pw"
 	s.create(t, "/api/listeners/recreate", []mailbox{m})
 	took := s.waitExists(t, []string{m.ID}, 10*time.Second)
-	t.Logf("FIGURE wrong password, 20 recreates + 20 synchronizes: 1 failed login; the right password exists after %v", took.Round(time.Millisecond))
+	t.Logf("FIGURE wrong password, 20 recreates + 20 synchronizes: %d failed logins; the right password exists after %v", failed, took.Round(time.Millisecond))
 	s.close(t, []string{m.ID})
 }
 
