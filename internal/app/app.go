@@ -68,6 +68,8 @@ type App struct {
 	api      *httpapi.API
 	server   *http.Server
 	listener net.Listener
+	health   *http.Server // nil unless EL_HEALTH_LISTEN_ADDR
+	healthLn net.Listener
 
 	stopCoord context.CancelFunc
 	stopOnce  sync.Once
@@ -270,6 +272,20 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", a.cfg.ListenAddr, err)
 	}
 	a.listener = a.api.Listener(ln)
+	if a.cfg.HealthAddr != "" {
+		hln, err := net.Listen("tcp", a.cfg.HealthAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen %s (EL_HEALTH_LISTEN_ADDR): %w", a.cfg.HealthAddr, err)
+		}
+		a.health, a.healthLn = a.api.HealthServer(), a.api.HealthListener(hln)
+		go func() {
+			defer a.panics.Recover(a.log, "http", nil)
+			if err := a.health.Serve(a.healthLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("health listener stopped", "err", err)
+			}
+		}()
+	}
 	base := context.WithoutCancel(ctx)
 	a.syncer.Start(base)
 	a.history.Begin(base)
@@ -300,7 +316,11 @@ func (a *App) Start(ctx context.Context) error {
 		defer a.panics.Recover(a.log, "http", nil)
 		a.served <- a.server.Serve(a.listener)
 	}()
-	a.log.Info("emaillistener started", "addr", ln.Addr().String(), "store", a.service.storeName, "node", a.cfg.NodeID, "restored", n)
+	attrs := []any{"addr", ln.Addr().String(), "store", a.service.storeName, "node", a.cfg.NodeID, "restored", n}
+	if a.healthLn != nil {
+		attrs = append(attrs, "health_addr", a.healthLn.Addr().String())
+	}
+	a.log.Info("emaillistener started", attrs...)
 	return nil
 }
 
@@ -325,6 +345,11 @@ func (a *App) Stop(ctx context.Context) error {
 		var errs []error
 		if err := a.server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		if a.health != nil {
+			// Probes keep answering until the API is down; the health
+			// listener goes last of the HTTP parts.
+			_ = a.health.Close()
 		}
 		if a.cluster != nil {
 			// Hand-over: tell the others we are leaving (placement skips us),

@@ -20,6 +20,7 @@ import (
 // Config is the whole service configuration.
 type Config struct {
 	ListenAddr      string
+	HealthAddr      string // optional second listener for the health paths only
 	PathPrefix      string // extra mount point of the API, e.g. /exchangelistener
 	LogLevel        string
 	LogFormat       string
@@ -188,6 +189,7 @@ func boolean(p func(*Config) *bool) func(*Config, string) error {
 // Settings lists every setting in documentation order.
 var Settings = []Setting{
 	{"listen-addr", "EL_LISTEN_ADDR", ":10000", "HTTP listen address of the API and /metrics", str(func(c *Config) *string { return &c.ListenAddr })},
+	{"health-listen-addr", "EL_HEALTH_LISTEN_ADDR", "", "optional second address serving only the health paths (/api/listeners/status, /api/listeners/exists, /readyz, /metrics), e.g. :10001 for the Kubernetes probes: a flood of API clients cannot fill it", str(func(c *Config) *string { return &c.HealthAddr })},
 	{"path-prefix", "EL_PATH_PREFIX", "", "also serve the API under this path prefix (ingress path), e.g. /exchangelistener", str(func(c *Config) *string { return &c.PathPrefix })},
 	{"log-level", "EL_LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"log-format", "EL_LOG_FORMAT", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},

@@ -112,6 +112,7 @@ type API struct {
 	opts     Options
 	log      *slog.Logger
 	mux      *http.ServeMux
+	health   *http.ServeMux // the health paths alone, for a separate listener
 	cop      *http.CrossOriginProtection
 	hosts    map[string]bool
 	requests *prometheus.CounterVec
@@ -145,8 +146,9 @@ func New(opts Options) (*API, error) {
 	a := &API{
 		opts:  opts,
 		log:   opts.Logger,
-		mux:   http.NewServeMux(),
-		cop:   http.NewCrossOriginProtection(),
+		mux:    http.NewServeMux(),
+		health: http.NewServeMux(),
+		cop:    http.NewCrossOriginProtection(),
 		hosts: hostSet(opts.AllowedHosts),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "emaillistener_http_requests_total",
@@ -186,6 +188,7 @@ func (a *API) routes() {
 	a.handle("GET /readyz", health, a.ready)
 	if a.opts.Metrics != nil {
 		a.mux.Handle("GET /metrics", a.guard(health, a.opts.Metrics))
+		a.health.Handle("GET /metrics", a.opts.Metrics)
 	}
 	if a.opts.Pprof != nil {
 		a.mux.Handle("/debug/pprof/", a.guard(plain, a.opts.Pprof))
@@ -202,7 +205,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 func (a *API) handle(pattern string, class routeClass, h handlerFunc) {
 	route := pattern[strings.IndexByte(pattern, ' ')+1:]
 	a.requests.WithLabelValues(route, "200")
-	a.mux.Handle(pattern, a.guard(class, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	wrapped := a.guard(class, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		panicked := false
@@ -223,12 +226,18 @@ func (a *API) handle(pattern string, class routeClass, h handlerFunc) {
 		a.requests.WithLabelValues(route, itoa(rw.code)).Inc()
 		a.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		a.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rw.code, "duration", time.Since(start))
-	})))
+	}))
+	a.mux.Handle(pattern, wrapped)
+	if class == health {
+		a.health.Handle(pattern, wrapped)
+	}
 }
 
 // ServeHTTP strips the optional prefix and lower-cases the path (the original
 // ASP.NET service routes case-insensitively) before routing.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.route(a.mux, w, r) }
+
+func (a *API) route(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
 	p := strings.ToLower(r.URL.Path)
 	if a.opts.PathPrefix != "" && (p == a.opts.PathPrefix || strings.HasPrefix(p, a.opts.PathPrefix+"/")) {
 		p = strings.TrimPrefix(p, a.opts.PathPrefix)
@@ -238,7 +247,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r2.URL.Path, r2.URL.RawPath = p, ""
 		r = r2
 	}
-	a.mux.ServeHTTP(w, r)
+	mux.ServeHTTP(w, r)
 }
 
 // fail is the one place that maps errors to HTTP statuses.

@@ -44,6 +44,25 @@ func (a *API) Server() *http.Server {
 	}
 }
 
+// healthConnections caps the connections of the health listener.
+const healthConnections = 64
+
+// HealthServer returns an http.Server for the health paths alone
+// (/api/listeners/status and /exists, /readyz, /metrics), for a listener of
+// their own (HealthListener) that a flood of API clients cannot fill.
+func (a *API) HealthServer() *http.Server {
+	srv := a.Server()
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.route(a.health, w, r) })
+	srv.ConnContext = nil
+	return srv
+}
+
+// HealthListener caps the health listener's connections at
+// healthConnections; beyond that a connection is answered 503 and closed.
+func (a *API) HealthListener(ln net.Listener) net.Listener {
+	return &limitListener{Listener: ln, api: a, max: healthConnections, hard: healthConnections}
+}
+
 type limitListener struct {
 	net.Listener
 	api       *API

@@ -33,7 +33,8 @@ func BuildService(t testing.TB, root string) string {
 // so that tests see it exactly as operators do: its own memory, its own
 // descriptors, killable.
 type Service struct {
-	Base string // http://127.0.0.1:port
+	Base   string // http://127.0.0.1:port
+	Health string // http://127.0.0.1:port of EL_HEALTH_LISTEN_ADDR, if set
 	cmd  *exec.Cmd
 	exit chan struct{}
 
@@ -64,9 +65,8 @@ func StartService(t testing.TB, bin string, env ...string) *Service {
 	for s.Base == "" && sc.Scan() {
 		line := sc.Text()
 		head = append(head, line)
-		if i := strings.Index(line, `"addr":"`); i >= 0 && strings.Contains(line, "started") {
-			addr := line[i+8:]
-			s.Base = "http://" + addr[:strings.IndexByte(addr, '"')]
+		if strings.Contains(line, "started") {
+			s.Base, s.Health = jsonAddr(line, "addr"), jsonAddr(line, "health_addr")
 		}
 	}
 	if s.Base == "" {
@@ -84,6 +84,17 @@ func StartService(t testing.TB, bin string, env ...string) *Service {
 	go func() { _ = cmd.Wait(); close(s.exit) }()
 	t.Cleanup(s.Kill)
 	return s
+}
+
+// jsonAddr returns "http://" + the string value of key in a JSON log line, or
+// "" when the line has no such key.
+func jsonAddr(line, key string) string {
+	i := strings.Index(line, `"`+key+`":"`)
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key)+4:]
+	return "http://" + v[:strings.IndexByte(v, '"')]
 }
 
 // PID is the service's process id.
