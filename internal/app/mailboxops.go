@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/history"
@@ -134,7 +133,7 @@ func describe(mb *mail.Mailbox, err error) string {
 	if where == "" {
 		where = mb.Host
 	}
-	where = excerpt(where, 300)
+	where = creatio.Excerpt(where, 300)
 	switch mail.ClassOf(err) {
 	case mail.ClassAuth:
 		return fmt.Sprintf("Authentication failed for %q on %s: %v", mb.UserName, where, err)
@@ -239,22 +238,10 @@ func (o *mailboxOps) Ping(ctx context.Context, endpoint string) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("the service cannot reach %s://%s: %v", u.Scheme, excerpt(u.Host, 100), err)
+		return fmt.Errorf("the service cannot reach %s://%s: %v", u.Scheme, creatio.Excerpt(u.Host, 100), err)
 	}
 	resp.Body.Close()
 	return nil
-}
-
-// excerpt shortens s to at most n bytes on a rune boundary: messages never
-// echo caller input at length.
-func excerpt(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 // opError keeps the classified error for logs and status mapping and gives

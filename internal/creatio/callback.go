@@ -73,7 +73,7 @@ func CallbackURL(endpoint, op string) (string, error) {
 // (style: never log credentials or full URLs).
 func safeURL(u *url.URL) string {
 	v := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, Opaque: u.Opaque}
-	return truncate(v.String(), 200)
+	return Excerpt(v.String(), 200)
 }
 
 // CheckEndpoint is the one rule for a mailbox's BpmEndpoint on every route

@@ -189,7 +189,7 @@ func (c *SynchronizationCredentials) serverKind(serviceURL string) (mail.ServerK
 		}
 		return mail.ServerIMAP, "", nil
 	}
-	return mail.ServerUnknown, id, fieldError("ServerTypeId", "credentials: unsupported server type %s", strconv.Quote(truncate(raw, 64)))
+	return mail.ServerUnknown, id, fieldError("ServerTypeId", "credentials: unsupported server type %s", strconv.Quote(Excerpt(raw, 64)))
 }
 
 func secureOption(p *FlexInt) mail.SecureOption {
@@ -213,7 +213,7 @@ func splitServiceURL(s string) (host string, port int, err error) {
 	if strings.Contains(s, "://") {
 		u, perr := url.Parse(s)
 		if perr != nil || u.Hostname() == "" {
-			return "", 0, fieldError("ServiceUrl", "credentials: ServiceUrl %s is not a valid host or URL", strconv.Quote(truncate(s, 128)))
+			return "", 0, fieldError("ServiceUrl", "credentials: ServiceUrl %s is not a valid host or URL", strconv.Quote(Excerpt(s, 128)))
 		}
 		host, portText = u.Hostname(), u.Port()
 	} else {
@@ -227,7 +227,7 @@ func splitServiceURL(s string) (host string, port int, err error) {
 	if portText != "" {
 		port, err = strconv.Atoi(portText)
 		if err != nil || port < 1 || port > 65535 {
-			return "", 0, fieldError("ServiceUrl", "credentials: ServiceUrl %s has an invalid port", strconv.Quote(truncate(s, 128)))
+			return "", 0, fieldError("ServiceUrl", "credentials: ServiceUrl %s has an invalid port", strconv.Quote(Excerpt(s, 128)))
 		}
 	}
 	return host, port, nil
@@ -291,8 +291,9 @@ func (c *SynchronizationCredentials) extra(serviceURL string) map[string]string 
 	return m
 }
 
-// truncate shortens s to at most n bytes on a rune boundary, for error messages.
-func truncate(s string, n int) string {
+// Excerpt shortens s to at most n bytes on a rune boundary, marking the cut
+// with an ellipsis: error texts and answers never echo input at length.
+func Excerpt(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -107,7 +107,7 @@ func flexTypeError(b []byte, isString bool, t reflect.Type) error {
 	var what string
 	switch {
 	case isString:
-		what = "string " + truncate(string(b), 32)
+		what = "string " + Excerpt(string(b), 32)
 	case b[0] == '{':
 		what = "object"
 	case b[0] == '[':
@@ -115,7 +115,7 @@ func flexTypeError(b []byte, isString bool, t reflect.Type) error {
 	case b[0] == 't' || b[0] == 'f':
 		what = "boolean " + string(b)
 	default:
-		what = "number " + truncate(string(b), 32)
+		what = "number " + Excerpt(string(b), 32)
 	}
 	return &json.UnmarshalTypeError{Value: what, Type: t}
 }

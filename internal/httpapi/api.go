@@ -144,12 +144,12 @@ func New(opts Options) (*API, error) {
 	opts.PathPrefix = strings.TrimRight(strings.ToLower(opts.PathPrefix), "/")
 	f := promauto.With(opts.Registerer)
 	a := &API{
-		opts:  opts,
-		log:   opts.Logger,
+		opts:   opts,
+		log:    opts.Logger,
 		mux:    http.NewServeMux(),
 		health: http.NewServeMux(),
 		cop:    http.NewCrossOriginProtection(),
-		hosts: hostSet(opts.AllowedHosts),
+		hosts:  hostSet(opts.AllowedHosts),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "emaillistener_http_requests_total",
 			Help: "API requests, by route and status code.",
@@ -306,7 +306,7 @@ type errorBody struct {
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, errorBody{Error: excerpt(msg, maxMessage), Code: code})
+	writeJSON(w, code, errorBody{Error: creatio.Excerpt(msg, maxMessage), Code: code})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

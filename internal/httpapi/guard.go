@@ -30,7 +30,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // routeClass is the limit set of a route.
@@ -176,15 +175,4 @@ func hostOnly(hostport string) string {
 		h = host
 	}
 	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
-}
-
-// excerpt shortens s to at most n bytes on a rune boundary.
-func excerpt(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

@@ -79,7 +79,7 @@ func (a *API) validate(w http.ResponseWriter, r *http.Request) error {
 		if errors.As(err, &te) || errors.Is(err, creatio.ErrTooLarge) {
 			return err
 		}
-		writeJSON(w, http.StatusOK, creatio.ValidationFailed(excerpt(err.Error(), maxMessage), creatio.ActionEmailTroubleShoot))
+		writeJSON(w, http.StatusOK, creatio.ValidationFailed(creatio.Excerpt(err.Error(), maxMessage), creatio.ActionEmailTroubleShoot))
 		return nil
 	}
 	writeJSON(w, http.StatusOK, svc.Validate(r.Context(), mb))
@@ -174,7 +174,7 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) error {
 			text = ue.UserMessage()
 		}
 		a.log.Info("send failed", "mailbox", string(mb.ID), "class", mail.ClassOf(err), "err", err)
-		writeText(w, http.StatusOK, excerpt(text, maxMessage))
+		writeText(w, http.StatusOK, creatio.Excerpt(text, maxMessage))
 		return nil
 	}
 	w.WriteHeader(http.StatusOK)
@@ -205,7 +205,7 @@ func (a *API) ping(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err := svc.Ping(r.Context(), endpoint); err != nil {
-		writeText(w, http.StatusOK, excerpt(err.Error(), maxMessage))
+		writeText(w, http.StatusOK, creatio.Excerpt(err.Error(), maxMessage))
 		return nil
 	}
 	writeText(w, http.StatusOK, "pong")

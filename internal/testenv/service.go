@@ -35,8 +35,8 @@ func BuildService(t testing.TB, root string) string {
 type Service struct {
 	Base   string // http://127.0.0.1:port
 	Health string // http://127.0.0.1:port of EL_HEALTH_LISTEN_ADDR, if set
-	cmd  *exec.Cmd
-	exit chan struct{}
+	cmd    *exec.Cmd
+	exit   chan struct{}
 
 	mu    sync.Mutex
 	lines []string // log lines after the start line

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emaillistener/emaillistener/internal/testenv"
 )
 
 // credentials renders one credentials object (validate/folders take an object,
@@ -69,7 +71,7 @@ func TestValidateSelfSignedAndTimeout(t *testing.T) {
 		t.Errorf("self-signed certificate: %+v", v)
 	}
 	// A server that accepts TCP but never greets: the validate budget ends it.
-	silent := silentListener(t)
+	silent := testenv.SilentListener(t)
 	start := time.Now()
 	v = e.validate(mailboxSpec{ID: "aaaaaaaa-0000-4000-8000-00000000000b", User: "alice@example.com", Password: "alicepw", Addr: silent})
 	if v.IsValid || !strings.Contains(v.Message, "did not answer in time") || time.Since(start) > 10*time.Second {

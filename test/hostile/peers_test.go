@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -221,35 +219,10 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// silentHTTP accepts connections and never answers: a callback that hangs.
+// silentHTTP is a callback endpoint that accepts connections and never
+// answers.
 func silentHTTP(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String() + "/0/ServiceModel/ExchangeListenerService.svc/ProcessFullEmail"
+	return "http://" + testenv.SilentListener(t) + "/0/ServiceModel/ExchangeListenerService.svc/ProcessFullEmail"
 }
 
 // deadCallbacksHistory starts as many history loads as there are slots for
