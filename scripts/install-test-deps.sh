@@ -13,7 +13,7 @@ set -euo pipefail
 PACKAGES=(dovecot-imapd dovecot-lmtpd openssl redis-server redis-tools postfix)
 # Dovecot silently falls back to 30 s polling for IDLE (and hibernation silently stops)
 # once its uid exceeds max_user_instances inotify instances; the default is 128, which
-# parallel test instances under the same uid exhaust quickly (docs: testinfra §1 item 9, §2).
+# parallel test instances under the same uid exhaust quickly.
 MIN_INOTIFY_INSTANCES=65536
 MIN_INOTIFY_WATCHES=1048576
 

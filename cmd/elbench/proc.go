@@ -20,7 +20,8 @@ const clockTicks = 100
 
 // minInotifyInstances is what scripts/install-test-deps.sh sets. Below it Dovecot, past
 // ~max_user_instances IDLE connections of its uid, silently falls back to 30 s polling and
-// stops hibernating (testinfra §1 gotcha 9), which would make every number here wrong.
+// stops hibernating (inotify instances are counted per uid, default 128), which would
+// make every number here wrong.
 const minInotifyInstances = 8192
 
 // rssBytes returns VmRSS of pid from /proc/PID/status.

@@ -397,7 +397,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // settle waits at least d, then until Dovecot holds at least want connections in
 // imap-hibernate or maxWait more has passed; it returns the hibernated count. Only
 // hibernated IDLE connections get Dovecot's fast (5-25 ms) notification; a normal imap
-// process delays it by ~500 ms (testinfra §1 gotcha 8).
+// process delays it by a fixed ~500 ms (Dovecot's built-in notify delay).
 func (s *stack) settle(ctx context.Context, d time.Duration, want int, maxWait time.Duration) (int, error) {
 	if err := sleepCtx(ctx, d); err != nil {
 		return 0, err

@@ -20,11 +20,11 @@
 //     A crashed node's key expires after the TTL; peers drop it at their next
 //     refresh.
 //
-// The events channel (el:events) also carries the application's messages
-// (Publish, Subscribe), e.g. "mailbox:<id>" when a registration changes. It is
-// Redis pub/sub: at most once, lost while disconnected. Subscribers get
-// Resync when messages may have been lost and must then reconcile;
-// reconciliation on a timer remains the backstop.
+// The events channel (el:events) also carries registration changes (Event:
+// "sub:<mode>:<id>" after create/recreate/update, "close:<id>" after close;
+// event.go encodes and decodes them). It is Redis pub/sub: at most once, lost
+// while disconnected. Subscribers get Resync when messages may have been lost
+// and must then reconcile; reconciliation on a timer remains the backstop.
 //
 // Implementation notes:
 //

@@ -22,7 +22,7 @@ const (
 )
 
 // Publish sends msg to every node's subscribers (this node's included), e.g.
-// "mailbox:<id>" after a registry change. Delivery is at most once: a node
+// an Event after a registry change. Delivery is at most once: a node
 // that is disconnected from Redis at the time misses it (and gets Resync).
 func (m *Membership) Publish(ctx context.Context, msg string) error {
 	if msg == Resync {

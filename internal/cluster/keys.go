@@ -1,8 +1,5 @@
 package cluster
 
-// DefaultPrefix starts every key and channel this package uses.
-const DefaultPrefix = "el:"
-
 // Key layout (prefix default "el:"):
 //
 //	el:node:<id>  string, JSON Node, PX TTL   a live node (heartbeat)

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/emaillistener/emaillistener/internal/obs"
+	"github.com/emaillistener/emaillistener/internal/redisconf"
 )
 
 // Defaults for Options.
@@ -47,7 +48,7 @@ type Options struct {
 	Capacity int           // default DefaultCapacity
 	TTL      time.Duration // heartbeat key TTL; default DefaultTTL
 	Beat     time.Duration // heartbeat interval; default DefaultBeat; at most TTL/2
-	Prefix   string        // default DefaultPrefix
+	Prefix   string        // default redisconf.DefaultPrefix
 	// SubscriberBuffer is the number of messages buffered per Subscribe
 	// channel; default 256.
 	SubscriberBuffer int
@@ -68,7 +69,7 @@ func (o *Options) setDefaults() {
 		o.Beat = min(DefaultBeat, o.TTL/3)
 	}
 	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
+		o.Prefix = redisconf.DefaultPrefix
 	}
 	if o.SubscriberBuffer <= 0 {
 		o.SubscriberBuffer = 256

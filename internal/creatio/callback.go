@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
 // Operations of Creatio's ExchangeListenerService.svc that this service calls
-// (spec §3). NewEmail and ProcessBinarySerializedEmail are deliberately absent:
-// the first is the legacy id-only mode, the second silently drops emails since
-// Creatio 8.0.6 (spec §3.6).
+// (docs/CREATIO-PROTOCOL.md §11). NewEmail and ProcessBinarySerializedEmail are
+// deliberately absent: the first is the legacy id-only mode, the second
+// silently drops emails since Creatio 8.0.6 (docs/CREATIO-PROTOCOL.md §11.8).
 const (
 	OpProcessFullEmail    = "ProcessFullEmail"
 	OpProcessMailboxState = "ProcessMailboxState"
@@ -24,9 +26,9 @@ const serviceSegment = "ExchangeListenerService.svc"
 var ErrBadEndpoint = errors.New("creatio: bad callback endpoint")
 
 // CallbackURL derives the URL of operation op from the BpmEndpoint Creatio sent
-// (spec §3.1). Creatio gives one URL, typically ending in /NewEmail (the admin
-// docs) or /ProcessFullEmail (auto-generated), so the last path segment is
-// replaced by op:
+// (docs/CREATIO-PROTOCOL.md §11.1). Creatio gives one URL, typically ending in
+// /NewEmail (the admin docs) or /ProcessFullEmail (auto-generated), so the last
+// path segment is replaced by op:
 //
 //	https://crm/0/ServiceModel/ExchangeListenerService.svc/NewEmail  -> …/ExchangeListenerService.svc/<op>
 //	https://crm/ServiceModel/ExchangeListenerService.svc/            -> …/ExchangeListenerService.svc/<op>
@@ -70,10 +72,10 @@ func CallbackURL(endpoint, op string) (string, error) {
 }
 
 // safeURL renders u for an error message: no user info, query or fragment
-// (style: never log credentials or full URLs).
+// (credentials and full URLs are never logged).
 func safeURL(u *url.URL) string {
 	v := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, Opaque: u.Opaque}
-	return Excerpt(v.String(), 200)
+	return mail.Excerpt(v.String(), 200)
 }
 
 // CheckEndpoint is the one rule for a mailbox's BpmEndpoint on every route

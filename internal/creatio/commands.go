@@ -8,22 +8,23 @@ import (
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
-// SyncEmailsCommand is the body of POST /api/email/synchronize (spec §4.1),
-// standard JSON. Read Filters through Filter.
+// SyncEmailsCommand is the body of POST /api/email/synchronize
+// (docs/CREATIO-PROTOCOL.md §9.1), standard JSON. Read Filters through Filter.
 type SyncEmailsCommand struct {
 	Credentials SynchronizationCredentials `json:"Credentials"`
 	// Filters is the decimal string of UTC .NET ticks for Exchange, or an IMAP
-	// SEARCH criteria string for IMAP (spec §4.1).
+	// SEARCH criteria string for IMAP (docs/CREATIO-PROTOCOL.md §9.2, §9.3).
 	Filters string `json:"Filters"`
 	// SyncSinceTimeStamp is the ~7.15 form of the load-from date (UTC ticks),
-	// used when Filters is empty (spec §4.1).
+	// used when Filters is empty (docs/CREATIO-PROTOCOL.md §9.1).
 	SyncSinceTimeStamp FlexInt `json:"SyncSinceTimeStamp,omitempty"`
 }
 
-// SendCommand is the body of POST /apiv2/email/send and /api/email/send (spec
-// §4.2), standard JSON. The files are in Email.Attachments; the top-level
-// Attachments is null in every known Creatio build. Answer 200 with an empty
-// body on success; any body text is shown to the user as the error.
+// SendCommand is the body of POST /apiv2/email/send and /api/email/send
+// (docs/CREATIO-PROTOCOL.md §10), standard JSON. The files are in
+// Email.Attachments; the top-level Attachments is null in every known Creatio
+// build. Answer 200 with an empty body on success; any body text is shown to
+// the user as the error.
 type SendCommand struct {
 	Email       Email                      `json:"Email"`
 	Attachments []Attachment               `json:"Attachments"`
@@ -47,11 +48,13 @@ type SyncFilter struct {
 	// Undraft and Undeleted exclude \Draft and \Deleted messages.
 	Undraft, Undeleted bool
 	// Ignored lists criteria this parser does not understand. They are dropped,
-	// which can only widen the sync; Creatio deduplicates (spec §7.1).
+	// which can only widen the sync; Creatio deduplicates
+	// (docs/CREATIO-PROTOCOL.md §14).
 	Ignored []string
 }
 
-// Filter interprets Filters (spec §4.1): a decimal number is Exchange ticks
+// Filter interprets Filters (docs/CREATIO-PROTOCOL.md §9.2, §9.3): a decimal
+// number is Exchange ticks
 // (0-ish means everything); anything else is parsed as the IMAP SEARCH
 // criteria Creatio's strategies produce, e.g. "UNDRAFT UNDELETED SENTSINCE
 // 01-Jan-2026". An empty Filters falls back to SyncSinceTimeStamp.

@@ -7,12 +7,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
-// Creatio's MailServer.TypeId values (spec §2.2, ServerTypeId).
+// Creatio's MailServer.TypeId values (ServerTypeId, docs/CREATIO-PROTOCOL.md §4.2).
 const (
 	ServerTypeIMAP     = "844f0837-eaa0-4f40-b965-71f5db9eae6e"
 	ServerTypeExchange = "3490bd45-4f4d-4613-aa06-454546f3342a"
@@ -30,8 +29,9 @@ const (
 )
 
 // SynchronizationCredentials is the mailbox descriptor Creatio sends to create,
-// recreate, update, validate, folders, synchronize and send (spec §2.2). Every
-// field is optional because older Creatio builds omit many of them (spec §2.5).
+// recreate, update, validate, folders, synchronize and send
+// (docs/CREATIO-PROTOCOL.md §4.2). Every field is optional because older
+// Creatio builds omit many of them (docs/CREATIO-PROTOCOL.md §4.4).
 // Password and AccessToken are secrets: String and LogValue redact them.
 type SynchronizationCredentials struct {
 	ID                      string              `json:"Id"`                      // mailbox id (GUID); subscription key
@@ -87,13 +87,13 @@ func redacted(s string) string {
 	return "<redacted>"
 }
 
-// Mailbox validates c and maps it to the domain type (spec §2.2). Errors are
-// *RequestError naming the field:
+// Mailbox validates c and maps it to the domain type
+// (docs/CREATIO-PROTOCOL.md §4.2). Errors are *RequestError naming the field:
 //   - Id is required; it is normalized with NormalizeID.
 //   - ServerTypeId selects the kind. An empty one (Creatio ~7.15 did not send
-//     it, spec §2.5) means IMAP, except that an http(s) ServiceUrl or
-//     IsAutodiscover=true means Exchange: those old builds used the listener for
-//     Exchange, and no IMAP server is addressed by an http URL.
+//     it, docs/CREATIO-PROTOCOL.md §4.4) means IMAP, except that an http(s)
+//     ServiceUrl or IsAutodiscover=true means Exchange: those old builds used
+//     the listener for Exchange, and no IMAP server is addressed by an http URL.
 //   - For IMAP, Host is the bare host name extracted from ServiceUrl (which may
 //     be "host", "host:993" or "imaps://host:993"), and a port in ServiceUrl is
 //     used only when Port is 0. Port stays 0 when neither gives one: the IMAP
@@ -189,7 +189,7 @@ func (c *SynchronizationCredentials) serverKind(serviceURL string) (mail.ServerK
 		}
 		return mail.ServerIMAP, "", nil
 	}
-	return mail.ServerUnknown, id, fieldError("ServerTypeId", "credentials: unsupported server type %s", strconv.Quote(Excerpt(raw, 64)))
+	return mail.ServerUnknown, id, fieldError("ServerTypeId", "credentials: unsupported server type %s", strconv.Quote(mail.Excerpt(raw, 64)))
 }
 
 func secureOption(p *FlexInt) mail.SecureOption {
@@ -213,7 +213,7 @@ func splitServiceURL(s string) (host string, port int, err error) {
 	if strings.Contains(s, "://") {
 		u, perr := url.Parse(s)
 		if perr != nil || u.Hostname() == "" {
-			return "", 0, fieldError("ServiceUrl", "credentials: ServiceUrl %s is not a valid host or URL", strconv.Quote(Excerpt(s, 128)))
+			return "", 0, fieldError("ServiceUrl", "credentials: ServiceUrl %s is not a valid host or URL", strconv.Quote(mail.Excerpt(s, 128)))
 		}
 		host, portText = u.Hostname(), u.Port()
 	} else {
@@ -227,7 +227,7 @@ func splitServiceURL(s string) (host string, port int, err error) {
 	if portText != "" {
 		port, err = strconv.Atoi(portText)
 		if err != nil || port < 1 || port > 65535 {
-			return "", 0, fieldError("ServiceUrl", "credentials: ServiceUrl %s has an invalid port", strconv.Quote(Excerpt(s, 128)))
+			return "", 0, fieldError("ServiceUrl", "credentials: ServiceUrl %s has an invalid port", strconv.Quote(mail.Excerpt(s, 128)))
 		}
 	}
 	return host, port, nil
@@ -289,16 +289,4 @@ func (c *SynchronizationCredentials) extra(serviceURL string) map[string]string 
 		return nil
 	}
 	return m
-}
-
-// Excerpt shortens s to at most n bytes on a rune boundary, marking the cut
-// with an ellipsis: error texts and answers never echo input at length.
-func Excerpt(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

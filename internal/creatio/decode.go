@@ -48,7 +48,8 @@ var DefaultLimits = Limits{MaxValues: 200_000, MaxContainers: 10_000}
 // RequestError is a request from Creatio that this service cannot use: the body
 // is not JSON, has the wrong shape or types, or lacks a required field. The HTTP
 // layer answers such requests with 400 (except /api/mailbox/validate, which
-// should answer 200 with IsValid=false, spec §4.4). Read it with errors.As.
+// should answer 200 with IsValid=false, docs/CREATIO-PROTOCOL.md §8.1). Read it
+// with errors.As.
 type RequestError struct {
 	// Field is the JSON path of the offending property ("Port",
 	// "FeatureValues.UseBinaryData"); empty when the body as a whole is wrong.
@@ -72,10 +73,11 @@ func fieldError(field, format string, args ...any) *RequestError {
 
 // Decode parses a request body from Creatio into v, which must be a non-nil
 // pointer. It accepts standard JSON and the Newtonsoft QuoteName=false dialect
-// Creatio uses for create/recreate/update/validate/folders (spec §2.4): bare
+// Creatio uses for create/recreate/update/validate/folders
+// (docs/CREATIO-PROTOCOL.md §5): bare
 // property names, single-quoted strings, a UTF-8 BOM and trailing commas.
 // Property names match case-insensitively; unknown properties are ignored so
-// that newer Creatio builds can add fields (spec §2.5).
+// that newer Creatio builds can add fields (docs/CREATIO-PROTOCOL.md §4.4).
 //
 // Every error caused by the body is a *RequestError: syntax errors carry the
 // byte offset in the original body, type errors name the field.
@@ -178,7 +180,8 @@ func article(s string) string {
 }
 
 // DecodeCredentialsList decodes the body of create, recreate and update: a JSON
-// array of SynchronizationCredentials (Creatio sends exactly one, spec §2.3).
+// array of SynchronizationCredentials (Creatio sends exactly one,
+// docs/CREATIO-PROTOCOL.md §3.2).
 // An empty array is a *RequestError.
 func DecodeCredentialsList(data []byte) ([]SynchronizationCredentials, error) {
 	var list []SynchronizationCredentials
@@ -194,7 +197,8 @@ func DecodeCredentialsList(data []byte) ([]SynchronizationCredentials, error) {
 }
 
 // DecodeIDs decodes the body of close and subscriptionsstate: a JSON array of
-// at most MaxIDsPerRequest mailbox ids (spec §1.2 #4, #5). Ids are normalized
+// at most MaxIDsPerRequest mailbox ids (docs/CREATIO-PROTOCOL.md §3.1 rows 4
+// and 5, §3.2). Ids are normalized
 // with NormalizeID; blank entries are dropped and duplicates removed, keeping
 // the first occurrence. An id that is not 1–128 printable characters is a
 // *RequestError naming its position.
@@ -221,7 +225,8 @@ func DecodeIDs(data []byte) ([]mail.MailboxID, error) {
 }
 
 // NormalizeID trims s and, when it is a GUID (optionally in braces), returns it
-// in the lower-case "d" format Creatio itself uses (spec §2.4), so that ids from
+// in the lower-case "d" format Creatio itself uses (docs/CREATIO-PROTOCOL.md
+// §4.5), so that ids from
 // credentials, close and subscriptionsstate compare equal. Other strings are
 // returned trimmed but otherwise unchanged.
 func NormalizeID(s string) mail.MailboxID {

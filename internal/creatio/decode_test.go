@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// createBody is a create/recreate body as Creatio 8.1 writes it (spec §2.4):
-// one credentials object in an array, property names unquoted; about 1 KB.
+// createBody is a create/recreate body as Creatio 8.1 writes it
+// (docs/CREATIO-PROTOCOL.md §5.1): one credentials object in an array, property
+// names unquoted; about 1 KB.
 const createBody = `[{FolderIds:["INBOX","Sent Items","Archive/2025/Customers","Projects/Creatio \"EL\" migration"],PersonalMetrics:false,UseFullEmail:true,` +
 	`BpmUserTimeZone:"Russian Standard Time",FeatureValues:{MarkEmailsAsSynchronized:true,UseBinaryData:false},` +
 	`BpmUser:"Supervisor",BpmEndpoint:"https://crm.example.com/0/ServiceModel/ExchangeListenerService.svc/ProcessFullEmail",` +

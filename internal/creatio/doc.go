@@ -1,11 +1,12 @@
 // Package creatio is the Creatio wire format in one place. Comments cite the
-// reconstructed contract, creatio-contract.md in the shared spec directory, as
-// "spec §n". It owns:
+// reconstructed contract, docs/CREATIO-PROTOCOL.md, by section
+// ("docs/CREATIO-PROTOCOL.md §n"). It owns:
 //
 //   - Decode: lenient JSON decoding of Creatio's request bodies, which come
-//     with unquoted property names (Newtonsoft QuoteName=false, spec §2.4), and
-//     FlexInt/FlexBool for scalars .NET may send as strings. Errors are
-//     *RequestError, which the HTTP layer maps to 400.
+//     with unquoted property names (Newtonsoft QuoteName=false,
+//     docs/CREATIO-PROTOCOL.md §5), and FlexInt/FlexBool for scalars .NET may
+//     send as strings. Errors are *RequestError, which the HTTP layer maps to
+//     400.
 //   - The request DTOs (SynchronizationCredentials, SyncEmailsCommand,
 //     SendCommand) and their mapping to domain types (Mailbox, Email.Message,
 //     SyncEmailsCommand.Filter).

@@ -10,7 +10,8 @@ import (
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
-// Email is Creatio's EmailContract.DTO.Email (spec §3.2). It travels both ways:
+// Email is Creatio's EmailContract.DTO.Email (docs/CREATIO-PROTOCOL.md §11.4,
+// §10.2). It travels both ways:
 // inside LoadEmailCommand to ProcessFullEmail (built by NewEmail) and inside
 // SendCommand from Creatio (read with Message). The misspelt names are Creatio's.
 //
@@ -29,12 +30,12 @@ type Email struct {
 	IsHTMLBody          FlexBool     `json:"IsHtmlBody"`          // Body is HTML
 	Attachments         []Attachment `json:"Attachments"`         // content inline, base64
 	SendDateTimeStamp   FlexInt      `json:"SendDateTimeStamp"`   // UTC .NET ticks, see Ticks
-	MessageID           string       `json:"MessageId"`           // required by Creatio; dedup key (spec §7.1)
+	MessageID           string       `json:"MessageId"`           // required by Creatio; dedup key (docs/CREATIO-PROTOCOL.md §14)
 	InReplyTo           string       `json:"InReplyTo"`           // threading
 	References          string       `json:"References"`          // raw header value
 }
 
-// Attachment is Creatio's EmailContract.DTO.Attachment (spec §3.2).
+// Attachment is Creatio's EmailContract.DTO.Attachment (docs/CREATIO-PROTOCOL.md §11.5).
 type Attachment struct {
 	// ID is the Content-ID without "cid:" or angle brackets for inline parts; it
 	// must match the cid: reference in the HTML body or Creatio downgrades the
@@ -48,14 +49,15 @@ type Attachment struct {
 }
 
 // NewEmail maps a parsed message to the Email Creatio expects from
-// ProcessFullEmail (spec §3.2):
+// ProcessFullEmail (docs/CREATIO-PROTOCOL.md §11.4):
 //   - Body is the HTML part when there is one (IsHtmlBody=true), else the text.
 //   - Sender and recipients are "Name <addr>" (bare address without a name).
 //   - Headers are "Name=Value" with CR/LF folding collapsed to one space.
 //   - Id and MessageId are the Message-ID, angle brackets kept.
 //   - SendDateTimeStamp is Ticks(m.Date), 0 when the message has no usable Date
 //     header; callers then call DefaultSendDate with the server's internal date,
-//     because Creatio's hash deduplication uses the send date (spec §7.1).
+//     because Creatio's hash deduplication uses the send date
+//     (docs/CREATIO-PROTOCOL.md §14).
 //
 // Attachment data is shared with m, not copied.
 func NewEmail(m *mail.Message) Email {
@@ -117,7 +119,8 @@ func addressStrings(as []mail.Address) []string {
 
 // oneLine replaces each line break together with the white space around it
 // by one space, so a folded header value fits in one "Name=Value" line (Creatio
-// joins Headers with "\n", spec §3.2) and cannot inject header lines on send.
+// joins Headers with "\n", docs/CREATIO-PROTOCOL.md §11.4) and cannot inject
+// header lines on send.
 func oneLine(s string) string {
 	if !strings.ContainsAny(s, "\r\n") {
 		return s
@@ -136,8 +139,8 @@ func oneLine(s string) string {
 	return b.String()
 }
 
-// Message maps an Email from a SendCommand (spec §4.2) to the domain message to
-// send:
+// Message maps an Email from a SendCommand (docs/CREATIO-PROTOCOL.md §10.2) to
+// the domain message to send:
 //   - MessageID is Id, else the MessageId header property, else MessageId; it is
 //     wrapped in angle brackets when bare. Empty means "generate one".
 //   - Recipients are parsed as RFC 5322 addresses; an unparsable entry is kept
@@ -255,15 +258,15 @@ func parseAddresses(in []string) []mail.Address {
 	return out
 }
 
-// LoadEmailCommand is the body of ProcessFullEmail (spec §3.2).
+// LoadEmailCommand is the body of ProcessFullEmail (docs/CREATIO-PROTOCOL.md §11.3).
 type LoadEmailCommand struct {
 	Emails           []Email          `json:"Emails"`
 	SubscriptionInfo SubscriptionInfo `json:"SubscriptionInfo"`
 }
 
 // SubscriptionInfo tells Creatio whose mailbox a LoadEmailCommand is for
-// (spec §3.2). Creatio logs in as SysAdminUnit and looks the mailbox up by
-// MailboxId; a wrong value drops the emails.
+// (docs/CREATIO-PROTOCOL.md §11.3). Creatio logs in as SysAdminUnit and looks
+// the mailbox up by MailboxId; a wrong value drops the emails.
 type SubscriptionInfo struct {
 	ID             string `json:"Id"`             // subscription id = mailbox id
 	SysAdminUnit   string `json:"SysAdminUnit"`   // credentials BpmUser

@@ -6,10 +6,11 @@ import (
 )
 
 // Marshal encodes a DTO as the standard JSON Creatio expects from callbacks and
-// responses (spec §3.1: exact, case-sensitive names). Unlike json.Marshal it
-// leaves '<', '>' and '&' unescaped: HTML bodies and "Name <addr>" strings are
-// full of them and \u003c triples their size for nothing, since any JSON
-// reader, Creatio's included, accepts them literally. No trailing newline.
+// responses (exact, case-sensitive names, docs/CREATIO-PROTOCOL.md §11.2).
+// Unlike json.Marshal it leaves '<', '>' and '&' unescaped: HTML bodies and
+// "Name <addr>" strings are full of them and \u003c triples their size for
+// nothing, since any JSON reader, Creatio's included, accepts them literally.
+// No trailing newline.
 func Marshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
 // FlexInt is an integer that also decodes from a JSON string ("993"), from a
@@ -107,7 +109,7 @@ func flexTypeError(b []byte, isString bool, t reflect.Type) error {
 	var what string
 	switch {
 	case isString:
-		what = "string " + Excerpt(string(b), 32)
+		what = "string " + mail.Excerpt(string(b), 32)
 	case b[0] == '{':
 		what = "object"
 	case b[0] == '[':
@@ -115,7 +117,7 @@ func flexTypeError(b []byte, isString bool, t reflect.Type) error {
 	case b[0] == 't' || b[0] == 'f':
 		what = "boolean " + string(b)
 	default:
-		what = "number " + Excerpt(string(b), 32)
+		what = "number " + mail.Excerpt(string(b), 32)
 	}
 	return &json.UnmarshalTypeError{Value: what, Type: t}
 }

@@ -3,7 +3,8 @@ package creatio
 // Implementation notes for the lenient-JSON converter.
 //
 // Creatio serializes create/recreate/update/validate/folders bodies with
-// Newtonsoft's QuoteName=false (spec §2.4), so property names arrive unquoted:
+// Newtonsoft's QuoteName=false (docs/CREATIO-PROTOCOL.md §5.1), so property
+// names arrive unquoted:
 // {Id:"…",Port:993}. encoding/json rejects that, so toStandard rewrites the input
 // into standard JSON in one pass and encoding/json does the rest.
 //

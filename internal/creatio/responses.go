@@ -10,7 +10,8 @@ import (
 // ServiceStatus values.
 const StatusStarted = "Started"
 
-// ServiceStatus is the body of GET /api/listeners/status and /exists (spec §5.2).
+// ServiceStatus is the body of GET /api/listeners/status and /exists
+// (docs/CREATIO-PROTOCOL.md §7.3).
 // Creatio only needs HTTP 200 and shows ServiceStatus and Version on its
 // diagnostics page. Extra properties (the original sent "connections") are
 // written after the two known ones, sorted by name; an Extra key equal to a
@@ -39,17 +40,11 @@ func (s *ServiceStatus) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Subscription states Creatio knows (spec §5.1). Only StateExists counts as
-// healthy; anything else makes Creatio's failover job recreate and resync the
-// mailbox every minute.
-const (
-	StateExists = "exists"
-	StateClosed = "closed"
-)
-
 // SubscriptionState is one value of the subscriptionsstate response, an object
-// keyed by mailbox id (spec §5.1). Creatio reads State with exact casing; Extra
-// properties (diagnostics) follow it, sorted by name.
+// keyed by mailbox id (docs/CREATIO-PROTOCOL.md §7.1). Creatio reads State
+// with exact casing, and only mail.StateExists counts as healthy: anything
+// else makes its failover job recreate and resync the mailbox every minute.
+// Extra properties (diagnostics) follow State, sorted by name.
 type SubscriptionState struct {
 	State string         `json:"State"`
 	Extra map[string]any `json:"-"`
@@ -155,7 +150,7 @@ func unmarshalWithExtra(b []byte, known map[string]any) (map[string]any, error) 
 }
 
 // Action codes for a failed validation (CredentialsValidationInfo.Data): the
-// Creatio UI turns them into a help link (spec §4.4).
+// Creatio UI turns them into a help link (docs/CREATIO-PROTOCOL.md §8.1).
 const (
 	ActionEmailTroubleShoot = "EmailTroubleShoot"
 	ActionLinkToAcademy     = "LinkToExchangeListenerServiceAcademy"

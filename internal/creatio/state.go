@@ -4,7 +4,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
-// MailboxInfo is the body of RefreshToken (spec §3.5): Creatio logs in as
+// MailboxInfo is the body of RefreshToken (docs/CREATIO-PROTOCOL.md §11.7): Creatio logs in as
 // BpmUserName, rebuilds the credentials (refreshing the OAuth token) and calls
 // POST /api/listeners/update with them.
 type MailboxInfo struct {
@@ -24,9 +24,9 @@ func NewMailboxInfo(mb *mail.Mailbox) MailboxInfo {
 	}
 }
 
-// MailboxState is the body of ProcessMailboxState (spec §3.4): a mailbox failed
+// MailboxState is the body of ProcessMailboxState (docs/CREATIO-PROTOCOL.md §11.6): a mailbox failed
 // (Avaliable=false, with the exception class Creatio matches against its
-// SyncErrorHandler table, spec §5.3) or recovered (Avaliable=true). Creatio's
+// SyncErrorHandler table, docs/CREATIO-PROTOCOL.md §13.3) or recovered (Avaliable=true). Creatio's
 // .NET class derives from MailboxInfo; the JSON is flat.
 type MailboxState struct {
 	MailboxID          string `json:"MailboxId"`
@@ -67,11 +67,11 @@ func NewMailboxStateForError(mb *mail.Mailbox, err error) MailboxState {
 }
 
 // ExceptionClassName returns the .NET exception type name reported to Creatio
-// for an error class (MailboxState.ExceptionClassName, spec §3.4, §5.3).
+// for an error class (MailboxState.ExceptionClassName, docs/CREATIO-PROTOCOL.md §11.6, §13.4).
 //
 // The original listener is a .NET service built on MailKit, so Creatio's
 // SyncErrorHandler rows (admin-visible lookup data; the seed rows are not public,
-// spec §8) match MailKit and BCL type names. Creatio compares the last
+// docs/CREATIO-PROTOCOL.md §16) match MailKit and BCL type names. Creatio compares the last
 // dot-separated segment of the name case-insensitively, so the fully qualified
 // names below also match rows holding the short name:
 //
@@ -95,7 +95,7 @@ func ExceptionClassName(c mail.ErrorClass) string {
 	case mail.ClassCertificate:
 		// Creatio ships a SyncErrorHandler row for exactly this class (message
 		// "invalid SSL certificate (expired, self-signed or SHA1)", action
-		// ManualDismiss, spec §5.3): an untrusted certificate then shows
+		// ManualDismiss, docs/CREATIO-PROTOCOL.md §13.3): an untrusted certificate then shows
 		// Creatio's own warning instead of a generic error.
 		return "Terrasoft.Configuration.BaseSslWarningException"
 	case mail.ClassConnect:

@@ -40,8 +40,8 @@ func TestMailboxStateJSON(t *testing.T) {
 		{"status no extra", ServiceStatus{ServiceStatus: StatusStarted, Version: "1.2.3"},
 			`{"ServiceStatus":"Started","Version":"1.2.3"}`},
 		{"subscriptions state", map[string]SubscriptionState{
-			"1111aaaa-2222-4bbb-8ccc-333333dddddd": {State: StateExists},
-			"2222aaaa-2222-4bbb-8ccc-333333dddddd": {State: StateClosed, Extra: map[string]any{"Error": "auth"}},
+			"1111aaaa-2222-4bbb-8ccc-333333dddddd": {State: mail.StateExists},
+			"2222aaaa-2222-4bbb-8ccc-333333dddddd": {State: mail.StateClosed, Extra: map[string]any{"Error": "auth"}},
 		}, `{"1111aaaa-2222-4bbb-8ccc-333333dddddd":{"State":"exists"},` +
 			`"2222aaaa-2222-4bbb-8ccc-333333dddddd":{"State":"closed","Error":"auth"}}`},
 		{"validation ok", ValidationOK(`John "JD" Doe`),
@@ -73,7 +73,7 @@ func TestValidationDataIsStrictJSON(t *testing.T) {
 }
 
 func TestStatusUnmarshal(t *testing.T) {
-	// The real 0.9.1 response (spec §5.2), lower-case "version".
+	// The real 0.9.1 response (docs/CREATIO-PROTOCOL.md §7.3), lower-case "version".
 	var s ServiceStatus
 	if err := json.Unmarshal([]byte(`{"ServiceStatus":"Started","version":"0.9.1","connections":{}}`), &s); err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestStatusUnmarshal(t *testing.T) {
 	if err := Decode([]byte(`{"a":{State:"exists",Since:1},"b":{"state":"closed","State":"exists"}}`), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st["a"].State != StateExists || st["a"].Extra["Since"] != 1.0 || st["b"].State != StateExists ||
+	if st["a"].State != mail.StateExists || st["a"].Extra["Since"] != 1.0 || st["b"].State != mail.StateExists ||
 		st["b"].Extra["state"] != "closed" {
 		t.Fatalf("got %+v", st)
 	}

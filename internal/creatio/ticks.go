@@ -2,8 +2,9 @@ package creatio
 
 import "time"
 
-// .NET DateTime ticks: 100 ns intervals since 0001-01-01T00:00:00 UTC (spec §3.2,
-// SendDateTimeStamp and EventTimeStamp; §4.1, Exchange Filters).
+// .NET DateTime ticks: 100 ns intervals since 0001-01-01T00:00:00 UTC, used by
+// SendDateTimeStamp, EventTimeStamp and Exchange Filters
+// (docs/CREATIO-PROTOCOL.md §12).
 const (
 	// EpochTicks is the tick count of the Unix epoch, 1970-01-01T00:00:00Z.
 	EpochTicks int64 = 621355968000000000

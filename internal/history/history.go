@@ -1,17 +1,19 @@
 // Package history loads a mailbox's existing mail on the client's request
-// (Creatio's synchronize call): for every watched folder, INBOX first, it
-// searches the messages matching the filter and delivers them through the
-// same sink as live mail. Messages are fetched in UID order, in batches (few
-// round trips; messages over the size limit with their header only), and
-// delivered by a few parallel deliverers, so they arrive roughly, not
-// strictly, in UID order.
+// (Creatio's synchronize call), whatever its protocol: for every watched
+// folder, INBOX first, it searches the messages matching the query and
+// delivers them through the same step as live mail (ingest). Messages are
+// fetched in the order the source lists them, in batches (few round trips;
+// messages over the size limit with their header only), and delivered by a
+// few parallel deliverers, so they arrive roughly, not strictly, in order.
 //
-// A load runs on its own connection, so live subscriptions are not disturbed.
+// A load runs on its own session, so live subscriptions are not disturbed.
 // At most Concurrency loads run at once per node; each has one fetcher and a
 // few deliverers joined by a small channel, so memory stays bounded however
-// large the mailbox is. A repeated request with the same filter while a load
-// runs is merged into it; one with another filter restarts it. A broken
-// connection resumes after the last delivered UID of each folder.
+// large the mailbox is. A repeated request with the same query while a load
+// runs is merged into it; one with another query restarts it. A broken
+// session resumes, skipping what was already handled in each folder. A load
+// whose client stops taking emails gives its slot to the next load and comes
+// back later.
 package history
 
 import (
@@ -28,27 +30,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/ingest"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/obs"
+	"github.com/emaillistener/emaillistener/internal/runner"
 	"github.com/emaillistener/emaillistener/internal/source"
 )
 
-// Session is the part of a mail-server connection a load needs.
+// Session is the part of a mail-server session a load needs.
 type Session interface {
-	Folders(ctx context.Context) ([]source.Folder, error)
-	Examine(ctx context.Context, folder string) (source.FolderStatus, error)
-	Search(ctx context.Context, q source.Query) ([]uint32, error)
-	// FetchMany downloads the messages uids (ascending) and calls fn with
-	// each, in UID order; f is nil for a message expunged meanwhile.
-	FetchMany(ctx context.Context, uids []uint32, fn func(uid uint32, f *source.Fetched) error) error
+	Folders(ctx context.Context) ([]mail.Folder, error)
+	// Search returns the messages of folder matching q.
+	Search(ctx context.Context, folder string, q mail.Query) ([]source.Ref, error)
+	// FetchMany downloads refs (one folder, as Search returned them) and
+	// calls fn with each, in order; f is nil for a message deleted meanwhile.
+	FetchMany(ctx context.Context, refs []source.Ref, fn func(ref source.Ref, f *source.Fetched) error) error
 	Close() error
 }
 
 // Dialer opens a session for a mailbox.
 type Dialer func(ctx context.Context, mb *mail.Mailbox) (Session, error)
 
-// Deliverer hands one message to the client; see syncer.Sink.Deliver.
-type Deliverer func(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error
+// Protocol is what a load needs of one mail protocol.
+type Protocol struct {
+	Dial           Dialer
+	WatchByDefault func(mail.Folder) bool // nil: every selectable folder
+}
 
 // Defaults for Options.
 const (
@@ -57,14 +64,13 @@ const (
 	DefaultAttempts    = 6
 )
 
-// Options configures a Loader. Dial, Deliver and Parse are required.
+// Options configures a Loader. Protocols, Deliver and Parse are required.
 type Options struct {
-	Dial           Dialer
-	Deliver        Deliverer
-	Parse          func(raw []byte) (*mail.Message, error)
-	WatchByDefault func(source.Folder) bool
-	Concurrency    int // loads running at once on this node
-	Deliverers     int // parallel deliveries per load
+	Protocols   map[mail.ServerKind]Protocol
+	Deliver     func(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error
+	Parse       func(raw []byte) (*mail.Message, error)
+	Concurrency int // loads running at once on this node
+	Deliverers  int // parallel deliveries per load
 	// Budget, when set, bounds the raw bytes of messages between fetch and
 	// acknowledgement, shared with the live subscriptions.
 	Budget   Budget
@@ -95,50 +101,23 @@ type Budget interface {
 	Acquire(ctx context.Context, n int64) (release func(), err error)
 }
 
-// Filter is what to load.
-type Filter struct {
-	Query source.Query
-}
-
-// Progress is the visible state of a mailbox's last load.
-type Progress struct {
-	State     string // queued, running, done, failed
-	Filter    string
-	Folder    string // being loaded
-	Found     int    // matching messages found so far
-	Delivered int
-	Skipped   int // unparseable, expunged or refused for good
-	Started   time.Time
-	Finished  time.Time
-	Error     string
-}
-
-// Load states.
-const (
-	StateQueued  = "queued" // waiting for a slot, also after stepping aside while the client was down
-	StateRunning = "running"
-	StateDone    = "done"
-	StateFailed  = "failed"
-)
-
 // Loader runs history loads. Its methods are safe for concurrent use.
 type Loader struct {
 	opts    Options
 	log     *slog.Logger
+	step    ingest.Step
 	slots   chan struct{}
 	metrics *metrics
+	runs    runner.Group[mail.MailboxID]
 
-	mu      sync.Mutex
-	ctx     context.Context
-	stopped bool
-	jobs    map[mail.MailboxID]*job
-	wg      sync.WaitGroup
+	mu   sync.Mutex
+	jobs map[mail.MailboxID]*job
 }
 
 // New checks options; it does no I/O.
 func New(opts Options) (*Loader, error) {
-	if opts.Dial == nil || opts.Deliver == nil || opts.Parse == nil {
-		return nil, errors.New("history: Options.Dial, Deliver and Parse are required")
+	if len(opts.Protocols) == 0 || opts.Deliver == nil || opts.Parse == nil {
+		return nil, errors.New("history: Options.Protocols, Deliver and Parse are required")
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = DefaultConcurrency
@@ -158,60 +137,48 @@ func New(opts Options) (*Loader, error) {
 	if opts.Logger == nil {
 		opts.Logger = obs.Discard()
 	}
-	return &Loader{opts: opts, log: opts.Logger, slots: make(chan struct{}, opts.Concurrency),
-		metrics: newMetrics(opts.Registerer), jobs: make(map[mail.MailboxID]*job)}, nil
+	return &Loader{opts: opts, log: opts.Logger, step: ingest.Step{Parse: opts.Parse, Deliver: opts.Deliver},
+		slots: make(chan struct{}, opts.Concurrency), metrics: newMetrics(opts.Registerer),
+		jobs: make(map[mail.MailboxID]*job)}, nil
 }
 
-// Begin lets loads run under ctx.
-func (l *Loader) Begin(ctx context.Context) {
-	l.mu.Lock()
-	l.ctx = ctx
-	l.mu.Unlock()
-}
+// Start lets loads run under ctx.
+func (l *Loader) Start(ctx context.Context) { l.runs.Start(ctx) }
 
-// ErrStopped is returned by Start after Stop or before Begin.
+// ErrStopped is returned by Load after Stop or before Start.
 var ErrStopped = errors.New("history: not running")
 
-// Start loads mb's history matching f in the background. A load already
-// running for mb with the same filter absorbs the request; with another filter
+// Load loads mb's history matching q in the background. A load already
+// running for mb with the same query absorbs the request; with another query
 // it is cancelled and replaced.
-func (l *Loader) Start(_ context.Context, mb *mail.Mailbox, f Filter) error {
+func (l *Loader) Load(_ context.Context, mb *mail.Mailbox, q mail.Query) error {
+	proto, ok := l.opts.Protocols[mb.Kind]
+	if !ok {
+		return mail.Errorf(mail.ClassConfig, "synchronize", "%s mailboxes are not supported by this service", mb.Kind)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.stopped || l.ctx == nil {
-		return ErrStopped
-	}
-	prev := l.jobs[mb.ID]
-	if prev != nil && !prev.finished() && reflect.DeepEqual(prev.filter, f) {
+	if prev := l.jobs[mb.ID]; prev != nil && !prev.finished() && reflect.DeepEqual(prev.query, q) {
 		l.log.Info("history load already running with the same filter, merged", "mailbox", string(mb.ID))
 		return nil
 	}
-	ctx, cancel := context.WithCancel(l.ctx)
-	j := &job{l: l, mb: mb, filter: f, cancel: cancel, done: make(chan struct{}),
+	j := &job{l: l, mb: mb, proto: proto, query: q, done: make(chan struct{}),
 		log:  l.log.With("mailbox", string(mb.ID)),
-		prog: Progress{State: StateQueued, Filter: describe(f), Started: time.Now()}}
-	l.jobs[mb.ID] = j
-	if prev != nil {
-		prev.cancel()
+		prog: mail.HistoryProgress{State: mail.HistoryQueued, Filter: Describe(q), Started: time.Now()}}
+	if _, err := l.runs.Go(mb.ID, func(ctx context.Context, _ *runner.Run) { j.run(ctx) }); err != nil {
+		return ErrStopped
 	}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		if prev != nil {
-			<-prev.done // never two loads of one mailbox at once
-		}
-		j.run(ctx)
-	}()
+	l.jobs[mb.ID] = j
 	return nil
 }
 
 // Progress returns the state of mb's last load.
-func (l *Loader) Progress(id mail.MailboxID) (Progress, bool) {
+func (l *Loader) Progress(id mail.MailboxID) (mail.HistoryProgress, bool) {
 	l.mu.Lock()
 	j := l.jobs[id]
 	l.mu.Unlock()
 	if j == nil {
-		return Progress{}, false
+		return mail.HistoryProgress{}, false
 	}
 	return j.progress(), true
 }
@@ -219,35 +186,22 @@ func (l *Loader) Progress(id mail.MailboxID) (Progress, bool) {
 // Forget drops a mailbox's load (cancelling it if it runs), e.g. on close.
 func (l *Loader) Forget(id mail.MailboxID) {
 	l.mu.Lock()
-	j := l.jobs[id]
 	delete(l.jobs, id)
 	l.mu.Unlock()
-	if j != nil {
-		j.cancel()
-	}
+	l.runs.Cancel(id)
 }
 
 // Stop cancels every load and waits for them, until ctx ends.
 func (l *Loader) Stop(ctx context.Context) error {
-	l.mu.Lock()
-	l.stopped = true
-	for _, j := range l.jobs {
-		j.cancel()
+	if err := l.runs.Stop(ctx); err != nil {
+		return fmt.Errorf("history: %w", err)
 	}
-	l.mu.Unlock()
-	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("history: stop: %w", context.Cause(ctx))
-	}
+	return nil
 }
 
-func describe(f Filter) string {
+// Describe renders a query the way the client writes it.
+func Describe(q mail.Query) string {
 	var parts []string
-	q := f.Query
 	if !q.Since.IsZero() {
 		k := "SINCE"
 		if q.SentSince {
@@ -293,7 +247,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range []string{"delivered", "skipped"} {
 		m.emails.WithLabelValues(o)
 	}
-	for _, r := range []string{StateDone, StateFailed, "cancelled"} {
+	for _, r := range []string{mail.HistoryDone, mail.HistoryFailed, "cancelled"} {
 		m.loads.WithLabelValues(r)
 	}
 	m.parked = f.NewCounter(prometheus.CounterOpts{

@@ -24,25 +24,24 @@ type fakeSession struct {
 	dials  *atomic.Int32
 }
 
-func (s fakeSession) Folders(context.Context) ([]source.Folder, error) {
-	return []source.Folder{{Name: "INBOX", Selectable: true}, {Name: "Trash", Selectable: true}}, nil
+func (s fakeSession) Folders(context.Context) ([]mail.Folder, error) {
+	return []mail.Folder{{Name: "INBOX", Selectable: true}, {Name: "Trash", Selectable: true}}, nil
 }
-func (s fakeSession) Examine(context.Context, string) (source.FolderStatus, error) {
-	return source.FolderStatus{UIDValidity: 1, UIDNext: s.n + 1}, nil
-}
-func (s fakeSession) Search(_ context.Context, q source.Query) ([]uint32, error) {
-	var out []uint32
+func (s fakeSession) Search(_ context.Context, folder string, q mail.Query) ([]source.Ref, error) {
+	var out []source.Ref
 	for u := max(q.UIDFrom, 1); u <= s.n; u++ {
-		out = append(out, u)
+		out = append(out, source.Ref{Folder: folder, ID: fmt.Sprint(u)})
 	}
 	return out, nil
 }
-func (s fakeSession) FetchMany(_ context.Context, uids []uint32, fn func(uint32, *source.Fetched) error) error {
-	for _, uid := range uids {
+func (s fakeSession) FetchMany(_ context.Context, refs []source.Ref, fn func(source.Ref, *source.Fetched) error) error {
+	for _, r := range refs {
+		var uid uint32
+		fmt.Sscan(r.ID, &uid)
 		if s.failAt != nil && s.failAt.CompareAndSwap(uid, 0) {
 			return mail.Errorf(mail.ClassConnect, "fetch", "connection reset")
 		}
-		if err := fn(uid, &source.Fetched{UID: uid, Raw: []byte(fmt.Sprint(uid))}); err != nil {
+		if err := fn(r, &source.Fetched{Ref: r, Raw: []byte(r.ID)}); err != nil {
 			return err
 		}
 	}
@@ -73,40 +72,46 @@ func (r *recorder) deliver(ctx context.Context, _ *mail.Mailbox, m *mail.Message
 func newLoader(t *testing.T, sess fakeSession, rec *recorder) *Loader {
 	t.Helper()
 	l, err := New(Options{
-		Dial: func(context.Context, *mail.Mailbox) (Session, error) {
+		Protocols: imapOnly(func(context.Context, *mail.Mailbox) (Session, error) {
 			if sess.dials != nil {
 				sess.dials.Add(1)
 			}
 			return sess, nil
-		},
+		}),
 		Deliver: rec.deliver,
 		Parse: func(raw []byte) (*mail.Message, error) {
 			return &mail.Message{MessageID: "<x>", Text: string(raw)}, nil
 		},
-		WatchByDefault: func(f source.Folder) bool { return f.Name != "Trash" },
-		Retry:          backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond},
-		Panics:         obs.NewPanics(nil),
+		Retry:  backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond},
+		Panics: obs.NewPanics(nil),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l.Begin(ctx)
+	l.Start(ctx)
 	t.Cleanup(func() { cancel(); _ = l.Stop(context.Background()) })
 	return l
 }
 
-func waitDone(t *testing.T, l *Loader, id mail.MailboxID) Progress {
+// imapOnly registers dial for IMAP mailboxes (the zero ServerKind of the
+// tests' mailboxes is mapped too), every folder but Trash by default.
+func imapOnly(dial Dialer) map[mail.ServerKind]Protocol {
+	p := Protocol{Dial: dial, WatchByDefault: func(f mail.Folder) bool { return f.Name != "Trash" }}
+	return map[mail.ServerKind]Protocol{mail.ServerIMAP: p, mail.ServerUnknown: p}
+}
+
+func waitDone(t *testing.T, l *Loader, id mail.MailboxID) mail.HistoryProgress {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if p, ok := l.Progress(id); ok && (p.State == StateDone || p.State == StateFailed) {
+		if p, ok := l.Progress(id); ok && (p.State == mail.HistoryDone || p.State == mail.HistoryFailed) {
 			return p
 		}
 		time.Sleep(time.Millisecond)
 	}
 	t.Fatal("load did not finish")
-	return Progress{}
+	return mail.HistoryProgress{}
 }
 
 func TestResumeAfterDropDeliversEachOnce(t *testing.T) {
@@ -115,11 +120,11 @@ func TestResumeAfterDropDeliversEachOnce(t *testing.T) {
 	dials := &atomic.Int32{}
 	rec := &recorder{got: map[string]int{}}
 	l := newLoader(t, fakeSession{n: 1000, failAt: &failAt, dials: dials}, rec)
-	if err := l.Start(context.Background(), &mail.Mailbox{ID: "m"}, Filter{}); err != nil {
+	if err := l.Load(context.Background(), &mail.Mailbox{ID: "m"}, mail.Query{}); err != nil {
 		t.Fatal(err)
 	}
 	p := waitDone(t, l, "m")
-	if p.State != StateDone || dials.Load() != 2 {
+	if p.State != mail.HistoryDone || dials.Load() != 2 {
 		t.Fatalf("progress %+v after %d dials", p, dials.Load())
 	}
 	if len(rec.got) != 1000 {
@@ -141,7 +146,7 @@ func TestRepeatedRequestIsMergedAndNewFilterRestarts(t *testing.T) {
 	l := newLoader(t, fakeSession{n: 300, dials: dials}, rec)
 	mb := &mail.Mailbox{ID: "m"}
 	for i := 0; i < 5; i++ {
-		if err := l.Start(context.Background(), mb, Filter{}); err != nil {
+		if err := l.Load(context.Background(), mb, mail.Query{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -158,14 +163,14 @@ func TestRepeatedRequestIsMergedAndNewFilterRestarts(t *testing.T) {
 	}
 	// A different filter while running replaces the load.
 	dials.Store(0)
-	if err := l.Start(context.Background(), mb, Filter{Query: source.Query{UIDFrom: 1}}); err != nil {
+	if err := l.Load(context.Background(), mb, mail.Query{UIDFrom: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Start(context.Background(), mb, Filter{Query: source.Query{UIDFrom: 250}}); err != nil {
+	if err := l.Load(context.Background(), mb, mail.Query{UIDFrom: 250}); err != nil {
 		t.Fatal(err)
 	}
 	p = waitDone(t, l, "m")
-	if p.State != StateDone || p.Filter != "UID 250:*" || p.Delivered != 51 {
+	if p.State != mail.HistoryDone || p.Filter != "UID 250:*" || p.Delivered != 51 {
 		t.Fatalf("restarted load: %+v", p)
 	}
 }
@@ -174,7 +179,7 @@ func TestStartAfterStop(t *testing.T) {
 	rec := &recorder{got: map[string]int{}}
 	l := newLoader(t, fakeSession{n: 1}, rec)
 	_ = l.Stop(context.Background())
-	if err := l.Start(context.Background(), &mail.Mailbox{ID: "m"}, Filter{}); !errors.Is(err, ErrStopped) {
+	if err := l.Load(context.Background(), &mail.Mailbox{ID: "m"}, mail.Query{}); !errors.Is(err, ErrStopped) {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -9,34 +9,35 @@ import (
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/ingest"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/source"
 )
 
 // job is one mailbox's load. prog is shared under mu; the rest is owned by run.
 type job struct {
-	l      *Loader
-	mb     *mail.Mailbox
-	filter Filter
-	cancel context.CancelFunc
-	done   chan struct{}
-	log    *slog.Logger
+	l     *Loader
+	mb    *mail.Mailbox
+	proto Protocol
+	query mail.Query
+	done  chan struct{}
+	log   *slog.Logger
 
 	mu   sync.Mutex
-	prog Progress
+	prog mail.HistoryProgress
 
-	// owned by run: per folder, the highest UID handled (for resuming)
-	resume map[string]uint32
-	ran    bool // owned by run: a slot was had once (Started is set)
+	// owned by run
+	handled map[string]map[string]bool // per folder, the refs delivered or skipped (for resuming)
+	ran     bool                       // a slot was had once (Started is set)
 }
 
-func (j *job) progress() Progress {
+func (j *job) progress() mail.HistoryProgress {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.prog
 }
 
-func (j *job) update(f func(p *Progress)) {
+func (j *job) update(f func(p *mail.HistoryProgress)) {
 	j.mu.Lock()
 	f(&j.prog)
 	j.mu.Unlock()
@@ -54,7 +55,7 @@ func (j *job) finished() bool {
 func (j *job) run(ctx context.Context) {
 	defer close(j.done)
 	defer j.l.opts.Panics.Recover(j.log, "history", nil)
-	j.resume = make(map[string]uint32)
+	j.handled = make(map[string]map[string]bool)
 	park := backoff.Backoff{Policy: j.l.opts.Park}
 	for {
 		err := j.runInSlot(ctx)
@@ -71,8 +72,8 @@ func (j *job) run(ctx context.Context) {
 		wait := park.Next()
 		j.l.metrics.parked.Inc()
 		j.log.Warn("history load waits for the client, slot released", "retry_in", wait.Round(time.Second), "err", pe.err)
-		j.update(func(p *Progress) {
-			p.State = StateQueued
+		j.update(func(p *mail.HistoryProgress) {
+			p.State = mail.HistoryQueued
 			p.Error = fmt.Sprintf("the client does not accept emails (%v); retrying at %s", pe.err, time.Now().Add(wait).UTC().Format(time.RFC3339))
 		})
 		if backoff.Sleep(ctx, wait) != nil {
@@ -95,8 +96,8 @@ func (j *job) runInSlot(ctx context.Context) error {
 	defer j.l.metrics.active.Dec()
 	first := !j.ran
 	j.ran = true
-	j.update(func(p *Progress) {
-		p.State, p.Error = StateRunning, ""
+	j.update(func(p *mail.HistoryProgress) {
+		p.State, p.Error = mail.HistoryRunning, ""
 		if first {
 			p.Started = time.Now()
 		}
@@ -129,24 +130,26 @@ func (j *job) finish(err error) {
 	p := j.progress()
 	switch {
 	case err == nil:
-		j.l.metrics.loads.WithLabelValues(StateDone).Inc()
-		j.update(func(p *Progress) { p.State, p.Finished, p.Folder = StateDone, time.Now(), "" })
+		j.l.metrics.loads.WithLabelValues(mail.HistoryDone).Inc()
+		j.update(func(p *mail.HistoryProgress) { p.State, p.Finished, p.Folder = mail.HistoryDone, time.Now(), "" })
 		j.log.Info("history load done", "found", p.Found, "delivered", p.Delivered, "skipped", p.Skipped,
 			"duration", time.Since(p.Started).Round(time.Millisecond))
 	case errors.Is(err, context.Canceled):
 		j.l.metrics.loads.WithLabelValues("cancelled").Inc()
-		j.update(func(p *Progress) {
-			p.State, p.Finished, p.Error = StateFailed, time.Now(), "cancelled (replaced, closed or shutting down)"
+		j.update(func(p *mail.HistoryProgress) {
+			p.State, p.Finished, p.Error = mail.HistoryFailed, time.Now(), "cancelled (replaced, closed or shutting down)"
 		})
 	default:
-		j.l.metrics.loads.WithLabelValues(StateFailed).Inc()
-		j.update(func(p *Progress) { p.State, p.Finished, p.Error = StateFailed, time.Now(), err.Error() })
+		j.l.metrics.loads.WithLabelValues(mail.HistoryFailed).Inc()
+		j.update(func(p *mail.HistoryProgress) {
+			p.State, p.Finished, p.Error = mail.HistoryFailed, time.Now(), err.Error()
+		})
 		j.log.Error("history load failed", "err", err, "delivered", p.Delivered)
 	}
 }
 
-// attempt runs the load on one connection, resuming after what earlier
-// attempts handled.
+// attempt runs the load on one session, resuming after what earlier attempts
+// handled.
 func (j *job) attempt(ctx context.Context) error {
 	lock := j.l.opts.Lockout
 	if lock != nil {
@@ -155,7 +158,7 @@ func (j *job) attempt(ctx context.Context) error {
 				"%s (these credentials are not tried again before %s, to protect the account from a lock-out)", reason, until.UTC().Format(time.RFC3339))}
 		}
 	}
-	sess, err := j.l.opts.Dial(ctx, j.mb)
+	sess, err := j.proto.Dial(ctx, j.mb)
 	if err != nil {
 		if lock != nil && mail.ClassOf(err) == mail.ClassAuth {
 			lock.Failed(j.mb, err.Error())
@@ -183,7 +186,7 @@ func (j *job) folders(ctx context.Context, sess Session) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, missing := source.Watched(list, j.mb.FolderIDs, j.l.opts.WatchByDefault)
+	out, missing := source.Watched(list, j.mb.FolderIDs, j.proto.WatchByDefault)
 	for _, id := range missing {
 		j.log.Warn("configured folder does not exist, not loaded", "folder", id)
 	}
@@ -193,23 +196,28 @@ func (j *job) folders(ctx context.Context, sess Session) ([]string, error) {
 // loadFolder searches one folder and delivers the matches: the fetcher (this
 // goroutine) feeds a small channel that Deliverers goroutines drain.
 func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error {
-	if _, err := sess.Examine(ctx, folder); err != nil {
-		if mail.ClassOf(err) == mail.ClassConfig {
-			j.log.Warn("folder vanished, not loaded", "folder", folder, "err", err)
-			return nil
-		}
-		return err
+	found, err := sess.Search(ctx, folder, j.query)
+	if mail.ClassOf(err) == mail.ClassConfig {
+		j.log.Warn("folder vanished, not loaded", "folder", folder, "err", err)
+		return nil
 	}
-	q := j.filter.Query
-	if r := j.resume[folder]; r > 0 && r+1 > q.UIDFrom {
-		q.UIDFrom = r + 1
-	}
-	uids, err := sess.Search(ctx, q)
 	if err != nil {
 		return err
 	}
-	j.update(func(p *Progress) { p.Folder = folder; p.Found += len(uids) })
-	if len(uids) == 0 {
+	handled := j.handled[folder]
+	if handled == nil {
+		handled = make(map[string]bool)
+		j.handled[folder] = handled
+		j.update(func(p *mail.HistoryProgress) { p.Found += len(found) })
+	}
+	refs := found[:0:0]
+	for _, r := range found {
+		if !handled[r.ID] {
+			refs = append(refs, r)
+		}
+	}
+	j.update(func(p *mail.HistoryProgress) { p.Folder = folder })
+	if len(refs) == 0 {
 		return nil
 	}
 	dctx, cancel := context.WithCancelCause(ctx)
@@ -220,12 +228,14 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 	}
 	work := make(chan item, 2*j.l.opts.Deliverers)
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	handled := make(map[uint32]bool, len(uids)) // delivered or skipped, for the resume point
+	var mu sync.Mutex // guards handled while the deliverers run
+	done := func(id string) {
+		mu.Lock()
+		handled[id] = true
+		mu.Unlock()
+	}
 	for i := 0; i < j.l.opts.Deliverers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer j.l.opts.Panics.Recover(j.log, "history", nil)
 			for it := range work {
 				err := func() error {
@@ -236,18 +246,14 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 					cancel(err)
 					return
 				}
-				mu.Lock()
-				handled[it.f.UID] = true
-				mu.Unlock()
+				done(it.f.Ref.ID)
 			}
-		}()
+		})
 	}
-	ferr := sess.FetchMany(dctx, uids, func(uid uint32, f *source.Fetched) error {
+	ferr := sess.FetchMany(dctx, refs, func(ref source.Ref, f *source.Fetched) error {
 		if f == nil {
-			j.skip("expunged")
-			mu.Lock()
-			handled[uid] = true
-			mu.Unlock()
+			j.skip(ingest.SkipGone)
+			done(ref.ID)
 			return nil
 		}
 		release := func() {}
@@ -274,14 +280,6 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 	for it := range work { // left behind by deliverers that stopped
 		it.release()
 	}
-	// Resume after the longest handled prefix: parallel deliveries may finish
-	// out of order, and a gap must be retried.
-	for _, uid := range uids {
-		if !handled[uid] {
-			break
-		}
-		j.resume[folder] = uid
-	}
 	if ferr != nil {
 		return ferr
 	}
@@ -295,39 +293,27 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 // what the load reports.
 var errDelivering = errors.New("history: delivery failed")
 
-// deliver parses and delivers one message; a message that cannot be delivered
-// for good is skipped, anything else stops the load (and it resumes).
+// deliver takes one message through the ingest step; a message that cannot be
+// delivered for good is skipped, a client that does not take it parks the
+// load, anything else stops it (and it resumes).
 func (j *job) deliver(ctx context.Context, f *source.Fetched) error {
-	msg, err := j.l.opts.Parse(f.Raw)
+	skipped, err := j.l.step.Run(ctx, j.log, j.mb, f)
 	if err != nil {
-		j.log.Warn("unparseable message skipped", "uid", f.UID, "err", err)
-		j.skip("unparseable")
-		return nil
-	}
-	if msg.Date.IsZero() {
-		msg.Date = f.Date.UTC()
-	}
-	if f.Truncated {
-		msg.MarkTruncated()
-	}
-	if err := j.l.opts.Deliver(ctx, j.mb, msg); err != nil {
-		var p interface{ PermanentFailure() bool }
-		if errors.As(err, &p) && p.PermanentFailure() {
-			j.log.Error("client refused the email for good, skipped", "uid", f.UID, "message_id", msg.MessageID, "err", err)
-			j.skip("rejected")
-			return nil
-		}
 		if ctx.Err() == nil {
 			return &parkError{err} // Deliver gave up for now
 		}
 		return err
 	}
+	if skipped != "" {
+		j.skip(skipped)
+		return nil
+	}
 	j.l.metrics.emails.WithLabelValues("delivered").Inc()
-	j.update(func(p *Progress) { p.Delivered++ })
+	j.update(func(p *mail.HistoryProgress) { p.Delivered++ })
 	return nil
 }
 
 func (j *job) skip(string) {
 	j.l.metrics.emails.WithLabelValues("skipped").Inc()
-	j.update(func(p *Progress) { p.Skipped++ })
+	j.update(func(p *mail.HistoryProgress) { p.Skipped++ })
 }

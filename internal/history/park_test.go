@@ -13,7 +13,6 @@ import (
 	"github.com/emaillistener/emaillistener/internal/lockout"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/obs"
-	"github.com/emaillistener/emaillistener/internal/source"
 )
 
 // Loads whose client is down give their slot back: with every slot taken by
@@ -33,47 +32,46 @@ func TestDeadClientDoesNotHoldSlots(t *testing.T) {
 		return nil
 	}
 	l, err := New(Options{
-		Dial:    func(context.Context, *mail.Mailbox) (Session, error) { return fakeSession{n: 20}, nil },
-		Deliver: deliver,
+		Protocols: imapOnly(func(context.Context, *mail.Mailbox) (Session, error) { return fakeSession{n: 20}, nil }),
+		Deliver:   deliver,
 		Parse: func(raw []byte) (*mail.Message, error) {
 			return &mail.Message{MessageID: "<x>", Text: string(raw)}, nil
 		},
-		WatchByDefault: func(f source.Folder) bool { return f.Name != "Trash" },
-		Concurrency:    2,
-		Retry:          backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond},
-		Park:           backoff.Policy{Min: 20 * time.Millisecond, Max: 40 * time.Millisecond},
-		Panics:         obs.NewPanics(nil),
+		Concurrency: 2,
+		Retry:       backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond},
+		Park:        backoff.Policy{Min: 20 * time.Millisecond, Max: 40 * time.Millisecond},
+		Panics:      obs.NewPanics(nil),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l.Begin(ctx)
+	l.Start(ctx)
 	defer func() { cancel(); _ = l.Stop(context.Background()) }()
 
 	for _, id := range []mail.MailboxID{"dead1", "dead2", "dead3", "dead4"} {
 		down.Store(id, true)
-		if err := l.Start(ctx, &mail.Mailbox{ID: id}, Filter{}); err != nil {
+		if err := l.Load(ctx, &mail.Mailbox{ID: id}, mail.Query{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	start := time.Now()
-	if err := l.Start(ctx, &mail.Mailbox{ID: "live"}, Filter{}); err != nil {
+	if err := l.Load(ctx, &mail.Mailbox{ID: "live"}, mail.Query{}); err != nil {
 		t.Fatal(err)
 	}
-	if p := waitDone(t, l, "live"); p.State != StateDone || p.Delivered != 20 {
+	if p := waitDone(t, l, "live"); p.State != mail.HistoryDone || p.Delivered != 20 {
 		t.Fatalf("live load: %+v", p)
 	}
 	t.Logf("the healthy load finished %v after its start, behind 4 dead clients", time.Since(start))
 	p, _ := l.Progress("dead1")
-	if p.State != StateQueued || p.Error == "" {
+	if p.State != mail.HistoryQueued || p.Error == "" {
 		t.Errorf("a parked load shows %+v, want queued with the reason", p)
 	}
 	for _, id := range []string{"dead1", "dead2", "dead3", "dead4"} {
 		down.Delete(mail.MailboxID(id))
 	}
 	for _, id := range []mail.MailboxID{"dead1", "dead2", "dead3", "dead4"} {
-		if p := waitDone(t, l, id); p.State != StateDone || p.Delivered != 20 {
+		if p := waitDone(t, l, id); p.State != mail.HistoryDone || p.Delivered != 20 {
 			t.Fatalf("%s after recovery: %+v", id, p)
 		}
 	}
@@ -95,10 +93,10 @@ func TestHeldCredentialsNotTried(t *testing.T) {
 	var dials atomic.Int32
 	guard := lockout.New(lockout.Options{Min: time.Hour})
 	l, err := New(Options{
-		Dial: func(context.Context, *mail.Mailbox) (Session, error) {
+		Protocols: imapOnly(func(context.Context, *mail.Mailbox) (Session, error) {
 			dials.Add(1)
 			return nil, mail.Errorf(mail.ClassAuth, "login", "NO authentication failed")
-		},
+		}),
 		Deliver: func(context.Context, *mail.Mailbox, *mail.Message) error { return nil },
 		Parse:   func(raw []byte) (*mail.Message, error) { return &mail.Message{}, nil },
 		Lockout: guard,
@@ -109,14 +107,14 @@ func TestHeldCredentialsNotTried(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l.Begin(ctx)
+	l.Start(ctx)
 	defer func() { cancel(); _ = l.Stop(context.Background()) }()
 	mb := &mail.Mailbox{ID: "m", Host: "h", UserName: "u", Password: "wrong"}
 	for i := range 3 {
-		if err := l.Start(ctx, mb, Filter{Query: source.Query{UIDFrom: uint32(i + 1)}}); err != nil {
+		if err := l.Load(ctx, mb, mail.Query{UIDFrom: uint32(i + 1)}); err != nil {
 			t.Fatal(err)
 		}
-		if p := waitDone(t, l, "m"); p.State != StateFailed {
+		if p := waitDone(t, l, "m"); p.State != mail.HistoryFailed {
 			t.Fatalf("load %d: %+v", i, p)
 		}
 	}

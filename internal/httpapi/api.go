@@ -25,20 +25,11 @@ import (
 	"github.com/emaillistener/emaillistener/internal/obs"
 )
 
-// Mode is what a registration call asks for.
-type Mode int
-
-const (
-	Create   Mode = iota // POST /api/listeners/create
-	Recreate             // POST /api/listeners/recreate
-	Update               // POST /api/listeners/update
-)
-
 // Service is what the API needs from the rest of the application.
 type Service interface {
 	// Subscribe registers and starts (or restarts, or updates) subscriptions.
 	// All mailboxes are valid when it is called.
-	Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode Mode) error
+	Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode mail.Mode) error
 	// Close stops and forgets subscriptions; unknown ids are fine.
 	Close(ctx context.Context, ids []mail.MailboxID) error
 	// States reports each id's subscription state.
@@ -178,9 +169,9 @@ func New(opts Options) (*API, error) {
 func (a *API) routes() {
 	a.handle("GET /api/listeners/status", health, a.status)
 	a.handle("GET /api/listeners/exists", health, a.status)
-	a.handle("POST /api/listeners/create", small, a.register(Create))
-	a.handle("POST /api/listeners/recreate", small, a.register(Recreate))
-	a.handle("POST /api/listeners/update", small, a.register(Update))
+	a.handle("POST /api/listeners/create", small, a.register(mail.ModeCreate))
+	a.handle("POST /api/listeners/recreate", small, a.register(mail.ModeRecreate))
+	a.handle("POST /api/listeners/update", small, a.register(mail.ModeUpdate))
 	a.handle("POST /api/listeners/close", idList, a.close)
 	a.handle("POST /api/listeners/subscriptionsstate", idList, a.states)
 	a.mailboxRoutes()
@@ -306,7 +297,7 @@ type errorBody struct {
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, errorBody{Error: creatio.Excerpt(msg, maxMessage), Code: code})
+	writeJSON(w, code, errorBody{Error: mail.Excerpt(msg, maxMessage), Code: code})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

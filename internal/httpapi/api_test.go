@@ -19,12 +19,12 @@ import (
 type fakeService struct {
 	mu      sync.Mutex
 	subs    []*mail.Mailbox
-	modes   []Mode
+	modes   []mail.Mode
 	closed  []mail.MailboxID
 	failSub error
 }
 
-func (f *fakeService) Subscribe(_ context.Context, mbs []*mail.Mailbox, mode Mode) error {
+func (f *fakeService) Subscribe(_ context.Context, mbs []*mail.Mailbox, mode mail.Mode) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failSub != nil {
@@ -101,7 +101,7 @@ func TestRegisterModesAndPrefix(t *testing.T) {
 		if code, body := do(t, "POST", srv.URL+p, goodCreds); code != 200 {
 			t.Fatalf("POST %s = %d %s", p, code, body)
 		}
-		if svc.modes[i] != Mode(i) {
+		if svc.modes[i] != mail.Mode(i) {
 			t.Errorf("%s: mode %v", p, svc.modes[i])
 		}
 	}

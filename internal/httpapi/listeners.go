@@ -14,7 +14,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 
 // register handles create, recreate and update. Every element is validated
 // before anything starts, so a bad element never leaves a half-applied request.
-func (a *API) register(mode Mode) handlerFunc {
+func (a *API) register(mode mail.Mode) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		body, err := readBody(r)
 		if err != nil {

@@ -15,14 +15,15 @@ import (
 )
 
 // MailboxService serves the endpoints that work on one mailbox's server
-// directly (spec §1.2 rows 8–13). They run on the node the request lands on.
+// directly (docs/CREATIO-PROTOCOL.md §3.1 rows 8–13). They run on the node
+// the request lands on.
 type MailboxService interface {
 	// Validate logs in and reports the outcome; it never fails as a call.
 	Validate(ctx context.Context, mb *mail.Mailbox) creatio.CredentialsValidationInfo
 	// Folders lists the mailbox's folders.
 	Folders(ctx context.Context, mb *mail.Mailbox) ([]creatio.MailboxFolder, error)
-	// Synchronize starts loading history matching filter in the background.
-	Synchronize(ctx context.Context, mb *mail.Mailbox, filter creatio.SyncFilter) error
+	// Synchronize starts loading history matching q in the background.
+	Synchronize(ctx context.Context, mb *mail.Mailbox, q mail.Query) error
 	// Send sends msg; a non-nil error's UserMessage is shown to the Creatio user.
 	Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error
 	// Ping checks that the client application at endpoint is reachable.
@@ -67,7 +68,7 @@ func (e *transportError) Error() string { return e.err.Error() }
 func (e *transportError) Unwrap() error { return e.err }
 
 // validate answers 200 even for unusable input: Creatio treats any non-2xx as
-// "the service is broken" instead of "the credentials are wrong" (spec §4.4).
+// "the service is broken" instead of "the credentials are wrong" (docs/CREATIO-PROTOCOL.md §8.1).
 func (a *API) validate(w http.ResponseWriter, r *http.Request) error {
 	svc := a.opts.Mailbox
 	if svc == nil {
@@ -79,7 +80,7 @@ func (a *API) validate(w http.ResponseWriter, r *http.Request) error {
 		if errors.As(err, &te) || errors.Is(err, creatio.ErrTooLarge) {
 			return err
 		}
-		writeJSON(w, http.StatusOK, creatio.ValidationFailed(creatio.Excerpt(err.Error(), maxMessage), creatio.ActionEmailTroubleShoot))
+		writeJSON(w, http.StatusOK, creatio.ValidationFailed(mail.Excerpt(err.Error(), maxMessage), creatio.ActionEmailTroubleShoot))
 		return nil
 	}
 	writeJSON(w, http.StatusOK, svc.Validate(r.Context(), mb))
@@ -127,7 +128,7 @@ func (a *API) synchronize(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := svc.Synchronize(r.Context(), mb, filter); err != nil {
+	if err := svc.Synchronize(r.Context(), mb, filter.Query()); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"Started": mb.ID})
@@ -135,7 +136,7 @@ func (a *API) synchronize(w http.ResponseWriter, r *http.Request) error {
 }
 
 // send answers 200 with an empty body on success and 200 with the error text
-// otherwise: Creatio shows any non-empty body to the user (spec §4.2).
+// otherwise: Creatio shows any non-empty body to the user (docs/CREATIO-PROTOCOL.md §10.3).
 func (a *API) send(w http.ResponseWriter, r *http.Request) error {
 	svc := a.opts.Mailbox
 	if svc == nil {
@@ -174,7 +175,7 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) error {
 			text = ue.UserMessage()
 		}
 		a.log.Info("send failed", "mailbox", string(mb.ID), "class", mail.ClassOf(err), "err", err)
-		writeText(w, http.StatusOK, creatio.Excerpt(text, maxMessage))
+		writeText(w, http.StatusOK, mail.Excerpt(text, maxMessage))
 		return nil
 	}
 	w.WriteHeader(http.StatusOK)
@@ -182,7 +183,7 @@ func (a *API) send(w http.ResponseWriter, r *http.Request) error {
 }
 
 // ping answers the diagnostics page's "can the service reach Creatio" check
-// with the text pong, or an explanation (spec §1.2 row 13).
+// with the text pong, or an explanation (docs/CREATIO-PROTOCOL.md §8.3).
 func (a *API) ping(w http.ResponseWriter, r *http.Request) error {
 	svc := a.opts.Mailbox
 	if svc == nil {
@@ -205,7 +206,7 @@ func (a *API) ping(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err := svc.Ping(r.Context(), endpoint); err != nil {
-		writeText(w, http.StatusOK, creatio.Excerpt(err.Error(), maxMessage))
+		writeText(w, http.StatusOK, mail.Excerpt(err.Error(), maxMessage))
 		return nil
 	}
 	writeText(w, http.StatusOK, "pong")

@@ -14,6 +14,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/clock"
 	"github.com/emaillistener/emaillistener/internal/lease"
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/redisconf"
 	"github.com/emaillistener/emaillistener/internal/testenv"
 	"github.com/emaillistener/emaillistener/internal/testenv/rediscli"
 )
@@ -34,7 +35,7 @@ func TestBatchRenewOneRoundTrip(t *testing.T) {
 	// Shorten some keys' TTL in Redis, so the round's effect is visible.
 	sample := []int{0, 1, n / 2, n - 1}
 	for _, i := range sample {
-		if err := c.PExpire(ctx, lease.LeaseKey(lease.DefaultPrefix, held[i].ID()), 5*time.Second).Err(); err != nil {
+		if err := c.PExpire(ctx, lease.LeaseKey(redisconf.DefaultPrefix, held[i].ID()), 5*time.Second).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -57,7 +58,7 @@ func TestBatchRenewOneRoundTrip(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	for _, i := range sample {
-		pttl, err := c.PTTL(ctx, lease.LeaseKey(lease.DefaultPrefix, held[i].ID())).Result()
+		pttl, err := c.PTTL(ctx, lease.LeaseKey(redisconf.DefaultPrefix, held[i].ID())).Result()
 		if err != nil {
 			t.Fatal(err)
 		}

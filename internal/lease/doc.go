@@ -8,7 +8,8 @@
 //     key is set to "<node>|<fence>" with the TTL; otherwise ErrHeld says who
 //     holds it and for how long.
 //  2. The holder opens the mailbox and stamps Lease.Fence on every state write;
-//     the store rejects a fence lower than the one stored (STYLE §2).
+//     the store rejects a fence lower than the one stored, so a paused or
+//     partitioned former holder can never move a cursor backwards.
 //  3. The Manager renews all held leases together, every RenewEvery, in one
 //     pipeline of renew.lua calls (one round trip per round for any number of
 //     leases). renew.lua extends the key only if it still holds our exact

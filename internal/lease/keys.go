@@ -7,9 +7,6 @@ import (
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
-// DefaultPrefix starts every key this package writes.
-const DefaultPrefix = "el:"
-
 // LeaseKey is the key of id's lease: a string "<node>|<fence>" that expires
 // after the lease TTL. The {id} hash tag puts it in the same Redis Cluster slot
 // as FenceKey and as the store's per-mailbox keys, so scripts may touch them

@@ -13,6 +13,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/clock"
 	"github.com/emaillistener/emaillistener/internal/lease"
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/redisconf"
 	"github.com/emaillistener/emaillistener/internal/testenv/rediscli"
 )
 
@@ -181,7 +182,7 @@ func TestMissingKeyLosesLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Del(ctx, lease.LeaseKey(lease.DefaultPrefix, "m1")).Err(); err != nil {
+	if err := c.Del(ctx, lease.LeaseKey(redisconf.DefaultPrefix, "m1")).Err(); err != nil {
 		t.Fatal(err)
 	}
 	advanceRound(t, a, clk, lease.DefaultTTL/3)
@@ -319,7 +320,7 @@ func TestRedisRestartRestoresLeases(t *testing.T) {
 		if isDone(l) {
 			t.Fatalf("%s lost: %v", l.ID(), l.Err())
 		}
-		v, err := c.Get(ctx, lease.LeaseKey(lease.DefaultPrefix, l.ID())).Result()
+		v, err := c.Get(ctx, lease.LeaseKey(redisconf.DefaultPrefix, l.ID())).Result()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/obs"
+	"github.com/emaillistener/emaillistener/internal/redisconf"
 )
 
 // Defaults for Options.
@@ -29,7 +30,7 @@ const (
 
 // Options configures a Manager. The zero value is valid.
 type Options struct {
-	// Prefix starts every key; default DefaultPrefix ("el:").
+	// Prefix starts every key; default redisconf.DefaultPrefix ("el:").
 	Prefix string
 	// TTL is the lease lifetime in Redis; default DefaultTTL.
 	TTL time.Duration
@@ -67,7 +68,7 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
+		o.Prefix = redisconf.DefaultPrefix
 	}
 	if o.TTL <= 0 {
 		o.TTL = DefaultTTL

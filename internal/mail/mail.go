@@ -93,21 +93,64 @@ func (m *Mailbox) SameConnection(o *Mailbox) bool {
 	return true
 }
 
-// Cursor is the sync position of one folder: everything with a UID up to LastUID
-// under UIDValidity has been acknowledged by the client.
+// Cursor is the sync position of one folder: everything before it has been
+// acknowledged by the client. Data is opaque here; the source adapter of the
+// mailbox's protocol encodes and reads it (IMAP: UIDVALIDITY, last UID and
+// the date of the newest message; Exchange: a SyncState; Graph: a delta
+// link). Stores keep it as text.
 type Cursor struct {
-	UIDValidity uint32
-	LastUID     uint32
-	// LastDate is the internal date of the newest acknowledged message (or the time
-	// the cursor was created). After a UIDVALIDITY change, messages since a day
-	// before it are re-delivered: the client deduplicates by Message-ID.
-	LastDate time.Time
+	Data string
 	// Fence is the lease fencing token of the writer: the monotonic number the
 	// node got with its lease on the mailbox. A store rejects a cursor write whose
 	// Fence is lower than the one stored with that folder's cursor, so a paused or
 	// partitioned former owner cannot move a cursor backwards. A single node
 	// without leases writes 0.
 	Fence uint64
+}
+
+// Folder is one folder of a mailbox.
+type Folder struct {
+	Name       string // full path, UTF-8; what the client sends back in FolderIds
+	Delim      rune   // hierarchy delimiter, 0 when flat
+	Attrs      []string
+	Selectable bool
+}
+
+// Query selects messages of a folder for a history load. The zero value
+// matches everything; a source that cannot apply a criterion fails the query
+// with a ClassConfig error rather than widening it silently.
+type Query struct {
+	Since     time.Time // day granularity for IMAP (SINCE / SENTSINCE), an instant elsewhere
+	SentSince bool      // Since applies to the Date header, not the arrival date
+	NotFlags  []string  // exclude messages with any of these flags or keywords (\Draft, \Deleted, a keyword)
+	UIDFrom   uint32    // IMAP only: UIDs >= UIDFrom; 0 = no limit
+}
+
+// Mode says how a registration relates to an existing subscription of the
+// same mailbox.
+type Mode int
+
+const (
+	// ModeCreate starts a subscription; an identical running one is kept.
+	ModeCreate Mode = iota
+	// ModeRecreate restarts the subscription when its settings changed; an
+	// identical one is kept (and retried at once if it failed).
+	ModeRecreate
+	// ModeUpdate swaps credentials (e.g. a fresh OAuth token) without a restart
+	// when only secrets changed; the next (re)connect uses them.
+	ModeUpdate
+)
+
+// String names the mode as in the API paths.
+func (m Mode) String() string {
+	switch m {
+	case ModeRecreate:
+		return "recreate"
+	case ModeUpdate:
+		return "update"
+	default:
+		return "create"
+	}
 }
 
 // Address is one mailbox address with its optional display name.

@@ -2,20 +2,33 @@ package mail
 
 import "time"
 
-// Status is the last published state of one subscription, kept in the store so
-// that any node can answer the client's subscriptionsstate call for a mailbox
-// another node runs. The node running the subscription writes it on every state
-// change; it is informational and never drives a decision about mail.
+// Subscription states. Only StateExists tells the client (Creatio) the
+// subscription is healthy; any other value makes its failover job recreate
+// it.
+const (
+	StateExists     = "exists"     // connected and watching, or catching up
+	StateConnecting = "connecting" // first connection or reconnect in progress, no error yet
+	StateError      = "error"      // the last attempt failed; see ErrorClass and LastError; retrying
+	StateClosed     = "closed"     // no subscription with this id is served
+)
+
+// States lists the states of a running subscription, for metric labels.
+var States = []string{StateExists, StateConnecting, StateError}
+
+// Status is the state of one subscription. The node running it keeps it, and
+// in a cluster publishes it to the store on every state change so that any
+// node can answer the client's subscriptionsstate call; it is informational
+// and never drives a decision about mail.
 type Status struct {
-	// State is the syncer's state: "exists" (connected and watching),
-	// "connecting" (first attempt in progress) or "error" (retrying).
+	// State is one of the State* constants.
 	State string
 	// ErrorClass is, in state "error", the ErrorClass of the last failure.
 	ErrorClass string
 	// LastError is, in state "error", the last failure in words; never contains
 	// credentials. Stores keep at most its first 512 bytes.
 	LastError string
-	// Node is the id (EL_NODE_ID) of the node running the subscription.
+	// Node is the id (EL_NODE_ID) of the node running the subscription; set
+	// when published.
 	Node string
 	// Since is when State was entered.
 	Since time.Time
@@ -27,4 +40,8 @@ type Status struct {
 	Delivered uint64
 	// Folders lists the folders being watched.
 	Folders []string
+	// Stale marks a published status whose node no longer serves the
+	// mailbox (it crashed, handed it over, or restarted and cannot open it):
+	// State and Node are then only what was last known. Never stored.
+	Stale bool
 }

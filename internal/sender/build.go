@@ -48,8 +48,9 @@ const fallbackIDDomain = "emaillistener.invalid"
 // written: a Bcc field would show the blind copies to every recipient.
 // msg.Headers entries with these names are dropped so they cannot duplicate or
 // contradict Build's own. MessageId is Creatio's internal name for the
-// Message-ID (spec §4.2). Reply-To, In-Reply-To and References from msg.Headers
-// are dropped only when Build writes them from msg's fields.
+// Message-ID (docs/CREATIO-PROTOCOL.md §10.2). Reply-To, In-Reply-To and
+// References from msg.Headers are dropped only when Build writes them from
+// msg's fields.
 var ownedHeaders = map[string]bool{
 	"message-id": true, "messageid": true, "from": true, "to": true, "cc": true, "bcc": true,
 	"subject": true, "date": true, "importance": true, "x-priority": true, "mime-version": true,
@@ -225,7 +226,7 @@ func msgIDList(v string) string {
 }
 
 // newUUID returns a random (version 4) UUID, the shape Creatio itself uses for
-// Message-IDs (spec §4.2).
+// Message-IDs (docs/CREATIO-PROTOCOL.md §10.2).
 func newUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)

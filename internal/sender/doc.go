@@ -1,6 +1,6 @@
 // Package sender sends an outgoing email over SMTP on behalf of a mailbox: the
-// SendCommand Creatio posts to /apiv2/email/send (spec §4.2), mapped to a
-// *mail.Message by creatio.Email.Message.
+// SendCommand Creatio posts to /apiv2/email/send (docs/CREATIO-PROTOCOL.md
+// §10), mapped to a *mail.Message by creatio.Email.Message.
 //
 // Send works in these steps, each bounded by a timeout and aborted when the
 // caller's context ends (the connection is closed, which unblocks go-smtp):

@@ -19,8 +19,8 @@ import (
 
 // The behaviours Postfix in front of Dovecot cannot show — a server without
 // STARTTLS, XOAUTH2, LOGIN as the only mechanism, a message refused at DATA —
-// are tested against go-smtp's server, a real SMTP implementation run in-process
-// (STYLE.md §17).
+// are tested against go-smtp's server, a real SMTP implementation run in-process:
+// the tests talk to real protocol peers, never to mocks.
 
 // smtpServer is a go-smtp server on a loopback port recording what it accepts.
 type smtpServer struct {

@@ -1,63 +1,69 @@
-// Package source holds the vocabulary shared by mail-server adapters (IMAP now,
-// Exchange later): folder status, message references and fetched messages. The
-// adapters return these types, so the syncer never sees a protocol library.
+// Package source holds the vocabulary that mail-server adapters (IMAP in
+// source/imapsrc; Exchange and Microsoft Graph to come) share with the
+// packages that use them: a reference to a message, the changes of a folder
+// since a cursor, a downloaded message, and the rule that picks the folders
+// to watch. The consumers (syncer, history) declare the interfaces they need
+// in their own packages; the adapters return these types, so no consumer ever
+// sees a protocol library.
+//
+// Cursors are opaque strings (mail.Cursor.Data) that only the adapter which
+// wrote them reads.
 package source
 
 import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
-// Folder is one folder of a mailbox.
-type Folder struct {
-	Name       string // full path, UTF-8
-	Delim      rune   // hierarchy delimiter, 0 when flat
-	Attrs      []string
-	Selectable bool
+// Ref identifies a message of a folder for Fetch.
+type Ref struct {
+	Folder string
+	// ID is the message's identity in its folder, in the adapter's terms
+	// (IMAP: the UID in decimal; Exchange: the item id).
+	ID   string
+	Size int64     // bytes, 0 when unknown
+	Date time.Time // arrival date, zero when unknown
+	// Cursor is the folder's cursor once this message is acknowledged; empty
+	// when the source can only advance after a whole batch (Changes.Next).
+	Cursor string
 }
 
-// FolderStatus is a folder's UID state.
-type FolderStatus struct {
-	UIDValidity uint32
-	UIDNext     uint32
-	Messages    uint32
-}
-
-// MessageRef identifies a message in the selected folder.
-type MessageRef struct {
-	UID  uint32
-	Size int64
-	Date time.Time // internal (arrival) date, zero when unknown
+// Changes are the messages of a folder after a cursor, oldest first.
+type Changes struct {
+	Refs []Ref
+	// Next is the cursor after every ref (and after anything the source
+	// passed over); it is saved once every ref was handled. Empty: keep the
+	// last ref's cursor.
+	Next string
+	// Reset says the cursor was no longer valid (IMAP: UIDVALIDITY changed;
+	// Exchange: the sync state expired): Refs then re-deliver recent mail,
+	// which the client deduplicates.
+	Reset bool
+	// More says the source listed only a page: ask again from Next.
+	More bool
 }
 
 // Fetched is a downloaded message.
 type Fetched struct {
-	UID       uint32
+	Ref       Ref
 	Raw       []byte
-	Date      time.Time
-	Truncated bool // over the size limit: Raw holds the header only
+	Date      time.Time // arrival date, zero when unknown
+	Truncated bool      // over the size limit: Raw holds the header only
 }
 
-// ErrGone means the message was expunged before it could be fetched.
+// ErrGone means the message was deleted before it could be fetched.
 var ErrGone = errors.New("source: message no longer exists")
-
-// Query selects messages of a folder for a history load. The zero value
-// matches everything.
-type Query struct {
-	Since     time.Time // day granularity (IMAP SINCE / SENTSINCE)
-	SentSince bool      // Since applies to the Date header, not the arrival date
-	NotFlags  []string  // exclude messages with any of these flags or keywords (\Draft, \Deleted, a keyword)
-	UIDFrom   uint32    // only UIDs >= UIDFrom; 0 = no limit
-}
 
 // Watched picks the folders to read from a mailbox's folder list: the
 // configured ones (folder ids as the client sends them; "inbox" in any case is
 // INBOX) that exist and are selectable, or, with none configured, every
 // selectable folder that byDefault accepts (nil: all), INBOX always. INBOX
-// comes first: it is the one IDLE watches, and where a history load matters
-// most. missing lists configured folders that do not exist.
-func Watched(list []Folder, configured []string, byDefault func(Folder) bool) (out, missing []string) {
+// comes first: it is the one a push connection watches, and where a history
+// load matters most. missing lists configured folders that do not exist.
+func Watched(list []mail.Folder, configured []string, byDefault func(mail.Folder) bool) (out, missing []string) {
 	if len(configured) > 0 {
 		byName := make(map[string]bool, len(list))
 		for _, f := range list {

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/redisconf"
 	"github.com/emaillistener/emaillistener/internal/store"
 	"github.com/emaillistener/emaillistener/internal/testenv"
 )
@@ -73,7 +74,7 @@ func startClusterNode(t *testing.T) string {
 
 func TestRedisClusterContract(t *testing.T) {
 	addr := startClusterNode(t)
-	o, err := store.RedisOptionsFromConfig(store.RedisConfig{URL: "redis://" + addr + "?cluster=true"})
+	o, err := redisconf.Options(redisconf.Config{URL: "redis://" + addr + "?cluster=true"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestRedisClusterContract(t *testing.T) {
 	// And the store works for such ids.
 	s := newRedisStore(t, rdb, &store.RedisOptions{Box: newBox(t), Prefix: "odd:"})
 	for _, id := range []mail.MailboxID{"a}b", "a{b"} {
-		if err := s.PutCursor(ctx, id, "INBOX", mail.Cursor{LastUID: 1}); err != nil {
+		if err := s.PutCursor(ctx, id, "INBOX", mail.Cursor{Data: "1:1:0"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.PutMailbox(ctx, &mail.Mailbox{ID: id}); err != nil {
@@ -161,7 +162,7 @@ func startSentinel(t *testing.T, master *testenv.Redis) string {
 func TestRedisSentinelContract(t *testing.T) {
 	master := testenv.NewRedisT(t, testenv.RedisOptions{})
 	sentinel := startSentinel(t, master)
-	o, err := store.RedisOptionsFromConfig(store.RedisConfig{URL: "redis://" + sentinel + "?master_name=elmaster"})
+	o, err := redisconf.Options(redisconf.Config{URL: "redis://" + sentinel + "?master_name=elmaster"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -387,30 +387,22 @@ func decodeStatus(b []byte) (mail.Status, error) {
 	return st, nil
 }
 
-// encodeCursor renders "uidvalidity:lastuid:lastdate:fence".
+// encodeCursor renders "<data>:<fence>". The fence is the last field, so the
+// fenced write (scripts/put_cursor.lua) finds it whatever the data holds.
+// IMAP cursors are "uidvalidity:uid:date", so the stored text is exactly what
+// releases before opaque cursors wrote: those read back unchanged.
 func encodeCursor(c mail.Cursor) string {
-	b := make([]byte, 0, 48)
-	b = strconv.AppendUint(b, uint64(c.UIDValidity), 10)
-	b = append(b, ':')
-	b = strconv.AppendUint(b, uint64(c.LastUID), 10)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, unixSec(c.LastDate), 10)
-	b = append(b, ':')
-	b = strconv.AppendUint(b, c.Fence, 10)
-	return string(b)
+	return c.Data + ":" + strconv.FormatUint(c.Fence, 10)
 }
 
 func decodeCursor(s string) (mail.Cursor, error) {
-	f := strings.Split(s, ":")
-	if len(f) != 4 {
-		return mail.Cursor{}, fmt.Errorf("%w: cursor has %d fields", errCorrupt, len(f))
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 {
+		return mail.Cursor{}, fmt.Errorf("%w: cursor has no fence", errCorrupt)
 	}
-	v, err1 := strconv.ParseUint(f[0], 10, 32)
-	u, err2 := strconv.ParseUint(f[1], 10, 32)
-	d, err3 := strconv.ParseInt(f[2], 10, 64)
-	fence, err4 := strconv.ParseUint(f[3], 10, 64)
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return mail.Cursor{}, fmt.Errorf("%w: cursor: %w", errCorrupt, err)
+	fence, err := strconv.ParseUint(s[i+1:], 10, 64)
+	if err != nil {
+		return mail.Cursor{}, fmt.Errorf("%w: cursor fence: %w", errCorrupt, err)
 	}
-	return mail.Cursor{UIDValidity: uint32(v), LastUID: uint32(u), LastDate: fromUnix(d), Fence: fence}, nil
+	return mail.Cursor{Data: s[:i], Fence: fence}, nil
 }

@@ -55,7 +55,7 @@ func TestRedisFootprint(t *testing.T) {
 			t.Fatal(err)
 		}
 		for j, f := range m.FolderIDs {
-			cur := mail.Cursor{UIDValidity: 1764316800 + uint32(j), LastUID: 123456 + uint32(i), LastDate: now, Fence: 12345}
+			cur := mail.Cursor{Data: fmt.Sprintf("%d:%d:%d", 1764316800+j, 123456+i, now.Unix()), Fence: 12345}
 			if err := s.PutCursor(ctx, m.ID, f, cur); err != nil {
 				t.Fatal(err)
 			}

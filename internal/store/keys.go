@@ -7,16 +7,14 @@ import (
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
-// DefaultPrefix starts every key the Redis store writes (EL_REDIS_PREFIX).
-const DefaultPrefix = "el:"
-
 // keys builds every Redis key name the store uses; nothing else spells one.
 //
 //	<prefix>mailboxes        set of all registered mailbox ids (one key; fine on
 //	                         Redis Cluster: SADD/SREM/SMEMBERS touch it alone)
 //	<prefix>mb:{<id>}        string: the mailbox record, sealed (see redis.go)
-//	<prefix>cur:{<id>}       hash: folder -> "uidvalidity:lastuid:lastdate:fence"
+//	<prefix>cur:{<id>}       hash: folder -> "<cursor data>:<fence>"
 //	<prefix>st:{<id>}        string: the status record
+//	<prefix>epoch            string: the data set's marker (see Redis.Epoch)
 //
 // The {<id>} hash tag puts all keys of one mailbox in one Redis Cluster slot,
 // so a script or a multi-key DEL may touch them together. Other packages that
@@ -34,6 +32,8 @@ func validPrefix(p string) error {
 }
 
 func (k keys) mailboxes() string { return k.prefix + "mailboxes" }
+
+func (k keys) epoch() string { return k.prefix + "epoch" }
 
 func (k keys) mailbox(id mail.MailboxID) string { return k.prefix + "mb:{" + string(id) + "}" }
 

@@ -97,7 +97,7 @@ func (s *Memory) PutCursor(_ context.Context, id mail.MailboxID, folder string, 
 	if old, ok := fc[folder]; ok && c.Fence < old.Fence {
 		return staleFence(id, folder, c.Fence, old.Fence)
 	}
-	fc[folder] = normCursor(c)
+	fc[folder] = c
 	return nil
 }
 

@@ -36,12 +36,14 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/redisconf"
 	"github.com/emaillistener/emaillistener/internal/secret"
 )
 
@@ -63,7 +65,7 @@ var ErrNoKey = errors.New("store: refusing to keep credentials in Redis unencryp
 // RedisOptions configures NewRedis. A nil *RedisOptions is the zero value, which
 // NewRedis refuses because it has neither Box nor AllowPlaintext.
 type RedisOptions struct {
-	// Prefix starts every key; empty means DefaultPrefix ("el:"). Must not
+	// Prefix starts every key; empty means redisconf.DefaultPrefix ("el:"). Must not
 	// contain { or }.
 	Prefix string
 	// Box seals mailbox records (credentials at rest). Required unless
@@ -104,13 +106,39 @@ func NewRedis(rdb redis.UniversalClient, opts *RedisOptions) (*Redis, error) {
 		return nil, ErrNoKey
 	}
 	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
+		o.Prefix = redisconf.DefaultPrefix
 	}
 	if err := validPrefix(o.Prefix); err != nil {
 		return nil, err
 	}
 	return &Redis{rdb: rdb, k: keys{prefix: o.Prefix}, box: o.Box, allowPlaintext: o.AllowPlaintext,
 		q: newQuarantine(o.Logger, o.Registerer)}, nil
+}
+
+// Epoch returns the marker of the stored data set, creating it when there is
+// none (SET NX). It is created once per data set, so a marker different from
+// one read earlier means Redis lost its data in between (restart without
+// persistence, failover to an empty replica), which is not every mailbox
+// being closed.
+func (s *Redis) Epoch(ctx context.Context) (string, error) {
+	key := s.k.epoch()
+	fresh := strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := s.rdb.SetNX(ctx, key, fresh, 0).Err(); err != nil {
+		return "", fmt.Errorf("store: epoch: %w", err)
+	}
+	cur, err := s.rdb.Get(ctx, key).Result()
+	if err != nil {
+		return "", fmt.Errorf("store: epoch: %w", err)
+	}
+	return cur, nil
+}
+
+// IsMissing reports whether err means a registered id has no record to run:
+// listed without one (a crash between the two writes of PutMailbox or
+// DeleteMailbox) or one that cannot be opened (quarantined).
+func IsMissing(err error) bool {
+	var re *RecordError
+	return errors.Is(err, ErrNotFound) || errors.As(err, &re)
 }
 
 // Ping checks that Redis answers, for readiness.

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -161,7 +160,7 @@ func TestRedisKeysAndTampering(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.PutCursor(ctx, "a", "INBOX", mail.Cursor{UIDValidity: 7, LastUID: 42, LastDate: time.Unix(1764316800, 0), Fence: 3}); err != nil {
+	if err := s.PutCursor(ctx, "a", "INBOX", mail.Cursor{Data: "7:42:1764316800", Fence: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutStatus(ctx, "a", mail.Status{State: "exists"}); err != nil {
@@ -226,7 +225,7 @@ func TestRedisKeysAndTampering(t *testing.T) {
 		t.Fatalf("migration read: %v", err)
 	}
 	// Corrupt cursors are errors, not zero values.
-	c.HSet(ctx, "el:cur:{a}", "Bad", "1:2:3")
+	c.HSet(ctx, "el:cur:{a}", "Bad", "1:2:x")
 	if _, _, err := s.Cursor(ctx, "a", "Bad"); err == nil {
 		t.Fatal("corrupt cursor read without error")
 	}
@@ -239,16 +238,16 @@ func TestRedisScriptCacheLoss(t *testing.T) {
 	c := newClient(t, &redis.Options{Addr: r.Addr})
 	ctx := context.Background()
 	s := newRedisStore(t, c, &store.RedisOptions{Box: newBox(t)})
-	if err := s.PutCursor(ctx, "m", "INBOX", mail.Cursor{LastUID: 1, Fence: 2}); err != nil {
+	if err := s.PutCursor(ctx, "m", "INBOX", mail.Cursor{Data: "1:1:0", Fence: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutCursor(ctx, "m", "INBOX", mail.Cursor{LastUID: 2, Fence: 1}); !errors.Is(err, store.ErrStaleFence) {
+	if err := s.PutCursor(ctx, "m", "INBOX", mail.Cursor{Data: "1:2:0", Fence: 1}); !errors.Is(err, store.ErrStaleFence) {
 		t.Fatalf("after SCRIPT FLUSH: err = %v, want ErrStaleFence", err)
 	}
-	if err := s.PutCursor(ctx, "m", "INBOX", mail.Cursor{LastUID: 3, Fence: 2}); err != nil {
+	if err := s.PutCursor(ctx, "m", "INBOX", mail.Cursor{Data: "1:3:0", Fence: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Ping(ctx); err != nil {

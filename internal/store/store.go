@@ -8,11 +8,11 @@
 //
 // Semantics both implementations share:
 //   - Returned values are copies; callers never alias stored state.
-//   - Times come back in UTC: a cursor's LastDate to the second, status times to
-//     the millisecond; the zero time (and the Unix epoch) reads back as zero.
+//   - Times come back in UTC: status times to the millisecond; the zero time
+//     (and the Unix epoch) reads back as zero. Cursor data is opaque text.
 //   - Empty slices and maps read back as nil.
 //   - PutCursor is fenced: a cursor whose Fence is lower than the one stored
-//     for that folder is refused with ErrStaleFence (§2 of the style guide).
+//     for that folder is refused with ErrStaleFence (see package lease).
 //   - PutCursor and PutStatus do not require the mailbox to be registered.
 //   - DeleteMailbox forgets the mailbox, its cursors and its status.
 package store
@@ -86,12 +86,6 @@ func cloneSlice(s []string) []string {
 		return nil
 	}
 	return slices.Clone(s)
-}
-
-// normCursor applies the stored precision: LastDate to the second, in UTC.
-func normCursor(c mail.Cursor) mail.Cursor {
-	c.LastDate = fromUnix(unixSec(c.LastDate))
-	return c
 }
 
 // normStatus applies the stored precision and limits and copies Folders.

@@ -5,106 +5,138 @@ import (
 	"errors"
 	"time"
 
+	"github.com/emaillistener/emaillistener/internal/ingest"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/source"
 )
 
-// uidValidityLookback is how far before the last delivered message a
-// UIDVALIDITY change re-delivers: generous, since the client deduplicates by
-// Message-ID and losing mail is worse than sending it twice.
-const uidValidityLookback = 24 * time.Hour
-
-// catchUp delivers every message of the selected folder above its cursor. st is
-// the folder's status from EXAMINE, or zero when the folder stayed selected
-// (then UIDVALIDITY cannot have changed: the server would have closed it).
-func (w *worker) catchUp(ctx context.Context, sess Session, mb *mail.Mailbox, folder string, st source.FolderStatus) error {
-	cur, ok, err := w.loadCursor(ctx, folder)
-	if err != nil {
-		return err
-	}
-	if !ok { // folder appeared after the session started
-		return w.startCursor(ctx, folder, st)
-	}
-	var refs []source.MessageRef
-	if st.UIDValidity != 0 && st.UIDValidity != cur.UIDValidity {
-		since := cur.LastDate.Add(-uidValidityLookback)
-		w.log.Warn("UIDVALIDITY changed, re-delivering recent mail", "folder", folder,
-			"old", cur.UIDValidity, "new", st.UIDValidity, "since", since)
-		w.m.metrics.uidValidity.Inc()
-		if refs, err = sess.SearchSince(ctx, since); err != nil {
-			return err
-		}
-		// Not persisted until a message is delivered: a crash before that
-		// repeats the re-delivery instead of skipping it.
-		cur = mail.Cursor{UIDValidity: st.UIDValidity, LastDate: cur.LastDate}
-		if len(refs) == 0 && st.UIDNext > 0 {
-			cur.LastUID = st.UIDNext - 1
-			return w.putCursor(ctx, folder, cur)
-		}
-	} else {
-		if st.UIDNext > 0 && st.UIDNext <= cur.LastUID+1 {
-			return nil
-		}
-		if rl, ok := sess.(rangeLister); ok && st.UIDNext > 0 && st.UIDNext-1-cur.LastUID > listPage {
-			if err := w.catchUpPaged(ctx, sess, rl, mb, folder, st.UIDNext, &cur); err != nil {
+// watch is the steady state: catch up every folder, then wait for the next
+// change, forever. The first folder is the one a push connection watches;
+// every FolderPoll all folders are checked.
+func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, folders []string) error {
+	waiter, _ := sess.(Waiter)
+	signaller, _ := sess.(Signaller)
+	due := folders
+	nextPoll := time.Now().Add(w.m.opts.FolderPoll)
+	for {
+		for i, f := range due {
+			err := w.catchUp(ctx, sess, mb, f)
+			if err != nil && i > 0 && f != folders[0] && mail.ClassOf(err) == mail.ClassConfig {
+				w.log.Warn("watched folder is gone, skipping it", "folder", f, "err", err)
+				continue
+			}
+			if err != nil {
 				return err
 			}
 		}
-		if refs, err = sess.ListAfter(ctx, cur.LastUID); err != nil {
+		w.maybeRefreshBeforeExpiry(ctx, w.mailbox())
+		if err := w.flushCursors(ctx); err != nil {
 			return err
 		}
-	}
-	for _, ref := range refs {
-		if err := w.deliverOne(ctx, sess, mb, folder, ref, &cur); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// rangeLister is an optional Session capability: listing the messages of a
-// UID range, so that a large backlog (after a long outage) is listed in pages
-// instead of in one response the source may have to refuse as too large.
-type rangeLister interface {
-	ListRange(ctx context.Context, from, to uint32) ([]source.MessageRef, error)
-}
-
-// listPage is how many UIDs one ListRange asks for.
-const listPage = 20_000
-
-// catchUpPaged delivers the messages between the cursor and uidNext page by
-// page; ListAfter then picks up what arrived since.
-func (w *worker) catchUpPaged(ctx context.Context, sess Session, rl rangeLister, mb *mail.Mailbox, folder string, uidNext uint32, cur *mail.Cursor) error {
-	const page = listPage
-	for from := cur.LastUID + 1; from < uidNext; from += page {
-		to := min(from+page-1, uidNext-1)
-		refs, err := rl.ListRange(ctx, from, to)
+		changed, err := w.wait(ctx, sess, waiter, signaller, folders, nextPoll)
 		if err != nil {
 			return err
 		}
-		for _, ref := range refs {
-			if err := w.deliverOne(ctx, sess, mb, folder, ref, cur); err != nil {
-				return err
-			}
-		}
-		if to > cur.LastUID { // an empty page still moves the cursor on
-			if err := w.advance(ctx, folder, to, time.Time{}, cur); err != nil {
-				return err
-			}
-		}
-		if to == uidNext-1 {
-			break
+		switch now := time.Now(); {
+		case !now.Before(nextPoll):
+			due, nextPoll = folders, now.Add(w.m.opts.FolderPoll)
+		case changed != nil:
+			due = changed
+		default:
+			due = folders[:1] // a quiet round: re-check the watched folder
 		}
 	}
-	return nil
 }
 
-// deliverOne fetches, parses and delivers one message, then advances the cursor.
-func (w *worker) deliverOne(ctx context.Context, sess Session, mb *mail.Mailbox, folder string, ref source.MessageRef, cur *mail.Cursor) error {
-	found := time.Now()
-	if t := w.woke.Swap(0); t != 0 {
-		found = time.Unix(0, t)
+// wait waits for the next change: pushed by the session itself, signalled by
+// its hub, or none until the next round is due. It returns the folders that
+// changed, nil when none is known to have.
+func (w *worker) wait(ctx context.Context, sess Session, waiter Waiter, signaller Signaller, folders []string, nextPoll time.Time) ([]string, error) {
+	d := w.m.opts.IdleMax
+	if len(w.unsaved) > 0 {
+		d = min(d, w.m.unsavedRetry)
 	}
+	if len(folders) > 1 || waiter == nil {
+		d = min(d, max(time.Until(nextPoll), time.Millisecond))
+	}
+	if mb := w.mailbox(); mb.UseOAuth {
+		if exp, ok := tokenExpiry(mb.AccessToken); ok {
+			d = min(d, max(time.Until(exp.Add(-tokenRefreshLead)), time.Second))
+		}
+	}
+	if waiter != nil {
+		changed, err := waiter.Wait(ctx, folders, d)
+		if changed != nil {
+			w.found = time.Now()
+			if pt, ok := sess.(pushTimer); ok {
+				if t := pt.Pushed(); !t.IsZero() {
+					w.found = t
+				}
+			}
+		}
+		return changed, err
+	}
+	var signal <-chan []string
+	if signaller != nil {
+		signal = signaller.Signal()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case changed := <-signal:
+		w.found = time.Now()
+		if changed == nil {
+			changed = folders
+		}
+		return changed, nil
+	case <-t.C:
+		return nil, nil
+	}
+}
+
+// catchUp delivers every message of folder after its cursor, page by page.
+func (w *worker) catchUp(ctx context.Context, sess Session, mb *mail.Mailbox, folder string) error {
+	for {
+		cur, ok, err := w.loadCursor(ctx, folder)
+		if err != nil {
+			return err
+		}
+		if !ok { // the folder appeared after the session started
+			return w.ensureCursor(ctx, sess, folder)
+		}
+		ch, err := sess.Changes(ctx, folder, cur.Data)
+		if err != nil {
+			return err
+		}
+		if ch.Reset {
+			w.m.metrics.cursorResets.Inc()
+		}
+		for _, ref := range ch.Refs {
+			if err := w.deliverOne(ctx, sess, mb, ref); err != nil {
+				return err
+			}
+		}
+		if ch.Next != "" {
+			if err := w.advance(ctx, folder, ch.Next); err != nil {
+				return err
+			}
+		}
+		if !ch.More {
+			return nil
+		}
+	}
+}
+
+// deliverOne fetches, parses and delivers one message, then advances the
+// cursor past it.
+func (w *worker) deliverOne(ctx context.Context, sess Session, mb *mail.Mailbox, ref source.Ref) error {
+	found := w.found
+	if found.IsZero() {
+		found = time.Now()
+	}
+	w.found = time.Time{}
 	if b := w.m.opts.Budget; b != nil {
 		release, err := b.Acquire(ctx, w.weight(ref))
 		if err != nil {
@@ -114,50 +146,35 @@ func (w *worker) deliverOne(ctx context.Context, sess Session, mb *mail.Mailbox,
 	}
 	f, err := sess.Fetch(ctx, ref)
 	if errors.Is(err, source.ErrGone) {
-		w.m.metrics.skipped.WithLabelValues("expunged").Inc()
-		return w.advance(ctx, folder, ref.UID, time.Time{}, cur)
+		w.m.metrics.skipped.WithLabelValues(ingest.SkipGone).Inc()
+		return w.advance(ctx, ref.Folder, ref.Cursor)
 	}
 	if err != nil {
 		return err
 	}
-	msg, err := w.m.opts.Parser(f.Raw)
+	skipped, err := w.m.step.Run(ctx, w.log, mb, f)
 	if err != nil {
-		w.log.Error("unparseable message skipped", "folder", folder, "uid", ref.UID, "err", err)
-		w.m.metrics.skipped.WithLabelValues("unparseable").Inc()
-		return w.advance(ctx, folder, ref.UID, f.Date, cur)
+		return err
 	}
-	if msg.Date.IsZero() {
-		msg.Date = f.Date.UTC()
+	if skipped != "" {
+		w.m.metrics.skipped.WithLabelValues(skipped).Inc()
+	} else {
+		w.m.metrics.delivered.Inc()
+		w.m.metrics.latency.Observe(time.Since(found).Seconds())
+		w.update(func(s *mail.Status) { s.Delivered++; s.LastEventAt = time.Now() })
 	}
-	if f.Truncated {
-		msg.MarkTruncated()
-	}
-	if err := w.m.opts.Sink.Deliver(ctx, mb, msg); err != nil {
-		var p permanent
-		if !errors.As(err, &p) || !p.PermanentFailure() {
-			return err
-		}
-		w.log.Error("client refused the email for good, skipped", "folder", folder, "uid", ref.UID,
-			"message_id", msg.MessageID, "err", err)
-		w.m.metrics.skipped.WithLabelValues("rejected").Inc()
-		return w.advance(ctx, folder, ref.UID, f.Date, cur)
-	}
-	w.m.metrics.delivered.Inc()
-	w.m.metrics.latency.Observe(time.Since(found).Seconds())
-	w.update(func(s *Status) { s.Delivered++; s.LastEventAt = time.Now() })
-	return w.advance(ctx, folder, ref.UID, f.Date, cur)
+	return w.advance(ctx, ref.Folder, ref.Cursor)
 }
 
-func (w *worker) advance(ctx context.Context, folder string, uid uint32, date time.Time, cur *mail.Cursor) error {
-	if uid > cur.LastUID {
-		cur.LastUID = uid
+// advance saves the folder's cursor after an acknowledgement. The write is
+// the commit point: it happens after the client's acknowledgement, and a
+// write that fails means re-delivery, never loss. An empty cursor (a source
+// that advances per batch only) saves nothing yet.
+func (w *worker) advance(ctx context.Context, folder, cursor string) error {
+	if cursor == "" {
+		return nil
 	}
-	if !date.IsZero() {
-		cur.LastDate = date.UTC()
-	}
-	// The cursor write is the commit point: it happens after the client's
-	// acknowledgement, and a write that fails means re-delivery, never loss.
-	return w.putCursor(context.WithoutCancel(ctx), folder, *cur)
+	return w.putCursor(context.WithoutCancel(ctx), folder, mail.Cursor{Data: cursor})
 }
 
 // unknownSizeWeight is what a message of unknown size takes of the budget.
@@ -165,7 +182,7 @@ const unknownSizeWeight = 1 << 20
 
 // weight is the share of the in-flight budget a message takes: its size, or
 // only a header's worth when it is over the fetch limit.
-func (w *worker) weight(ref source.MessageRef) int64 {
+func (w *worker) weight(ref source.Ref) int64 {
 	switch max := w.m.opts.MaxMessageBytes; {
 	case ref.Size <= 0:
 		return unknownSizeWeight

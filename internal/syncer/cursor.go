@@ -114,8 +114,8 @@ func (w *worker) forgetUnsaved() {
 // unreachable) is newer than the store's; while the store cannot be read, the
 // last one read or written is used. When the store has lost one this
 // supervisor read or wrote before (Redis restarted without persistence), the
-// last known value is restored from memory: restarting at UIDNEXT would skip
-// the mail that arrived meanwhile.
+// last known value is restored from memory: restarting at the folder's end
+// would skip the mail that arrived meanwhile.
 func (w *worker) loadCursor(ctx context.Context, folder string) (mail.Cursor, bool, error) {
 	mine, had := w.cursors[folder]
 	if had && w.unsaved[folder] {
@@ -135,7 +135,7 @@ func (w *worker) loadCursor(ctx context.Context, folder string) (mail.Cursor, bo
 	if !had {
 		return c, false, nil
 	}
-	w.log.Warn("sync cursor missing from the store, restoring it", "folder", folder, "uid", mine.LastUID)
+	w.log.Warn("sync cursor missing from the store, restoring it", "folder", folder)
 	if err := w.putCursor(ctx, folder, mine); err != nil {
 		return c, false, err
 	}

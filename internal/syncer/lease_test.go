@@ -70,9 +70,9 @@ func TestLeaseGatesTheSession(t *testing.T) {
 	var statesMu sync.Mutex
 	var states []string
 	m, err := New(Options{
-		Dialer: DialerFunc(srv.dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse, Leaser: leaser,
+		Protocols: fakeProtocol(srv.dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse, Leaser: leaser,
 		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}, Panics: obs.NewPanics(nil),
-		OnStatus: func(_ mail.MailboxID, st Status) {
+		OnStatus: func(_ mail.MailboxID, st mail.Status) {
 			statesMu.Lock()
 			states = append(states, st.State)
 			statesMu.Unlock()
@@ -84,17 +84,17 @@ func TestLeaseGatesTheSession(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.Start(ctx)
 	defer func() { cancel(); _ = m.Stop(context.Background()) }()
-	if err := m.Subscribe(&mail.Mailbox{ID: "m", Host: "h"}, ModeCreate); err != nil {
+	if err := m.Subscribe(&mail.Mailbox{ID: "m", Host: "h"}, mail.ModeCreate); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if s, _ := m.Status("m"); s.State == StateExists {
+	if s, _ := m.Status("m"); s.State == mail.StateExists {
 		t.Fatal("session started without the lease")
 	}
 	leaser.mu.Lock()
 	leaser.blocked = false
 	leaser.mu.Unlock()
-	waitFor(t, "exists with lease", func() bool { s, _ := m.Status("m"); return s.State == StateExists })
+	waitFor(t, "exists with lease", func() bool { s, _ := m.Status("m"); return s.State == mail.StateExists })
 
 	// Losing the lease stops the session; it is re-obtained with a higher fence.
 	leaser.mu.Lock()
@@ -106,7 +106,7 @@ func TestLeaseGatesTheSession(t *testing.T) {
 		defer leaser.mu.Unlock()
 		return leaser.current != first && leaser.released >= 1
 	})
-	waitFor(t, "exists again", func() bool { s, _ := m.Status("m"); return s.State == StateExists })
+	waitFor(t, "exists again", func() bool { s, _ := m.Status("m"); return s.State == mail.StateExists })
 	m.Unsubscribe("m")
 	waitFor(t, "released on close", func() bool {
 		leaser.mu.Lock()
@@ -115,7 +115,7 @@ func TestLeaseGatesTheSession(t *testing.T) {
 	})
 	statesMu.Lock()
 	defer statesMu.Unlock()
-	if len(states) == 0 || states[len(states)-1] != StateClosed {
+	if len(states) == 0 || states[len(states)-1] != mail.StateClosed {
 		t.Errorf("published states %v, want the last to be closed", states)
 	}
 }

@@ -20,17 +20,17 @@ import (
 func TestRejectedCredentialsAreHeld(t *testing.T) {
 	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
 	var logins atomic.Int32
-	dial := func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
+	dial := func(ctx context.Context, mb *mail.Mailbox) (Session, error) {
 		logins.Add(1)
 		if mb.Password != "right" {
 			return nil, mail.Errorf(mail.ClassAuth, "login", "NO [AUTHENTICATIONFAILED] Authentication failed.")
 		}
-		return srv.dial(ctx, mb, onExists)
+		return srv.dial(ctx, mb)
 	}
 	sink := &recSink{}
 	guard := lockout.New(lockout.Options{Min: time.Hour, Max: time.Hour})
 	m, err := New(Options{
-		Dialer: DialerFunc(dial), Sink: sink, Cursors: store.NewMemory(), Parser: parse, Lockout: guard,
+		Protocols: fakeProtocol(dial), Sink: sink, Cursors: store.NewMemory(), Parser: parse, Lockout: guard,
 		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond}, Panics: obs.NewPanics(nil),
 	})
 	if err != nil {
@@ -41,19 +41,19 @@ func TestRejectedCredentialsAreHeld(t *testing.T) {
 	defer func() { cancel(); _ = m.Stop(context.Background()) }()
 
 	wrong := &mail.Mailbox{ID: "m", Host: "h", UserName: "u", Password: "wrong"}
-	if err := m.Subscribe(wrong, ModeCreate); err != nil {
+	if err := m.Subscribe(wrong, mail.ModeCreate); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "auth error", func() bool { s, _ := m.Status("m"); return s.State == StateError && s.ErrorClass == "auth" })
+	waitFor(t, "auth error", func() bool { s, _ := m.Status("m"); return s.State == mail.StateError && s.ErrorClass == "auth" })
 	// The reconnect back-off is 1-2 ms: without the hold this would be
 	// hundreds of logins.
 	for range 5 {
 		again := *wrong
 		again.FolderIDs = []string{"INBOX"} // another setting changes: a new worker
-		if err := m.Subscribe(&again, ModeRecreate); err != nil {
+		if err := m.Subscribe(&again, mail.ModeRecreate); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.Subscribe(&again, ModeUpdate); err != nil {
+		if err := m.Subscribe(&again, mail.ModeUpdate); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -74,10 +74,10 @@ func TestRejectedCredentialsAreHeld(t *testing.T) {
 	// The user fixes the password in Creatio: tried at once.
 	fixed := *wrong
 	fixed.Password = "right"
-	if err := m.Subscribe(&fixed, ModeUpdate); err != nil {
+	if err := m.Subscribe(&fixed, mail.ModeUpdate); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "exists with the new password", func() bool { s, _ := m.Status("m"); return s.State == StateExists })
+	waitFor(t, "exists with the new password", func() bool { s, _ := m.Status("m"); return s.State == mail.StateExists })
 	if _, _, held := guard.Check(&fixed); held {
 		t.Error("still held after a successful login")
 	}
@@ -89,7 +89,7 @@ func TestDialSlotsPerHostAndPort(t *testing.T) {
 	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
 	var mu sync.Mutex
 	var hanging atomic.Int32
-	dial := func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
+	dial := func(ctx context.Context, mb *mail.Mailbox) (Session, error) {
 		if mb.Port == 1 { // a dead port: the attempt hangs until its context ends
 			hanging.Add(1)
 			<-ctx.Done()
@@ -97,10 +97,10 @@ func TestDialSlotsPerHostAndPort(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		return srv.dial(ctx, mb, onExists)
+		return srv.dial(ctx, mb)
 	}
 	m, err := New(Options{
-		Dialer: DialerFunc(dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse, DialConcurrency: 2,
+		Protocols: fakeProtocol(dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse, DialConcurrency: 2,
 		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond}, Panics: obs.NewPanics(nil),
 	})
 	if err != nil {
@@ -110,15 +110,15 @@ func TestDialSlotsPerHostAndPort(t *testing.T) {
 	m.Start(ctx)
 	defer func() { cancel(); _ = m.Stop(context.Background()) }()
 	for i := range 10 {
-		if err := m.Subscribe(&mail.Mailbox{ID: mail.MailboxID(rune('a' + i)), Host: "Mail.Example.com", Port: 1}, ModeCreate); err != nil {
+		if err := m.Subscribe(&mail.Mailbox{ID: mail.MailboxID(rune('a' + i)), Host: "Mail.Example.com", Port: 1}, mail.ModeCreate); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitFor(t, "both slots of the dead port taken", func() bool { return hanging.Load() == 2 })
-	if err := m.Subscribe(&mail.Mailbox{ID: "healthy", Host: "mail.example.com", Port: 993}, ModeCreate); err != nil {
+	if err := m.Subscribe(&mail.Mailbox{ID: "healthy", Host: "mail.example.com", Port: 993}, mail.ModeCreate); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the healthy mailbox", func() bool { s, _ := m.Status("healthy"); return s.State == StateExists })
+	waitFor(t, "the healthy mailbox", func() bool { s, _ := m.Status("healthy"); return s.State == mail.StateExists })
 	if k1, k2 := dialKey(&mail.Mailbox{Host: "Mail.Example.com:993"}), dialKey(&mail.Mailbox{Host: "mail.example.com", Port: 993}); k1 != k2 {
 		t.Errorf("dialKey: %q != %q", k1, k2)
 	}
@@ -131,17 +131,17 @@ func TestRecreateKeepsLoginInProgress(t *testing.T) {
 	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
 	release := make(chan struct{})
 	var dials atomic.Int32
-	dial := func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
+	dial := func(ctx context.Context, mb *mail.Mailbox) (Session, error) {
 		dials.Add(1)
 		select {
 		case <-release:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		return srv.dial(ctx, mb, onExists)
+		return srv.dial(ctx, mb)
 	}
 	m, err := New(Options{
-		Dialer: DialerFunc(dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse,
+		Protocols: fakeProtocol(dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse,
 		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond}, Panics: obs.NewPanics(nil),
 	})
 	if err != nil {
@@ -151,18 +151,18 @@ func TestRecreateKeepsLoginInProgress(t *testing.T) {
 	m.Start(ctx)
 	defer func() { cancel(); _ = m.Stop(context.Background()) }()
 	mb := &mail.Mailbox{ID: "slow", Host: "h", UserName: "u", Password: "p"}
-	if err := m.Subscribe(mb, ModeCreate); err != nil {
+	if err := m.Subscribe(mb, mail.ModeCreate); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the first login", func() bool { return dials.Load() == 1 })
 	for range 5 {
 		same := *mb
-		if err := m.Subscribe(&same, ModeRecreate); err != nil {
+		if err := m.Subscribe(&same, mail.ModeRecreate); err != nil {
 			t.Fatal(err)
 		}
 	}
 	close(release)
-	waitFor(t, "exists", func() bool { s, _ := m.Status("slow"); return s.State == StateExists })
+	waitFor(t, "exists", func() bool { s, _ := m.Status("slow"); return s.State == mail.StateExists })
 	if n := dials.Load(); n != 1 {
 		t.Fatalf("%d logins, want 1", n)
 	}

@@ -3,7 +3,6 @@ package syncer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"slices"
@@ -17,20 +16,23 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/ingest"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/obs"
+	"github.com/emaillistener/emaillistener/internal/runner"
 )
 
 // Defaults for Options.
 const (
-	// DefaultIdleMax re-issues IDLE well before the 29 minutes after which RFC 2177
-	// allows servers to drop the client. Each re-issue also proves the link
-	// alive and re-checks the folder for new mail, a safety net for a push the
-	// server lost (seen with Dovecot's imap-hibernate under overload); 10 min
-	// bounds that delay at ~2 wake-ups/s per 1,000 mailboxes.
+	// DefaultIdleMax bounds one wait for a push: well below the 29 minutes
+	// after which RFC 2177 lets IMAP servers drop an IDLE client. Each round
+	// also proves the link alive and re-checks the watched folder, a safety
+	// net for a push the server lost (seen with Dovecot's imap-hibernate
+	// under overload); 10 min bounds that delay at ~2 wake-ups/s per 1,000
+	// mailboxes.
 	DefaultIdleMax = 10 * time.Minute
-	// DefaultFolderPoll is how often folders other than the IDLE one are checked
-	// with STATUS (cheap: one round trip per folder, no SELECT unless changed).
+	// DefaultFolderPoll is how often every watched folder is checked, also
+	// those no push covers (cheap for IMAP: one STATUS per folder).
 	DefaultFolderPoll = 60 * time.Second
 	// DefaultDialConcurrency bounds simultaneous connection attempts per mail
 	// server, so ten thousand subscriptions created at once do not look like an
@@ -44,25 +46,35 @@ const (
 	tokenRefreshLead = 5 * time.Minute
 )
 
-// Options configures a Manager. Dialer, Sink, Cursors and Parser are required.
+// Protocol is what the syncer needs of one mail protocol.
+type Protocol struct {
+	Dialer Dialer
+	// WatchByDefault decides which folders "all folders" means (nil: every
+	// selectable folder).
+	WatchByDefault FolderLister
+}
+
+// Options configures a Manager. Protocols, Sink, Cursors and Parser are
+// required.
 type Options struct {
-	Dialer          Dialer
+	// Protocols serve the mailboxes of each kind; a mailbox of another kind
+	// fails with a config-class error.
+	Protocols       map[mail.ServerKind]Protocol
 	Sink            Sink
 	Cursors         Cursors
 	Parser          Parser
-	WatchByDefault  FolderLister   // nil: every selectable folder
-	IdleMax         time.Duration  // default DefaultIdleMax
+	IdleMax         time.Duration  // longest wait for a push; default DefaultIdleMax
 	FolderPoll      time.Duration  // default DefaultFolderPoll
 	Reconnect       backoff.Policy // zero: 1s doubling to 5m, jittered
-	DialConcurrency int            // per server host; default DefaultDialConcurrency
+	DialConcurrency int            // per server host and port; default DefaultDialConcurrency
 	// Budget, when set, bounds the raw bytes of messages between fetch and
 	// acknowledgement, node-wide (shared with history loads).
 	Budget Budget
 	// MaxMessageBytes is the size over which only a message's header is
 	// fetched (the source's limit); it caps what a message takes of Budget.
 	MaxMessageBytes int64
-	// DialRate caps new connections per second per server host (0: no cap),
-	// for servers that throttle or ban bursts of logins.
+	// DialRate caps new connections per second per server host and port (0: no
+	// cap), for servers that throttle or ban bursts of logins.
 	DialRate float64
 	// TokenRefreshWait is how long a mailbox whose OAuth token was rejected
 	// waits for the client's update before reporting the failure.
@@ -76,47 +88,35 @@ type Options struct {
 	// OnStatus, when set, is called on the mailbox's goroutine after every state
 	// change (cluster mode publishes it for the other nodes). It must not block
 	// for long.
-	OnStatus   func(id mail.MailboxID, st Status)
+	OnStatus   func(id mail.MailboxID, st mail.Status)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Panics     *obs.Panics
 }
-
-// Mode says how a registration relates to an existing subscription.
-type Mode int
-
-const (
-	// ModeCreate starts a subscription; an identical running one is kept.
-	ModeCreate Mode = iota
-	// ModeRecreate restarts the subscription unless an identical one is healthy.
-	ModeRecreate
-	// ModeUpdate swaps credentials (e.g. a fresh OAuth token) without a restart
-	// when only secrets changed; the next (re)connect uses them.
-	ModeUpdate
-)
 
 // Manager owns the mailbox supervisors. Its methods are safe for concurrent use.
 type Manager struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
+	step    ingest.Step
+	runs    runner.Group[mail.MailboxID]
 
 	mu      sync.Mutex
-	ctx     context.Context // base context of all workers; set by Start
+	started bool
 	stopped bool
 	workers map[mail.MailboxID]*worker
-	dials   map[string]*dialGate // per-host dial limits
-	wg      sync.WaitGroup
+	dials   map[string]*dialGate // per host:port dial limits
 
 	unsavedRetry time.Duration   // how often unsaved cursors are retried (tests shorten it)
-	counts       [3]atomic.Int64 // live subscriptions per state, indexed like States
+	counts       [3]atomic.Int64 // live subscriptions per state, indexed like mail.States
 }
 
 // New checks options and returns a Manager; it does no I/O.
 func New(opts Options) (*Manager, error) {
 	switch {
-	case opts.Dialer == nil:
-		return nil, errors.New("syncer: Options.Dialer is required")
+	case len(opts.Protocols) == 0:
+		return nil, errors.New("syncer: Options.Protocols is required")
 	case opts.Sink == nil:
 		return nil, errors.New("syncer: Options.Sink is required")
 	case opts.Cursors == nil:
@@ -146,6 +146,7 @@ func New(opts Options) (*Manager, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registerer),
+		step:    ingest.Step{Parse: opts.Parser, Deliver: opts.Sink.Deliver},
 		workers: make(map[mail.MailboxID]*worker),
 		dials:   make(map[string]*dialGate),
 
@@ -156,11 +157,12 @@ func New(opts Options) (*Manager, error) {
 // Start lets subscriptions run under ctx. Subscriptions registered before Start
 // begin now.
 func (m *Manager) Start(ctx context.Context) {
+	m.runs.Start(ctx)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.ctx = ctx
+	m.started = true
 	for _, w := range m.workers {
-		m.launch(w, nil)
+		m.launch(w)
 	}
 }
 
@@ -168,25 +170,15 @@ func (m *Manager) Start(ctx context.Context) {
 func (m *Manager) Stop(ctx context.Context) error {
 	m.mu.Lock()
 	m.stopped = true
-	for _, w := range m.workers {
-		w.stop()
-	}
 	m.mu.Unlock()
-	done := make(chan struct{})
-	go func() { m.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("syncer: stop: %w", context.Cause(ctx))
-	}
+	return m.runs.Stop(ctx)
 }
 
 // ErrStopped is returned by Subscribe after Stop.
 var ErrStopped = errors.New("syncer: shutting down")
 
 // Subscribe starts, restarts or updates the subscription of mb according to mode.
-func (m *Manager) Subscribe(mb *mail.Mailbox, mode Mode) error {
+func (m *Manager) Subscribe(mb *mail.Mailbox, mode mail.Mode) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopped {
@@ -196,7 +188,7 @@ func (m *Manager) Subscribe(mb *mail.Mailbox, mode Mode) error {
 	if old != nil {
 		cur := old.mailbox()
 		switch {
-		case mode == ModeUpdate && onlySecretsDiffer(cur, mb):
+		case mode == mail.ModeUpdate && onlySecretsDiffer(cur, mb):
 			old.setMailbox(mb)
 			old.retryNow()
 			return nil
@@ -208,17 +200,19 @@ func (m *Manager) Subscribe(mb *mail.Mailbox, mode Mode) error {
 			// recreate of a failed subscription retries now instead, unless
 			// its credentials are held (the session then waits again).
 			old.setMailbox(mb) // identity fields (user, workspace) may still change
-			if mode == ModeRecreate && old.snapshot().State == StateError {
+			if mode == mail.ModeRecreate && old.snapshot().State == mail.StateError {
 				old.retryNow()
 			}
 			return nil
 		}
-		old.stop()
 	}
 	w := m.newWorker(mb)
+	w.prev = old
 	m.workers[mb.ID] = w
-	if m.ctx != nil {
-		m.launch(w, old)
+	if m.started {
+		m.launch(w)
+	} else if old != nil {
+		old.finish() // replaced before it ever ran
 	}
 	return nil
 }
@@ -230,7 +224,10 @@ func (m *Manager) Unsubscribe(id mail.MailboxID) {
 	delete(m.workers, id)
 	m.mu.Unlock()
 	if w != nil {
-		w.stop()
+		m.runs.Cancel(id)
+		if !m.started {
+			w.finish() // never launched: take it out of the counts
+		}
 	}
 	if m.opts.Lockout != nil {
 		m.opts.Lockout.Forget(id)
@@ -238,20 +235,20 @@ func (m *Manager) Unsubscribe(id mail.MailboxID) {
 }
 
 // Status returns the status of a subscription and whether it exists.
-func (m *Manager) Status(id mail.MailboxID) (Status, bool) {
+func (m *Manager) Status(id mail.MailboxID) (mail.Status, bool) {
 	m.mu.Lock()
 	w := m.workers[id]
 	m.mu.Unlock()
 	if w == nil {
-		return Status{State: StateClosed}, false
+		return mail.Status{State: mail.StateClosed}, false
 	}
 	return w.snapshot(), true
 }
 
 // Counts returns the number of subscriptions per state.
 func (m *Manager) Counts() map[string]int {
-	out := make(map[string]int, len(States))
-	for i, s := range States {
+	out := make(map[string]int, len(mail.States))
+	for i, s := range mail.States {
 		out[s] = int(m.counts[i].Load())
 	}
 	return out
@@ -268,29 +265,28 @@ func (m *Manager) Len() int {
 // delta. Kept incrementally: the status endpoint asks for the counts often,
 // and walking 10,000 workers each time showed in profiles.
 func (m *Manager) countState(state string, delta int64) {
-	if i := slices.Index(States, state); i >= 0 {
+	if i := slices.Index(mail.States, state); i >= 0 {
 		m.counts[i].Add(delta)
 	}
 	m.metrics.subscriptions.WithLabelValues(state).Add(float64(delta))
 }
 
-// launch starts w's goroutine; it begins once prev (the replaced worker of the
-// same mailbox, if any) has exited, so two supervisors never move one cursor.
+// launch starts w's goroutine; it begins once the replaced worker of the same
+// mailbox, if any, has exited, so two supervisors never move one cursor.
 // m.mu must be held.
-func (m *Manager) launch(w *worker, prev *worker) {
-	ctx, cancel := context.WithCancel(m.ctx)
-	w.cancel = cancel
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		if prev != nil {
-			<-prev.done
-			// The client was told about prev's failure; the successor owes it
-			// the recovery report.
-			w.reported = prev.reported
+func (m *Manager) launch(w *worker) {
+	_, err := m.runs.Go(w.id, func(ctx context.Context, _ *runner.Run) {
+		// The runner starts this once the replaced worker's run returned.
+		if prev := w.prev; prev != nil {
+			// The client was told about prev's failure; the successor owes
+			// it the recovery report.
+			w.reported, w.prev = prev.reported, nil
 		}
 		w.run(ctx)
-	}()
+	})
+	if err != nil { // stopping: the worker never runs
+		w.finish()
+	}
 }
 
 // acquireDial takes a connection slot for the mailbox's server. Slots are
@@ -336,7 +332,7 @@ func dialKey(mb *mail.Mailbox) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
-// dialGate limits the connection attempts to one mail server host: at most
+// dialGate limits the connection attempts to one mail server: at most
 // cap(sem) at once and, when rate is set, that many per second.
 type dialGate struct {
 	sem  chan struct{}

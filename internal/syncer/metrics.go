@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/emaillistener/emaillistener/internal/ingest"
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
@@ -13,7 +14,7 @@ type metrics struct {
 	latency        prometheus.Histogram
 	skipped        *prometheus.CounterVec
 	reconnects     *prometheus.CounterVec
-	uidValidity    prometheus.Counter
+	cursorResets   prometheus.Counter
 	tokenRefreshes prometheus.Counter
 	unsavedCursors prometheus.Gauge
 }
@@ -42,9 +43,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "emaillistener_reconnects_total",
 			Help: "Mail server sessions that ended in an error and will be retried, by error class.",
 		}, []string{"class"}),
-		uidValidity: f.NewCounter(prometheus.CounterOpts{
-			Name: "emaillistener_uidvalidity_changes_total",
-			Help: "Folders whose UIDVALIDITY changed, triggering a conservative re-delivery.",
+		cursorResets: f.NewCounter(prometheus.CounterOpts{
+			Name: "emaillistener_cursor_resets_total",
+			Help: "Folders whose sync position became invalid (IMAP UIDVALIDITY changed), triggering a conservative re-delivery.",
 		}),
 	}
 	m.tokenRefreshes = f.NewCounter(prometheus.CounterOpts{
@@ -55,10 +56,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "emaillistener_cursors_unsaved",
 		Help: "Folder sync positions kept in memory because the store (Redis) did not take them; written when it answers.",
 	})
-	for _, s := range States {
+	for _, s := range mail.States {
 		m.subscriptions.WithLabelValues(s)
 	}
-	for _, r := range []string{"rejected", "unparseable", "expunged"} {
+	for _, r := range ingest.SkipReasons {
 		m.skipped.WithLabelValues(r)
 	}
 	for _, c := range mail.Classes {

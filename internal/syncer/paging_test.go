@@ -10,83 +10,76 @@ import (
 	"github.com/emaillistener/emaillistener/internal/source"
 )
 
-// pagedSession adds ListRange to the fake and records how messages were
-// listed.
+// pagedSession lists at most page refs per Changes call, as a source does for
+// a large backlog, and records the calls.
 type pagedSession struct {
 	fakeSession
-	mu      *sync.Mutex
-	ranges  *[][2]uint32
-	largest *int // most refs one ListAfter returned
+	page  int
+	mu    *sync.Mutex
+	calls *int
 }
 
-func (p pagedSession) ListRange(_ context.Context, from, to uint32) ([]source.MessageRef, error) {
+func (p pagedSession) Changes(ctx context.Context, folder, cur string) (source.Changes, error) {
 	p.mu.Lock()
-	*p.ranges = append(*p.ranges, [2]uint32{from, to})
+	*p.calls++
 	p.mu.Unlock()
-	refs, _ := p.fakeSession.ListAfter(context.Background(), from-1)
-	var out []source.MessageRef
-	for _, r := range refs {
-		if r.UID <= to {
-			out = append(out, r)
-		}
+	ch, err := p.fakeSession.Changes(ctx, folder, cur)
+	if err != nil || len(ch.Refs) <= p.page {
+		return ch, err
 	}
-	return out, nil
+	ch.Refs, ch.More = ch.Refs[:p.page], true
+	ch.Next = ch.Refs[p.page-1].Cursor
+	return ch, nil
 }
 
-func (p pagedSession) ListAfter(ctx context.Context, uid uint32) ([]source.MessageRef, error) {
-	refs, err := p.fakeSession.ListAfter(ctx, uid)
-	p.mu.Lock()
-	*p.largest = max(*p.largest, len(refs))
-	p.mu.Unlock()
-	return refs, err
-}
-
-// A backlog larger than a page (a mailbox that was not served for a long
-// time) is listed in pages, never in one response the server may not be
-// allowed to send.
-func TestLargeBacklogListedInPages(t *testing.T) {
-	const n = 2*listPage + 5000
+// A source that lists a backlog in pages (More) is asked again until it has
+// said everything; every message is delivered once and the cursor ends at the
+// last one.
+func TestPagedChanges(t *testing.T) {
 	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
-	for uid := uint32(1); uid <= n; uid++ {
+	for uid := uint32(1); uid <= 2500; uid++ {
 		if uid%3 == 0 {
-			continue // sparse UIDs: expunged long ago
+			continue // sparse UIDs
 		}
 		srv.msgs = append(srv.msgs, uid)
-		srv.raw[uid] = fmt.Appendf(nil, "Subject: %d\r\n\r\nx", uid)
+		srv.raw[uid] = fmt.Appendf(nil, "%d", uid)
 	}
 	var mu sync.Mutex
-	var ranges [][2]uint32
-	largest := 0
+	calls := 0
 	m, sink, st, _ := newTestManager(t, srv)
-	m.opts.Dialer = DialerFunc(func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
-		s, err := srv.dial(ctx, mb, onExists)
+	m.opts.Protocols = fakeProtocol(func(ctx context.Context, mb *mail.Mailbox) (Session, error) {
+		s, err := srv.dial(ctx, mb)
 		if err != nil {
 			return nil, err
 		}
-		return pagedSession{fakeSession: s.(fakeSession), mu: &mu, ranges: &ranges, largest: &largest}, nil
+		return pagedSession{fakeSession: s.(fakeSession), page: 1000, mu: &mu, calls: &calls}, nil
 	})
-	if err := st.PutCursor(context.Background(), "big", "INBOX", mail.Cursor{UIDValidity: 1}); err != nil {
+	if err := st.PutCursor(context.Background(), "big", "INBOX", mail.Cursor{Data: fakeCursor(1, 0)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Subscribe(&mail.Mailbox{ID: "big", Host: "h"}, ModeCreate); err != nil {
+	if err := m.Subscribe(&mail.Mailbox{ID: "big", Host: "h"}, mail.ModeCreate); err != nil {
 		t.Fatal(err)
 	}
 	want := len(srv.msgs)
 	waitFor(t, "the backlog", func() bool { return len(sink.got()) >= want })
+	got := sink.got()
+	seen := map[string]bool{}
+	for _, g := range got {
+		if seen[g] {
+			t.Fatalf("%s delivered twice", g)
+		}
+		seen[g] = true
+	}
+	if len(got) != want {
+		t.Errorf("delivered %d, want %d", len(got), want)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	last := srv.msgs[len(srv.msgs)-1] // UIDNEXT - 1
-	if len(ranges) != 3 || ranges[0] != [2]uint32{1, listPage} || ranges[2][1] != last {
-		t.Errorf("ranges %v, want 3 pages of %d up to %d", ranges, listPage, last)
-	}
-	if largest > listPage {
-		t.Errorf("ListAfter returned %d refs at once", largest)
-	}
-	if got := len(sink.got()); got != want {
-		t.Errorf("delivered %d, want %d", got, want)
+	if calls < 2 {
+		t.Errorf("%d Changes calls: the pages were not asked for", calls)
 	}
 	c, _, _ := st.Cursor(context.Background(), "big", "INBOX")
-	if c.LastUID != last {
-		t.Errorf("cursor at %d, want %d", c.LastUID, last)
+	if last := srv.msgs[len(srv.msgs)-1]; cursorUID(c) != last {
+		t.Errorf("cursor at %d, want %d", cursorUID(c), last)
 	}
 }

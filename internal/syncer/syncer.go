@@ -1,18 +1,26 @@
-// Package syncer runs one supervisor goroutine per subscribed mailbox. A
-// supervisor, in order:
+// Package syncer runs one supervisor per subscribed mailbox, whatever its
+// protocol. A supervisor, in order:
 //
-//  1. connects and logs in (Dialer), resolves the folders to watch;
-//  2. starts every folder without a cursor at its current UIDNEXT;
-//  3. catches up: fetches every message above the folder's cursor, parses it,
-//     delivers it (Sink) and only then advances the cursor (Cursors);
-//  4. waits in IDLE on the primary folder (INBOX) until the server pushes EXISTS,
-//     polling the other folders' STATUS between IDLE rounds;
-//  5. on any failure reports it once to the client, backs off with jitter and
-//     goes back to 1, so mail that arrived meanwhile is delivered after the
+//  1. in a cluster, takes the mailbox's lease (Leaser);
+//  2. opens a session with the Dialer registered for the mailbox's kind and
+//     resolves the folders to watch;
+//  3. starts every folder without a cursor at its current end (a new
+//     subscription delivers new mail only; history is the client's
+//     synchronize call);
+//  4. catches up: lists each folder's changes since its cursor, fetches,
+//     parses and delivers every message (ingest.Step), and only then advances
+//     the cursor (Cursors);
+//  5. waits for the next change: pushed on the session's own connection
+//     (Waiter: IMAP IDLE), signalled by a shared hub (Signaller: Exchange
+//     streaming, Graph notifications), or on a poll timer; every
+//     Options.FolderPoll all folders are checked again;
+//  6. on any failure reports it once to the client, backs off with jitter and
+//     goes back to 2, so mail that arrived meanwhile is delivered after the
 //     reconnect.
 //
 // The mail server is the durable queue: nothing but cursors is stored, and a
-// cursor never passes a message the client has not acknowledged.
+// cursor never passes a message the client has not acknowledged. Cursors are
+// opaque to this package: the session that lists changes also writes them.
 package syncer
 
 import (
@@ -23,35 +31,49 @@ import (
 	"github.com/emaillistener/emaillistener/internal/source"
 )
 
-// Session is an open, authenticated connection to a mailbox's server.
+// Session is an open, authenticated session with one mailbox's server.
 type Session interface {
-	Folders(ctx context.Context) ([]source.Folder, error)
-	Status(ctx context.Context, folder string) (source.FolderStatus, error)
-	Examine(ctx context.Context, folder string) (source.FolderStatus, error)
-	ListAfter(ctx context.Context, uid uint32) ([]source.MessageRef, error)
-	SearchSince(ctx context.Context, since time.Time) ([]source.MessageRef, error)
-	Fetch(ctx context.Context, ref source.MessageRef) (*source.Fetched, error)
-	// Idle returns when wake fires, max passes, the server pushes new mail (the
-	// dialer's onExists callback), or ctx ends.
-	Idle(ctx context.Context, wake <-chan struct{}, max time.Duration) error
+	// Folders lists the mailbox's folders.
+	Folders(ctx context.Context) ([]mail.Folder, error)
+	// Changes lists the messages of folder after cursor, oldest first; an
+	// empty cursor returns no messages and the cursor of the folder's end.
+	Changes(ctx context.Context, folder, cursor string) (source.Changes, error)
+	// Fetch downloads a message Changes listed; source.ErrGone if it was
+	// deleted meanwhile.
+	Fetch(ctx context.Context, ref source.Ref) (*source.Fetched, error)
 	Close() error
 }
 
-// Dialer opens sessions. onExists is called on the connection's reader
-// goroutine when the server reports new messages; it must not block.
+// Waiter is a Session told of new mail on its own connection (IMAP IDLE).
+type Waiter interface {
+	// Wait returns the folders that changed when the server pushes, nil when
+	// max passed, or an error (the session is then over).
+	Wait(ctx context.Context, folders []string, max time.Duration) ([]string, error)
+}
+
+// Signaller is a Session whose changes are pushed through a hub shared by
+// many mailboxes (a streaming subscription, webhook notifications).
+type Signaller interface {
+	// Signal delivers the folders that changed (nil: unknown, check all).
+	Signal() <-chan []string
+}
+
+// pushTimer is a Session that knows when its last push arrived, for the
+// latency metric.
+type pushTimer interface{ Pushed() time.Time }
+
+// Dialer opens sessions for one protocol.
 type Dialer interface {
-	Dial(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error)
+	Dial(ctx context.Context, mb *mail.Mailbox) (Session, error)
 }
 
 // DialerFunc adapts a function to Dialer.
-type DialerFunc func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error)
+type DialerFunc func(ctx context.Context, mb *mail.Mailbox) (Session, error)
 
 // Dial calls f.
-func (f DialerFunc) Dial(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
-	return f(ctx, mb, onExists)
-}
+func (f DialerFunc) Dial(ctx context.Context, mb *mail.Mailbox) (Session, error) { return f(ctx, mb) }
 
-// Sink delivers to the client application. Deliver blocks until the message is
+// Sink talks to the client application. Deliver blocks until the message is
 // acknowledged (nil), refused for good (an error with PermanentFailure() true:
 // the message is skipped), or ctx ends. ReportState tells the client a mailbox
 // failed (err != nil) or recovered (err == nil). RefreshToken asks the client
@@ -71,11 +93,8 @@ type Cursors interface {
 // Parser turns raw message bytes into a message.
 type Parser func(raw []byte) (*mail.Message, error)
 
-// permanent is implemented by delivery errors that must not be retried.
-type permanent interface{ PermanentFailure() bool }
-
-// FolderLister decides which folders "all folders" means.
-type FolderLister func(f source.Folder) bool
+// FolderLister decides which folders "all folders" means, per protocol.
+type FolderLister func(f mail.Folder) bool
 
 // Leaser grants exclusive ownership of a mailbox across nodes (cluster mode).
 // Obtain fails while another node holds the mailbox.

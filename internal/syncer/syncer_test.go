@@ -30,16 +30,27 @@ type fakeServer struct {
 	wake     func()
 }
 
-type fakeSession struct{ s *fakeServer }
+// fakeSession serves the fake through the source contract: a cursor is
+// "validity:uid", pushes come through Wait.
+type fakeSession struct {
+	s      *fakeServer
+	pushed chan struct{}
+}
 
-func (f *fakeServer) dial(_ context.Context, _ *mail.Mailbox, onExists func()) (Session, error) {
+func (f *fakeServer) dial(_ context.Context, _ *mail.Mailbox) (Session, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.dialErr != nil {
 		return nil, f.dialErr
 	}
-	f.wake = onExists
-	return fakeSession{f}, nil
+	sess := fakeSession{s: f, pushed: make(chan struct{}, 1)}
+	f.wake = func() {
+		select {
+		case sess.pushed <- struct{}{}:
+		default:
+		}
+	}
+	return sess, nil
 }
 
 func (f *fakeServer) add(uid uint32, raw string) {
@@ -53,63 +64,65 @@ func (f *fakeServer) add(uid uint32, raw string) {
 	}
 }
 
-func (s fakeSession) Folders(context.Context) ([]source.Folder, error) {
-	return []source.Folder{{Name: "INBOX", Selectable: true}}, nil
+func (s fakeSession) Folders(context.Context) ([]mail.Folder, error) {
+	return []mail.Folder{{Name: "INBOX", Selectable: true}}, nil
 }
 
-func (s fakeSession) status() source.FolderStatus {
+func fakeCursor(validity, uid uint32) string { return fmt.Sprintf("%d:%d", validity, uid) }
+
+func parseFakeCursor(c string) (validity, uid uint32) {
+	fmt.Sscanf(c, "%d:%d", &validity, &uid)
+	return
+}
+
+func (s fakeSession) Changes(_ context.Context, folder, cur string) (source.Changes, error) {
 	s.s.mu.Lock()
 	defer s.s.mu.Unlock()
-	next := uint32(1)
+	last := uint32(0)
 	if n := len(s.s.msgs); n > 0 {
-		next = s.s.msgs[n-1] + 1
+		last = s.s.msgs[n-1]
 	}
-	return source.FolderStatus{UIDValidity: s.s.validity, UIDNext: next}
-}
-
-func (s fakeSession) Status(context.Context, string) (source.FolderStatus, error) {
-	return s.status(), nil
-}
-func (s fakeSession) Examine(context.Context, string) (source.FolderStatus, error) {
-	return s.status(), nil
-}
-
-func (s fakeSession) ListAfter(_ context.Context, uid uint32) ([]source.MessageRef, error) {
-	s.s.mu.Lock()
-	defer s.s.mu.Unlock()
-	var out []source.MessageRef
+	if cur == "" {
+		return source.Changes{Next: fakeCursor(s.s.validity, last)}, nil
+	}
+	validity, after := parseFakeCursor(cur)
+	ch := source.Changes{}
+	if validity != s.s.validity { // renumbered: everything again
+		ch.Reset, after = true, 0
+	}
 	for _, u := range s.s.msgs {
-		if u > uid {
-			out = append(out, source.MessageRef{UID: u})
+		if u > after {
+			ch.Refs = append(ch.Refs, source.Ref{Folder: folder, ID: fmt.Sprint(u), Cursor: fakeCursor(s.s.validity, u)})
 		}
 	}
-	return out, nil
+	return ch, nil
 }
 
-func (s fakeSession) SearchSince(context.Context, time.Time) ([]source.MessageRef, error) {
-	return s.ListAfter(context.Background(), 0)
-}
-
-func (s fakeSession) Fetch(_ context.Context, ref source.MessageRef) (*source.Fetched, error) {
+func (s fakeSession) Fetch(_ context.Context, ref source.Ref) (*source.Fetched, error) {
 	s.s.mu.Lock()
 	defer s.s.mu.Unlock()
-	if ref.UID == s.s.panicOn {
+	var uid uint32
+	fmt.Sscan(ref.ID, &uid)
+	if uid == s.s.panicOn {
 		panic("fetch exploded")
 	}
-	if s.s.gone[ref.UID] {
+	if s.s.gone[uid] {
 		return nil, source.ErrGone
 	}
-	return &source.Fetched{UID: ref.UID, Raw: s.s.raw[ref.UID], Date: time.Unix(int64(ref.UID), 0)}, nil
+	return &source.Fetched{Ref: ref, Raw: s.s.raw[uid], Date: time.Unix(int64(uid), 0)}, nil
 }
 
-func (s fakeSession) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration) error {
+func (s fakeSession) Wait(ctx context.Context, folders []string, max time.Duration) ([]string, error) {
+	t := time.NewTimer(max)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
-	case <-wake:
-	case <-time.After(max):
+		return nil, ctx.Err()
+	case <-s.pushed:
+		return folders[:1], nil
+	case <-t.C:
+		return nil, nil
 	}
-	return nil
 }
 
 func (s fakeSession) Close() error { return nil }
@@ -162,7 +175,7 @@ func newTestManager(t *testing.T, srv *fakeServer) (*Manager, *recSink, *store.M
 	st := store.NewMemory()
 	panics := obs.NewPanics(nil)
 	m, err := New(Options{
-		Dialer: DialerFunc(srv.dial), Sink: sink, Cursors: st, Parser: parse,
+		Protocols: fakeProtocol(srv.dial), Sink: sink, Cursors: st, Parser: parse,
 		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}, Panics: panics,
 	})
 	if err != nil {
@@ -176,6 +189,16 @@ func newTestManager(t *testing.T, srv *fakeServer) (*Manager, *recSink, *store.M
 	})
 	return m, sink, st, panics
 }
+
+// fakeProtocol serves IMAP mailboxes and those of the tests that leave the
+// kind unset.
+func fakeProtocol(dial func(ctx context.Context, mb *mail.Mailbox) (Session, error)) map[mail.ServerKind]Protocol {
+	p := Protocol{Dialer: DialerFunc(dial)}
+	return map[mail.ServerKind]Protocol{mail.ServerIMAP: p, mail.ServerUnknown: p}
+}
+
+// cursorUID is the UID a fake cursor points at.
+func cursorUID(c mail.Cursor) uint32 { _, uid := parseFakeCursor(c.Data); return uid }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -192,10 +215,10 @@ func TestSkipsAndAdvancesPastUndeliverable(t *testing.T) {
 	srv := &fakeServer{validity: 7, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
 	m, sink, st, _ := newTestManager(t, srv)
 	mb := &mail.Mailbox{ID: "m1", Host: "h"}
-	if err := m.Subscribe(mb, ModeCreate); err != nil {
+	if err := m.Subscribe(mb, mail.ModeCreate); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "exists", func() bool { s, _ := m.Status("m1"); return s.State == StateExists })
+	waitFor(t, "exists", func() bool { s, _ := m.Status("m1"); return s.State == mail.StateExists })
 	srv.mu.Lock()
 	srv.gone[2] = true
 	srv.mu.Unlock()
@@ -208,7 +231,7 @@ func TestSkipsAndAdvancesPastUndeliverable(t *testing.T) {
 	if got := sink.got(); got[0] != "one" || got[1] != "five" {
 		t.Fatalf("delivered %v", got)
 	}
-	waitFor(t, "cursor 5", func() bool { c, _, _ := st.Cursor(context.Background(), "m1", "INBOX"); return c.LastUID == 5 })
+	waitFor(t, "cursor 5", func() bool { c, _, _ := st.Cursor(context.Background(), "m1", "INBOX"); return cursorUID(c) == 5 })
 	for reason, want := range map[string]float64{"expunged": 1, "unparseable": 1, "rejected": 1} {
 		if got := obs.Value(m.metrics.skipped.WithLabelValues(reason)); got != want {
 			t.Errorf("skipped{%s} = %v, want %v", reason, got, want)
@@ -216,15 +239,17 @@ func TestSkipsAndAdvancesPastUndeliverable(t *testing.T) {
 	}
 }
 
-func TestUIDValidityChangeRedelivers(t *testing.T) {
+// A source that says the cursor is no longer valid (IMAP: UIDVALIDITY
+// changed) re-delivers; the syncer counts it and moves on from its refs.
+func TestCursorResetRedelivers(t *testing.T) {
 	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
 	srv.add(1, "old")
 	m, sink, st, _ := newTestManager(t, srv)
-	if err := m.Subscribe(&mail.Mailbox{ID: "m2", Host: "h"}, ModeCreate); err != nil {
+	if err := m.Subscribe(&mail.Mailbox{ID: "m2", Host: "h"}, mail.ModeCreate); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "exists", func() bool { s, _ := m.Status("m2"); return s.State == StateExists })
-	if c, _, _ := st.Cursor(context.Background(), "m2", "INBOX"); c.LastUID != 1 || c.UIDValidity != 1 {
+	waitFor(t, "exists", func() bool { s, _ := m.Status("m2"); return s.State == mail.StateExists })
+	if c, _, _ := st.Cursor(context.Background(), "m2", "INBOX"); c.Data != "1:1" {
 		t.Fatalf("new subscription cursor = %+v, want at UIDNEXT-1", c)
 	}
 	// The server renumbers: same message under a new UIDVALIDITY, plus a new one.
@@ -234,12 +259,12 @@ func TestUIDValidityChangeRedelivers(t *testing.T) {
 	srv.raw[2] = []byte("new")
 	srv.mu.Unlock()
 	// Force a reconnect so EXAMINE sees the new UIDVALIDITY.
-	m.Subscribe(&mail.Mailbox{ID: "m2", Host: "h", FolderIDs: []string{"INBOX"}}, ModeRecreate)
+	m.Subscribe(&mail.Mailbox{ID: "m2", Host: "h", FolderIDs: []string{"INBOX"}}, mail.ModeRecreate)
 	waitFor(t, "re-delivery", func() bool { return len(sink.got()) == 2 })
 	if got := sink.got(); got[0] != "old" || got[1] != "new" {
 		t.Fatalf("delivered %v", got)
 	}
-	if c, _, _ := st.Cursor(context.Background(), "m2", "INBOX"); c.UIDValidity != 2 || c.LastUID != 2 {
+	if c, _, _ := st.Cursor(context.Background(), "m2", "INBOX"); c.Data != "2:2" {
 		t.Fatalf("cursor after change = %+v", c)
 	}
 }
@@ -247,13 +272,13 @@ func TestUIDValidityChangeRedelivers(t *testing.T) {
 func TestPanicInSessionIsRecoveredAndRetried(t *testing.T) {
 	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}, panicOn: 1}
 	m, sink, _, panics := newTestManager(t, srv)
-	if err := m.Subscribe(&mail.Mailbox{ID: "m3", Host: "h"}, ModeCreate); err != nil {
+	if err := m.Subscribe(&mail.Mailbox{ID: "m3", Host: "h"}, mail.ModeCreate); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "exists", func() bool { s, _ := m.Status("m3"); return s.State == StateExists })
+	waitFor(t, "exists", func() bool { s, _ := m.Status("m3"); return s.State == mail.StateExists })
 	srv.add(1, "boom")
 	waitFor(t, "panic", func() bool { return panics.Count("syncer") >= 1 })
-	waitFor(t, "error state", func() bool { s, _ := m.Status("m3"); return s.State == StateError || s.State == StateExists })
+	waitFor(t, "error state", func() bool { s, _ := m.Status("m3"); return s.State == mail.StateError || s.State == mail.StateExists })
 	srv.mu.Lock()
 	srv.panicOn = 0
 	srv.mu.Unlock()
@@ -264,15 +289,15 @@ func TestDialFailureReportedOnceThenRecovery(t *testing.T) {
 	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{},
 		dialErr: mail.Errorf(mail.ClassAuth, "login", "bad password")}
 	m, sink, _, _ := newTestManager(t, srv)
-	if err := m.Subscribe(&mail.Mailbox{ID: "m4", Host: "h"}, ModeCreate); err != nil {
+	if err := m.Subscribe(&mail.Mailbox{ID: "m4", Host: "h"}, mail.ModeCreate); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "error", func() bool { s, _ := m.Status("m4"); return s.State == StateError && s.ErrorClass == "auth" })
+	waitFor(t, "error", func() bool { s, _ := m.Status("m4"); return s.State == mail.StateError && s.ErrorClass == "auth" })
 	time.Sleep(50 * time.Millisecond) // many retries at 1-5 ms
 	srv.mu.Lock()
 	srv.dialErr = nil
 	srv.mu.Unlock()
-	waitFor(t, "exists", func() bool { s, _ := m.Status("m4"); return s.State == StateExists })
+	waitFor(t, "exists", func() bool { s, _ := m.Status("m4"); return s.State == mail.StateExists })
 	waitFor(t, "recovery report", func() bool {
 		sink.mu.Lock()
 		defer sink.mu.Unlock()
@@ -289,17 +314,17 @@ func TestUnsubscribeAndCounts(t *testing.T) {
 	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
 	m, _, _, _ := newTestManager(t, srv)
 	for _, id := range []mail.MailboxID{"a", "b", "c"} {
-		if err := m.Subscribe(&mail.Mailbox{ID: id, Host: "h"}, ModeCreate); err != nil {
+		if err := m.Subscribe(&mail.Mailbox{ID: id, Host: "h"}, mail.ModeCreate); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "3 exist", func() bool { return m.Counts()[StateExists] == 3 })
+	waitFor(t, "3 exist", func() bool { return m.Counts()[mail.StateExists] == 3 })
 	m.Unsubscribe("b")
 	m.Unsubscribe("unknown")
-	if s, ok := m.Status("b"); ok || s.State != StateClosed {
+	if s, ok := m.Status("b"); ok || s.State != mail.StateClosed {
 		t.Fatalf("status after unsubscribe = %+v %v", s, ok)
 	}
-	waitFor(t, "gauge", func() bool { return obs.Value(m.metrics.subscriptions.WithLabelValues(StateExists)) == 2 })
+	waitFor(t, "gauge", func() bool { return obs.Value(m.metrics.subscriptions.WithLabelValues(mail.StateExists)) == 2 })
 }
 
 func (r *recSink) RefreshToken(context.Context, *mail.Mailbox) error { return nil }
@@ -335,7 +360,7 @@ func TestCursorStoreOutageKeepsDelivering(t *testing.T) {
 	sink := &recSink{}
 	st := &flakyCursors{Memory: store.NewMemory()}
 	m, err := New(Options{
-		Dialer: DialerFunc(srv.dial), Sink: sink, Cursors: st, Parser: parse,
+		Protocols: fakeProtocol(srv.dial), Sink: sink, Cursors: st, Parser: parse,
 		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}, Panics: obs.NewPanics(nil),
 	})
 	if err != nil {
@@ -345,10 +370,10 @@ func TestCursorStoreOutageKeepsDelivering(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.Start(ctx)
 	defer func() { cancel(); _ = m.Stop(context.Background()) }()
-	if err := m.Subscribe(&mail.Mailbox{ID: "m", Host: "h"}, ModeCreate); err != nil {
+	if err := m.Subscribe(&mail.Mailbox{ID: "m", Host: "h"}, mail.ModeCreate); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "exists", func() bool { s, _ := m.Status("m"); return s.State == StateExists })
+	waitFor(t, "exists", func() bool { s, _ := m.Status("m"); return s.State == mail.StateExists })
 	srv.add(1, "one")
 	waitFor(t, "one", func() bool { return len(sink.got()) == 1 })
 
@@ -361,17 +386,17 @@ func TestCursorStoreOutageKeepsDelivering(t *testing.T) {
 	if got := sink.got(); len(got) != 3 || got[1] != "two" || got[2] != "three" {
 		t.Fatalf("delivered %v during the outage, want each once", got)
 	}
-	if s, _ := m.Status("m"); s.State != StateExists {
+	if s, _ := m.Status("m"); s.State != mail.StateExists {
 		t.Fatalf("state %s during the outage", s.State)
 	}
-	if c, _, _ := st.Memory.Cursor(ctx, "m", "INBOX"); c.LastUID != 1 {
-		t.Fatalf("store cursor %d during the outage, want 1", c.LastUID)
+	if c, _, _ := st.Memory.Cursor(ctx, "m", "INBOX"); cursorUID(c) != 1 {
+		t.Fatalf("store cursor %d during the outage, want 1", cursorUID(c))
 	}
 
 	st.down.Store(false)
 	waitFor(t, "cursor saved after the outage", func() bool {
 		c, _, _ := st.Memory.Cursor(ctx, "m", "INBOX")
-		return c.LastUID == 3
+		return cursorUID(c) == 3
 	})
 	if got := obs.Value(m.metrics.unsavedCursors); got != 0 {
 		t.Fatalf("unsaved gauge %v after the flush", got)
@@ -388,14 +413,14 @@ func TestDialRate(t *testing.T) {
 	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
 	var mu sync.Mutex
 	var at []time.Time
-	dial := func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
+	dial := func(ctx context.Context, mb *mail.Mailbox) (Session, error) {
 		mu.Lock()
 		at = append(at, time.Now())
 		mu.Unlock()
-		return srv.dial(ctx, mb, onExists)
+		return srv.dial(ctx, mb)
 	}
 	m, err := New(Options{
-		Dialer: DialerFunc(dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse, DialRate: 20,
+		Protocols: fakeProtocol(dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse, DialRate: 20,
 		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}, Panics: obs.NewPanics(nil),
 	})
 	if err != nil {
@@ -405,11 +430,11 @@ func TestDialRate(t *testing.T) {
 	m.Start(ctx)
 	defer func() { cancel(); _ = m.Stop(context.Background()) }()
 	for i := range 6 {
-		if err := m.Subscribe(&mail.Mailbox{ID: mail.MailboxID(fmt.Sprint("m", i)), Host: "imap.example.com"}, ModeCreate); err != nil {
+		if err := m.Subscribe(&mail.Mailbox{ID: mail.MailboxID(fmt.Sprint("m", i)), Host: "imap.example.com"}, mail.ModeCreate); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "6 exist", func() bool { return m.Counts()[StateExists] == 6 })
+	waitFor(t, "6 exist", func() bool { return m.Counts()[mail.StateExists] == 6 })
 	mu.Lock()
 	defer mu.Unlock()
 	if span := at[len(at)-1].Sub(at[0]); len(at) != 6 || span < 240*time.Millisecond {
@@ -419,8 +444,8 @@ func TestDialRate(t *testing.T) {
 
 // The per-state counters are an array sized for States.
 func TestCountsCoverStates(t *testing.T) {
-	if n := len((&Manager{}).counts); n != len(States) {
-		t.Fatalf("Manager.counts has %d slots for %d States", n, len(States))
+	if n := len((&Manager{}).counts); n != len(mail.States) {
+		t.Fatalf("Manager.counts has %d slots for %d States", n, len(mail.States))
 	}
 }
 
@@ -467,10 +492,10 @@ func TestBudgetBoundsDeliveries(t *testing.T) {
 			opts.Budget = oneAtATime{make(chan struct{}, 1)}
 		}
 		servers := make([]*fakeServer, 4)
-		opts.Dialer = DialerFunc(func(ctx context.Context, mb *mail.Mailbox, onExists func()) (Session, error) {
+		opts.Protocols = fakeProtocol(func(ctx context.Context, mb *mail.Mailbox) (Session, error) {
 			var i int
 			fmt.Sscan(mb.Host, &i)
-			return servers[i].dial(ctx, mb, onExists)
+			return servers[i].dial(ctx, mb)
 		})
 		m, err := New(opts)
 		if err != nil {
@@ -480,11 +505,11 @@ func TestBudgetBoundsDeliveries(t *testing.T) {
 		m.Start(ctx)
 		for i := range servers {
 			servers[i] = &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
-			if err := m.Subscribe(&mail.Mailbox{ID: mail.MailboxID(fmt.Sprint("b", i)), Host: fmt.Sprint(i)}, ModeCreate); err != nil {
+			if err := m.Subscribe(&mail.Mailbox{ID: mail.MailboxID(fmt.Sprint("b", i)), Host: fmt.Sprint(i)}, mail.ModeCreate); err != nil {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, "4 exist", func() bool { return m.Counts()[StateExists] == 4 })
+		waitFor(t, "4 exist", func() bool { return m.Counts()[mail.StateExists] == 4 })
 		for _, srv := range servers {
 			srv.add(1, "one")
 			srv.add(2, "two")

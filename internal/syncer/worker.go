@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/backoff"
@@ -17,18 +16,15 @@ import (
 // worker supervises one mailbox. Everything below "owned by run" is touched only
 // by the run goroutine; mb and status are shared under mu.
 type worker struct {
-	m      *Manager
-	id     mail.MailboxID
-	log    *slog.Logger
-	cancel context.CancelFunc
-	done   chan struct{}
-	kick   chan struct{} // buffered(1): retry the connection now
-	exists chan struct{} // buffered(1): the server pushed new mail
-	woke   atomic.Int64  // unix nanos of the first unconsumed push, for latency
+	m    *Manager
+	id   mail.MailboxID
+	log  *slog.Logger
+	kick chan struct{} // buffered(1): retry the connection now
+	prev *worker       // the worker this one replaces; read once its run returned
 
 	mu     sync.Mutex
 	mb     *mail.Mailbox
-	status Status
+	status mail.Status
 
 	// owned by run
 	reported    error                  // the failure last reported to the client, nil if none
@@ -37,6 +33,7 @@ type worker struct {
 	cursors     map[string]mail.Cursor // last cursor read or written per folder (cursor.go)
 	unsaved     map[string]bool        // folders whose cursor the store has not taken yet (store unreachable)
 	saveRetryAt time.Time              // while unsaved: next time to try the store
+	found       time.Time              // when the pending change was pushed, for the latency metric
 }
 
 func (m *Manager) newWorker(mb *mail.Mailbox) *worker {
@@ -44,13 +41,11 @@ func (m *Manager) newWorker(mb *mail.Mailbox) *worker {
 		m:      m,
 		id:     mb.ID,
 		log:    m.log.With("mailbox", string(mb.ID)),
-		done:   make(chan struct{}),
 		kick:   make(chan struct{}, 1),
-		exists: make(chan struct{}, 1),
 		mb:     mb,
-		status: Status{State: StateConnecting, Since: time.Now()},
+		status: mail.Status{State: mail.StateConnecting, Since: time.Now()},
 	}
-	m.countState(StateConnecting, 1)
+	m.countState(mail.StateConnecting, 1)
 	return w
 }
 
@@ -66,7 +61,7 @@ func (w *worker) setMailbox(mb *mail.Mailbox) {
 	w.mu.Unlock()
 }
 
-func (w *worker) snapshot() Status {
+func (w *worker) snapshot() mail.Status {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.status
@@ -75,7 +70,7 @@ func (w *worker) snapshot() Status {
 }
 
 // update changes the status under mu and keeps the per-state gauge in step.
-func (w *worker) update(f func(s *Status)) {
+func (w *worker) update(f func(s *mail.Status)) {
 	w.mu.Lock()
 	old := w.status.State
 	f(&w.status)
@@ -96,17 +91,11 @@ func (w *worker) update(f func(s *Status)) {
 func (w *worker) finish() {
 	w.mu.Lock()
 	w.m.countState(w.status.State, -1)
-	w.status.State, w.status.Since = StateClosed, time.Now()
+	w.status.State, w.status.Since = mail.StateClosed, time.Now()
 	snap := w.status
 	w.mu.Unlock()
 	if w.m.opts.OnStatus != nil {
 		w.m.opts.OnStatus(w.id, snap)
-	}
-}
-
-func (w *worker) stop() {
-	if w.cancel != nil {
-		w.cancel()
 	}
 }
 
@@ -117,18 +106,8 @@ func (w *worker) retryNow() {
 	}
 }
 
-// onExists runs on the IMAP reader goroutine: record and signal, never block.
-func (w *worker) onExists() {
-	w.woke.CompareAndSwap(0, time.Now().UnixNano())
-	select {
-	case w.exists <- struct{}{}:
-	default:
-	}
-}
-
 // run supervises the mailbox; in cluster mode only while holding its lease.
 func (w *worker) run(ctx context.Context) {
-	defer close(w.done)
 	defer w.finish()
 	defer w.forgetUnsaved() // a later worker for the mailbox reads the store afresh
 	if w.m.opts.Leaser == nil {
@@ -214,8 +193,8 @@ func (w *worker) supervise(ctx context.Context) {
 			until := w.lockoutUntil(err)
 			delay = max(time.Until(until), time.Millisecond)
 		}
-		w.update(func(s *Status) {
-			s.State, s.ErrorClass, s.LastError = StateError, string(class), err.Error()
+		w.update(func(s *mail.Status) {
+			s.State, s.ErrorClass, s.LastError = mail.StateError, string(class), err.Error()
 			s.RetryAt = time.Now().Add(delay)
 		})
 		w.reportFailure(ctx, err)
@@ -355,6 +334,10 @@ func (w *worker) reportRecovery(ctx context.Context) {
 // session runs one connection until it fails or ctx ends.
 func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	mb := w.mailbox()
+	proto, ok := w.m.opts.Protocols[mb.Kind]
+	if !ok {
+		return mail.Errorf(mail.ClassConfig, "connect", "%s mailboxes are not supported by this service", mb.Kind)
+	}
 	if w.m.opts.Lockout != nil {
 		if until, reason, held := w.m.opts.Lockout.Check(mb); held {
 			return &heldError{until: until, reason: reason}
@@ -364,7 +347,7 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	if err != nil {
 		return err
 	}
-	sess, err := w.dial(ctx, mb)
+	sess, err := w.dial(ctx, proto.Dialer, mb)
 	release()
 	if err != nil {
 		return err
@@ -374,39 +357,28 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 		w.m.opts.Lockout.Succeeded(mb)
 	}
 
-	folders, err := w.resolveFolders(ctx, sess, mb)
+	folders, err := w.resolveFolders(ctx, sess, mb, proto.WatchByDefault)
 	if err != nil {
 		return err
 	}
-	// The primary folder is examined once, here: its status starts a missing
-	// cursor (no STATUS round trip, which at 10,000 mailboxes is noticeable
-	// server work) and watch carries on with it selected.
-	primary, err := sess.Examine(ctx, folders[0])
-	if err != nil {
-		return err
-	}
-	if err := w.ensureCursor(ctx, sess, folders[0], &primary); err != nil {
-		return err
-	}
-	for _, f := range folders[1:] {
-		if err := w.ensureCursor(ctx, sess, f, nil); err != nil {
+	for _, f := range folders { // the watched one first: IMAP selects it on the way
+		if err := w.ensureCursor(ctx, sess, f); err != nil {
 			return err
 		}
 	}
-	w.update(func(s *Status) {
-		s.State, s.ErrorClass, s.LastError, s.RetryAt, s.Folders = StateExists, "", "", time.Time{}, folders
+	w.update(func(s *mail.Status) {
+		s.State, s.ErrorClass, s.LastError, s.RetryAt, s.Folders = mail.StateExists, "", "", time.Time{}, folders
 	})
 	b.Reset()
 	w.reportRecovery(ctx)
-	return w.watch(ctx, sess, mb, folders, primary)
+	return w.watch(ctx, sess, mb, folders)
 }
 
 // dial opens the session on a goroutine of its own. A TLS handshake and a
 // login need a deep stack, which would otherwise stay with this long-lived
-// goroutine while it waits in IDLE (Go shrinks stacks only at GC, by half
-// each time): measured 20 → 15 KiB of stack per TLS mailbox at 1,000
-// (no change for plain IMAP).
-func (w *worker) dial(ctx context.Context, mb *mail.Mailbox) (Session, error) {
+// goroutine while it waits for mail (Go shrinks stacks only at GC, by half
+// each time): measured 20 → 15 KiB of stack per TLS mailbox at 1,000.
+func (w *worker) dial(ctx context.Context, d Dialer, mb *mail.Mailbox) (Session, error) {
 	type result struct {
 		sess Session
 		err  error
@@ -416,128 +388,34 @@ func (w *worker) dial(ctx context.Context, mb *mail.Mailbox) (Session, error) {
 		r := result{err: mail.Errorf(mail.ClassInternal, "dial", "internal error (panic), see log")}
 		defer func() { ch <- r }()
 		defer w.m.opts.Panics.Recover(w.log, "syncer", nil)
-		r.sess, r.err = w.m.opts.Dialer.Dial(ctx, mb, w.onExists)
+		r.sess, r.err = d.Dial(ctx, mb)
 	}()
 	r := <-ch
 	return r.sess, r.err
 }
 
-// watch is the steady state: catch up, then IDLE on the primary folder, polling
-// the others between IDLE rounds. The primary folder is selected on entry,
-// with status st.
-func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, folders []string, st source.FolderStatus) error {
-	primary, others := folders[0], folders[1:]
-	selected, examined := primary, time.Now()
-	var nextPoll time.Time // zero: poll others at once, to catch up after a reconnect
-	for {
-		if len(others) > 0 && !time.Now().Before(nextPoll) {
-			for _, f := range others {
-				if err := w.pollFolder(ctx, sess, mb, f, &selected); err != nil {
-					return err
-				}
-			}
-			nextPoll = time.Now().Add(w.m.opts.FolderPoll)
-		}
-		// Re-select the primary folder after each full IDLE period too: a
-		// server does not always tell an IDLE client that its folder was
-		// deleted and re-created (new UIDVALIDITY); EXAMINE does.
-		if selected != primary || time.Since(examined) >= w.m.opts.IdleMax {
-			var err error
-			if st, err = sess.Examine(ctx, primary); err != nil {
-				return err
-			}
-			selected, examined = primary, time.Now()
-		}
-		// Drain the push signal before listing: anything that arrives after the
-		// list will wake the next IDLE at once. A push that came after st was
-		// taken makes its UIDNEXT stale: list instead of trusting it.
-		select {
-		case <-w.exists:
-			st.UIDNext = 0
-		default:
-		}
-		if err := w.catchUp(ctx, sess, mb, primary, st); err != nil {
-			return err
-		}
-		st = source.FolderStatus{} // stays selected: only a new EXAMINE says more
-		w.maybeRefreshBeforeExpiry(ctx, w.mailbox())
-		if err := w.flushCursors(ctx); err != nil {
-			return err
-		}
-		wait := w.m.opts.IdleMax
-		if len(w.unsaved) > 0 {
-			wait = min(wait, w.m.unsavedRetry)
-		}
-		if len(others) > 0 {
-			wait = min(wait, max(time.Until(nextPoll), time.Millisecond))
-		}
-		if exp, ok := tokenExpiry(w.mailbox().AccessToken); ok && w.mailbox().UseOAuth {
-			wait = min(wait, max(time.Until(exp.Add(-tokenRefreshLead)), time.Second))
-		}
-		if err := sess.Idle(ctx, w.exists, wait); err != nil {
-			return err
-		}
-	}
-}
-
-// pollFolder checks a non-primary folder with STATUS and catches up if it moved.
-func (w *worker) pollFolder(ctx context.Context, sess Session, mb *mail.Mailbox, folder string, selected *string) error {
-	st, err := sess.Status(ctx, folder)
-	if err != nil {
-		if mail.ClassOf(err) == mail.ClassConfig { // folder deleted meanwhile
-			w.log.Warn("watched folder is gone, skipping it", "folder", folder, "err", err)
-			return nil
-		}
-		return err
-	}
-	cur, ok, err := w.loadCursor(ctx, folder)
-	if err != nil {
-		return err
-	}
-	if ok && cur.UIDValidity == st.UIDValidity && st.UIDNext <= cur.LastUID+1 {
-		return nil
-	}
-	if st, err = sess.Examine(ctx, folder); err != nil {
-		return err
-	}
-	*selected = folder
-	return w.catchUp(ctx, sess, mb, folder, st)
-}
-
-// ensureCursor starts a folder without a cursor at its current UIDNEXT: a new
+// ensureCursor starts a folder without a cursor at its current end: a new
 // subscription delivers only new mail (history is the synchronize call's job).
-// st is the folder's status when already known; nil asks the server.
-func (w *worker) ensureCursor(ctx context.Context, sess Session, folder string, st *source.FolderStatus) error {
+func (w *worker) ensureCursor(ctx context.Context, sess Session, folder string) error {
 	_, ok, err := w.loadCursor(ctx, folder)
 	if err != nil || ok {
 		return err
 	}
-	if st == nil {
-		s, err := sess.Status(ctx, folder)
-		if err != nil {
-			return err
-		}
-		st = &s
+	ch, err := sess.Changes(ctx, folder, "")
+	if err != nil {
+		return err
 	}
-	return w.startCursor(ctx, folder, *st)
+	return w.putCursor(ctx, folder, mail.Cursor{Data: ch.Next})
 }
 
-// startCursor writes a folder's first cursor, at its UIDNEXT.
-func (w *worker) startCursor(ctx context.Context, folder string, st source.FolderStatus) error {
-	c := mail.Cursor{UIDValidity: st.UIDValidity, LastDate: time.Now().UTC()}
-	if st.UIDNext > 0 {
-		c.LastUID = st.UIDNext - 1
-	}
-	return w.putCursor(ctx, folder, c)
-}
-
-// resolveFolders returns the folders to watch, the IDLE one (INBOX) first.
-func (w *worker) resolveFolders(ctx context.Context, sess Session, mb *mail.Mailbox) ([]string, error) {
+// resolveFolders returns the folders to watch, the one a push connection
+// watches (INBOX) first.
+func (w *worker) resolveFolders(ctx context.Context, sess Session, mb *mail.Mailbox, byDefault FolderLister) ([]string, error) {
 	list, err := sess.Folders(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out, missing := source.Watched(list, mb.FolderIDs, w.m.opts.WatchByDefault)
+	out, missing := source.Watched(list, mb.FolderIDs, byDefault)
 	for _, id := range missing {
 		w.log.Warn("configured folder does not exist, skipping it", "folder", id)
 	}

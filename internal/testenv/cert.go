@@ -21,7 +21,7 @@ const certValidity = 10 * 365 * 24 * time.Hour
 // ensureCert writes DIR/cert.pem and DIR/key.pem unless they exist (Restart keeps the
 // certificate, so clients that pinned CertPEM keep working) and returns the certificate
 // PEM. EC P-256 generated in Go: no openssl needed, and ~10x faster than RSA-2048
-// keygen, which took 150-600 ms per start (testinfra §1 timings).
+// keygen, which took 150-600 ms per start.
 func ensureCert(certFile, keyFile string) ([]byte, error) {
 	if certPEM, err := os.ReadFile(certFile); err == nil {
 		if _, err := os.Stat(keyFile); err == nil {
@@ -70,4 +70,15 @@ func ensureCert(certFile, keyFile string) ([]byte, error) {
 		return nil, fmt.Errorf("testenv: write certificate: %w", err)
 	}
 	return certPEM, nil
+}
+
+// SelfSignedPEM returns a fresh self-signed certificate for localhost and
+// 127.0.0.1 (a CA certificate), PEM-encoded.
+func SelfSignedPEM() ([]byte, error) {
+	dir, err := os.MkdirTemp("", "testenv-cert-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	return ensureCert(dir+"/cert.pem", dir+"/key.pem")
 }

@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// Operations of Creatio's ExchangeListenerService (creatio-contract §3.1). They are the
-// last path segment below CollectorPathPrefix.
+// Operations of Creatio's ExchangeListenerService (docs/CREATIO-PROTOCOL.md §11.1).
+// They are the last path segment below CollectorPathPrefix.
 const (
 	OpProcessFullEmail             = "ProcessFullEmail"
 	OpProcessMailboxState          = "ProcessMailboxState"
@@ -48,8 +48,8 @@ type Request struct {
 	Status int            // status the collector answered with
 }
 
-// Email is one element of a ProcessFullEmail request's Emails array (creatio-contract
-// §3.2), with the SubscriptionInfo of its batch.
+// Email is one element of a ProcessFullEmail request's Emails array
+// (docs/CREATIO-PROTOCOL.md §11.3), with the SubscriptionInfo of its batch.
 type Email struct {
 	Seq          int            // Seq of the request that carried it
 	Time         time.Time      // arrival of that request

@@ -1,6 +1,5 @@
 // Package testenv starts real protocol peers for tests and benchmarks, so that the
-// service is exercised against the servers it meets in production rather than mocks
-// (STYLE.md §1.3 item 17):
+// service is exercised against the servers it meets in production rather than mocks:
 //
 //   - Dovecot: a private Dovecot 2.3 instance (IMAP, IMAPS, LMTP) on random loopback
 //     ports, with all of its state (config, sockets, logs, certificate, Maildirs) in one
@@ -15,7 +14,8 @@
 //     and a self-signed EC P-256 certificate, and runs `dovecot -F -c DIR/dovecot.conf`
 //     as a child process that a goroutine reaps.
 //  2. It is ready when the IMAP port sends a greeting carrying a per-start unique
-//     login_greeting; an open port alone is not enough (testinfra §1 gotcha 3).
+//     login_greeting; an open port alone is not enough: Dovecot accepts connections
+//     before its auth process is up, and a leftover instance on the port would pass.
 //  3. Tests talk to it with Client, Append, CreateFolder, or write messages straight into
 //     a Maildir with DeliverFile (also while the server is stopped).
 //  4. Stop sends SIGTERM and waits until every process of the instance is gone; Restart

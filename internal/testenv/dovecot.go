@@ -21,10 +21,10 @@ import (
 
 // Timing budgets of the Dovecot life cycle.
 const (
-	// readyTimeout bounds one start; a healthy start takes 40-65 ms (testinfra §1).
+	// readyTimeout bounds one start; a healthy start takes 40-65 ms.
 	readyTimeout = 15 * time.Second
 	// stopGrace is how long Stop waits after SIGTERM before it SIGKILLs leftovers
-	// (testinfra §1 gotcha 5).
+	// (login processes with open clients outlive the master by seconds).
 	stopGrace = 5 * time.Second
 	// childTermDelay is how long Stop lets the master begin its own shutdown before it
 	// signals the remaining children, so the master does not respawn them.
@@ -41,7 +41,8 @@ const (
 	// logTailBytes is how much of the log goes into start errors.
 	logTailBytes = 16 << 10
 	// minScaleInotifyInstances: below this, Scale/Hibernate instances silently fall back
-	// to 30 s IDLE polling past ~128 connections (testinfra §1 gotcha 9, §2).
+	// to 30 s IDLE polling past ~128 connections (fs.inotify.max_user_instances is per
+	// uid, default 128, and every mail process shares Dovecot's uid).
 	minScaleInotifyInstances = 1024
 )
 
@@ -101,7 +102,7 @@ type Dovecot struct {
 }
 
 // masterProc is one run of `dovecot -F`. A goroutine waits on it, so it never lingers as
-// a zombie that makes master.pid look alive (testinfra §1 gotcha 4).
+// a zombie that makes master.pid look alive (Dovecot then refuses to start).
 type masterProc struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed once Wait returned
@@ -347,11 +348,11 @@ func startError(name, dir string, err error, stderr string, stderrOff int64, log
 //     here, despite shutdown_clients = yes), and keeps the log and stats processes
 //     alive. The log process is signalled last, so the others' last words are logged.
 //  3. Once the master is alone, SIGKILL it: it only lingers ~1 s polling for children
-//     that are already gone (measured 1.0-1.1 s, testinfra §1 gotcha 5). This halves
-//     the cost of every test's clean-up.
+//     that are already gone (measured 1.0-1.1 s). This halves the cost of every
+//     test's clean-up.
 //  4. Whatever is left after 5 s is SIGKILLed.
 //
-// master.pid is removed so the next start is not refused (gotcha 4).
+// master.pid is removed so the next start is not refused (see removeStalePID).
 func (d *Dovecot) Stop() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

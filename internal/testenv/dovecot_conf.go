@@ -19,7 +19,7 @@ type mailOwner struct {
 }
 
 // lookupMailOwner picks the account mail is stored as. Dovecot refuses uid 0 for mail
-// access ("userdb returned 0 as uid", testinfra §1 gotcha 1), so as root we use the
+// access ("userdb returned 0 as uid"), so as root we use the
 // `dovecot` user the dovecot-core package creates; otherwise everything runs as the
 // invoking user.
 func lookupMailOwner() (mailOwner, error) {
@@ -134,7 +134,7 @@ auth_mechanisms = plain login
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 mail_max_userip_connections = %[4]d
-# the default 500 rejects the dovecot system user (uid ~100, testinfra §1 gotcha 2)
+# the default 500 rejects the dovecot system user (uid ~100)
 first_valid_uid = 1
 first_valid_gid = 1
 
@@ -194,7 +194,7 @@ service lmtp {
 `, p.owner.uid, p.owner.gid, d, p.imapPort, p.imapsPort, p.lmtpPort)
 	if !p.owner.root {
 		// Non-root: every service must run as the invoking user and nothing may chroot
-		// (testinfra §1 "What works", verified up to 2000 IDLE connections).
+		// (verified up to 2000 IDLE connections).
 		fmt.Fprintf(&b, `
 # running as non-root: every service runs as the invoking user, no chroot
 default_internal_user = %[1]s
@@ -230,7 +230,8 @@ func userIPLimit(opts *DovecotOptions) int {
 	return 1000
 }
 
-// scaleConf holds thousands of IDLE connections (testinfra §2 "Dovecot settings that matter").
+// scaleConf holds thousands of IDLE connections: few login processes serving many
+// clients each, one imap process per connection, client limits raised to match.
 const scaleConf = `
 # --- Scale: thousands of IDLE connections
 # auth/anvil/stats/log get one connection per imap process; 20000 gave no warnings.
@@ -250,7 +251,7 @@ service imap {
 
 // hibernateConf moves IDLE connections to imap-hibernate: ~7 KB per connection instead of
 // an imap process each, and IDLE notifications in 5-25 ms instead of Dovecot's fixed
-// ~500 ms notify delay (testinfra §1 gotcha 8, §2).
+// ~500 ms notify delay (NOTIFY_DELAY_MSECS in its mailbox-watch.c).
 const hibernateConf = `
 # --- Hibernate: IDLE connections move to imap-hibernate after 2 s
 imap_hibernate_timeout = 2s

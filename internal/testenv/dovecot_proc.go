@@ -47,7 +47,7 @@ func pickPorts(n int) ([]int, error) {
 
 // portInUse reports whether something already accepts connections on addr. A leftover
 // instance on our port once passed another script's readiness check, so a busy port is
-// refused up front (testinfra §1 gotcha 3).
+// refused up front.
 func portInUse(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
@@ -59,8 +59,8 @@ func portInUse(addr string) bool {
 
 // checkGreeting connects to addr and reports whether the first line is an IMAP OK
 // greeting carrying want. Dovecot accepts connections before its auth process is up and
-// only then sends the greeting (testinfra §1 gotcha 3), so the greeting, not the open
-// port, is the readiness signal.
+// only then sends the greeting, so the greeting, not the open port, is the readiness
+// signal.
 func checkGreeting(addr, want string) bool {
 	line, ok := firstLine(addr, "")
 	return ok && strings.HasPrefix(line, "* OK ") && strings.Contains(line, want)
@@ -92,8 +92,8 @@ type instProc struct {
 }
 
 // instanceProcs lists the live processes of the instance in dir. The master and most
-// services have their working directory below dir (base_dir DIR/run, testinfra §1
-// gotcha 5; login processes chroot below it). imap and lmtp processes do not: they
+// services have their working directory below dir (base_dir DIR/run; login processes
+// chroot below it). imap and lmtp processes do not: they
 // chdir to "/" or the user's home, so they are recognized by their process title, which
 // carries the instance_name unique to this Dovecot value. They matter most: an imap
 // process serving a connected client survives the master's shutdown and keeps the log
@@ -163,7 +163,7 @@ func isZombie(pid int) bool {
 
 // removeStalePID deletes DIR/run/master.pid when no process of the instance is alive.
 // Dovecot refuses to start while the PID in that file is alive, and a zombie or a
-// recycled PID counts as alive (testinfra §1 gotcha 4).
+// recycled PID counts as alive.
 func removeStalePID(dir, instance string) error {
 	if _, err := os.Stat(masterPIDPath(dir)); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -181,7 +181,7 @@ func removeStalePID(dir, instance string) error {
 // soft limit at start-up but restores the original one in children unless the program
 // calls Setrlimit itself. As root Dovecot raises its limit on its own; as non-root it
 // stays at the soft limit (often 1024) and at ~1000 connections the stats service runs
-// out of fds and every further login hangs (testinfra §1 gotcha 6).
+// out of fds and every further login hangs.
 func raiseNoFile() error {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {

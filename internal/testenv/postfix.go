@@ -21,7 +21,7 @@ import (
 
 // Postfix is a private Postfix 3.7 instance (Debian package postfix) on two random
 // loopback ports, delivering its domains to a Dovecot over LMTP, so that code that
-// sends mail is tested against a real submission server (testinfra §4):
+// sends mail is tested against a real submission server:
 //
 //  1. StartPostfix writes DIR/conf/{main,master}.cf and a self-signed certificate,
 //     creates the queue tree, and runs the master daemon itself in the foreground
@@ -78,8 +78,8 @@ type PostfixOptions struct {
 var ErrNoPostfix = errors.New("testenv: postfix not found; run scripts/install-test-deps.sh (installs the postfix package)")
 
 // ErrPostfixNeedsRoot: Postfix refuses to run as an ordinary user ("the postfix command
-// is reserved for the superuser", testinfra §4). The tests that need it fail rather
-// than skip; run them as root, as CI does.
+// is reserved for the superuser"). The tests that need it fail rather than skip; run
+// them as root, as CI does.
 var ErrPostfixNeedsRoot = errors.New("testenv: a private Postfix needs root (Postfix's master must start its daemons as the postfix user); run the tests as root")
 
 // StartPostfix starts a private Postfix and returns once it greets SMTP clients. On

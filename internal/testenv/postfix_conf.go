@@ -40,7 +40,7 @@ service anvil {
 func dovecotSASLSocket(d *Dovecot) string { return filepath.Join(d.Dir, "run", "auth-postfix") }
 
 // postfixOwner is the package's postfix user and postdrop group, which own the
-// queue (testinfra §4 "The queue runs as the package's postfix user").
+// queue: Postfix's queue daemons run as that user.
 type postfixOwner struct {
 	uid, gid, postdropGID int
 }
@@ -87,8 +87,8 @@ var queueDirs = []struct {
 }
 
 // postfixLayout creates DIR/{conf,queue,data,log} with the owners Postfix
-// insists on: data_directory owned by postfix (testinfra §4 gotcha), queue
-// subdirectories as in postfix-files.
+// insists on: data_directory owned by postfix (else master.lock cannot be opened),
+// queue subdirectories as in postfix-files.
 func postfixLayout(dir string, o postfixOwner) error {
 	for _, sub := range []string{"", "conf", "queue", "log"} {
 		p := filepath.Join(dir, sub)
@@ -173,7 +173,7 @@ smtpd_peername_lookup = no
 default_transport = error:this test instance delivers only to its own domains
 relay_transport = error:this test instance delivers only to its own domains
 
-# every recipient in these domains goes to Dovecot LMTP (testinfra §4)
+# every recipient in these domains goes to Dovecot LMTP
 virtual_mailbox_domains = %[4]s
 virtual_transport = lmtp:inet:%[5]s
 virtual_mailbox_maps = %[6]s
@@ -211,8 +211,8 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 }
 
 // renderPostfixMaster produces master.cf: the two listeners plus the services a
-// queue needs, none chrooted (testinfra §4 gotcha: chroot would need a copy of
-// the libraries and config).
+// queue needs, none chrooted (a chroot would need a copy of the libraries and
+// config).
 func renderPostfixMaster(p postfixConfParams) string {
 	return fmt.Sprintf(`# service type  private unpriv  chroot  wakeup  maxproc command
 127.0.0.1:%d inet n - n - - smtpd
@@ -255,7 +255,7 @@ func renderRecipients(recipients []string) string {
 // a configuration or table file modified within the last second or two: it
 // assumes an editor is still writing it and polls every 300 ms until the file is
 // old enough (seen with strace: pselect 300 ms, re-read main.cf, for 2.4 s). That
-// wait was the whole "first start takes 2.5 s" of testinfra §4.
+// wait was most of the 2.5 s a first start used to take.
 func writeSettled(path string, data []byte, mode os.FileMode) error {
 	if err := os.WriteFile(path, data, mode); err != nil {
 		return fmt.Errorf("testenv: %w", err)

@@ -72,7 +72,7 @@ func TestCreatioOutage(t *testing.T) {
 
 // waitCursor waits until the folder's cursor reaches uid (the cursor is written
 // right after Creatio's acknowledgement, so a test can see the email first).
-func (e *env) waitCursor(id, folder string, uid uint32) mail.Cursor {
+func (e *env) waitCursor(id, folder string, uid uint32) imapCursor {
 	e.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -85,14 +85,26 @@ func (e *env) waitCursor(id, folder string, uid uint32) mail.Cursor {
 		time.Sleep(5 * time.Millisecond)
 	}
 	e.t.Fatalf("cursor of %s/%s never reached %d (at %d)", id, folder, uid, e.cursor(id, folder).LastUID)
-	return mail.Cursor{}
+	return imapCursor{}
 }
 
-func (e *env) cursor(id, folder string) mail.Cursor {
+// imapCursor is what an IMAP folder's stored cursor says.
+type imapCursor struct {
+	UIDValidity, LastUID uint32
+	Fence                uint64
+}
+
+func (e *env) cursor(id, folder string) imapCursor {
 	e.t.Helper()
 	c, ok, err := e.app.Cursor(context.Background(), mail.MailboxID(id), folder)
 	if err != nil || !ok {
 		e.t.Fatalf("cursor %s/%s: ok=%v err=%v", id, folder, ok, err)
 	}
-	return c
+	var ic imapCursor
+	var date int64
+	if _, err := fmt.Sscanf(c.Data, "%d:%d:%d", &ic.UIDValidity, &ic.LastUID, &date); err != nil {
+		e.t.Fatalf("cursor %s/%s %q is not an IMAP cursor: %v", id, folder, c.Data, err)
+	}
+	ic.Fence = c.Fence
+	return ic
 }

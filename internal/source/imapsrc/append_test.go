@@ -10,7 +10,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
-	"github.com/emaillistener/emaillistener/internal/source"
 	"github.com/emaillistener/emaillistener/internal/testenv"
 )
 
@@ -23,23 +22,23 @@ var sentMessage = []byte("From: alice@example.com\r\nTo: bob@example.com\r\nSubj
 	"Message-ID: <sent-copy@example.com>\r\n\r\nhello\r\n")
 
 func TestSentFolder(t *testing.T) {
-	sel := func(name string, attrs ...string) source.Folder {
-		return source.Folder{Name: name, Delim: '/', Selectable: true, Attrs: attrs}
+	sel := func(name string, attrs ...string) mail.Folder {
+		return mail.Folder{Name: name, Delim: '/', Selectable: true, Attrs: attrs}
 	}
 	cases := []struct {
 		name    string
-		folders []source.Folder
+		folders []mail.Folder
 		want    string
 	}{
-		{"special-use wins over the name", []source.Folder{sel("INBOX"), sel("Sent"), sel("Gesendet", `\Sent`)}, "Gesendet"},
-		{"attribute case-insensitive", []source.Folder{sel("Outbox2", `\sent`)}, "Outbox2"},
-		{"non-selectable \\Sent is skipped", []source.Folder{{Name: "[Gmail]", Attrs: []string{`\Sent`, `\Noselect`}}, sel("Sent Items")}, "Sent Items"},
-		{"name preference", []source.Folder{sel("Sent Messages"), sel("Sent")}, "Sent"},
-		{"name case-insensitive", []source.Folder{sel("SENT ITEMS")}, "SENT ITEMS"},
-		{"dotted inbox child", []source.Folder{{Name: "INBOX.Sent", Delim: '.', Selectable: true}}, "INBOX.Sent"},
-		{"russian", []source.Folder{sel("INBOX"), sel("Отправленные")}, "Отправленные"},
-		{"leaf below a prefix", []source.Folder{sel("Mail/Sent Items")}, "Mail/Sent Items"},
-		{"none", []source.Folder{sel("INBOX"), sel("Drafts", `\Drafts`), sel("Sentimental")}, ""},
+		{"special-use wins over the name", []mail.Folder{sel("INBOX"), sel("Sent"), sel("Gesendet", `\Sent`)}, "Gesendet"},
+		{"attribute case-insensitive", []mail.Folder{sel("Outbox2", `\sent`)}, "Outbox2"},
+		{"non-selectable \\Sent is skipped", []mail.Folder{{Name: "[Gmail]", Attrs: []string{`\Sent`, `\Noselect`}}, sel("Sent Items")}, "Sent Items"},
+		{"name preference", []mail.Folder{sel("Sent Messages"), sel("Sent")}, "Sent"},
+		{"name case-insensitive", []mail.Folder{sel("SENT ITEMS")}, "SENT ITEMS"},
+		{"dotted inbox child", []mail.Folder{{Name: "INBOX.Sent", Delim: '.', Selectable: true}}, "INBOX.Sent"},
+		{"russian", []mail.Folder{sel("INBOX"), sel("Отправленные")}, "Отправленные"},
+		{"leaf below a prefix", []mail.Folder{sel("Mail/Sent Items")}, "Mail/Sent Items"},
+		{"none", []mail.Folder{sel("INBOX"), sel("Drafts", `\Drafts`), sel("Sentimental")}, ""},
 	}
 	for _, c := range cases {
 		if got := sentFolder(c.folders); got != c.want {

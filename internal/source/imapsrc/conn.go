@@ -26,14 +26,27 @@ type Conn struct {
 	log  *slog.Logger
 }
 
-type (
-	// FolderStatus is what STATUS/EXAMINE tell about a folder.
-	FolderStatus = source.FolderStatus
-	// MessageRef identifies a message found by ListAfter or SearchSince.
-	MessageRef = source.MessageRef
-	// Fetched is a downloaded message.
-	Fetched = source.Fetched
-)
+// FolderStatus is what STATUS/EXAMINE tell about a folder.
+type FolderStatus struct {
+	UIDValidity uint32
+	UIDNext     uint32 // 0 when the server did not say
+	Messages    uint32
+}
+
+// MessageRef identifies a message of the selected folder.
+type MessageRef struct {
+	UID  uint32
+	Size int64     // RFC822.SIZE; 0 when unknown
+	Date time.Time // INTERNALDATE; zero when unknown
+}
+
+// Fetched is a downloaded message of the selected folder.
+type Fetched struct {
+	UID       uint32
+	Raw       []byte
+	Date      time.Time
+	Truncated bool // over the size limit: Raw holds the header only
+}
 
 // run executes one command under the command timeout and the response limits
 // lim, closing the connection if ctx ends first so that the blocked go-imap
@@ -215,7 +228,7 @@ func sortRefs(refs []MessageRef) {
 }
 
 // Search returns the UIDs of the selected folder matching q, ascending.
-func (c *Conn) Search(ctx context.Context, q source.Query) ([]uint32, error) {
+func (c *Conn) Search(ctx context.Context, q mail.Query) ([]uint32, error) {
 	crit := &imap.SearchCriteria{}
 	if !q.Since.IsZero() {
 		if q.SentSince {

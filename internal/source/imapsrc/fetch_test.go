@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
-	"github.com/emaillistener/emaillistener/internal/source"
 	"github.com/emaillistener/emaillistener/internal/testenv"
 )
 
@@ -50,7 +49,7 @@ func TestFetchManyDovecot(t *testing.T) {
 	if _, err := conn.Examine(t.Context(), "INBOX"); err != nil {
 		t.Fatal(err)
 	}
-	uids, err := conn.Search(t.Context(), source.Query{})
+	uids, err := conn.Search(t.Context(), mail.Query{})
 	if err != nil || len(uids) != len(want) {
 		t.Fatalf("Search = %d UIDs, %v", len(uids), err)
 	}
@@ -101,7 +100,7 @@ func BenchmarkFetchManyDovecot(b *testing.B) {
 	if _, err := conn.Examine(b.Context(), "INBOX"); err != nil {
 		b.Fatal(err)
 	}
-	uids, err := conn.Search(b.Context(), source.Query{})
+	uids, err := conn.Search(b.Context(), mail.Query{})
 	if err != nil || len(uids) != 100 {
 		b.Fatalf("Search = %d UIDs, %v", len(uids), err)
 	}

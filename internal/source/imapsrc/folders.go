@@ -7,11 +7,11 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/emaillistener/emaillistener/internal/source"
+	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
 // Folder is one LISTed folder.
-type Folder = source.Folder
+type Folder = mail.Folder
 
 // Folders lists every folder (LIST "" "*"), asking for special-use attributes
 // when the server supports them.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
-	"github.com/emaillistener/emaillistener/internal/source"
 	"github.com/emaillistener/emaillistener/internal/testenv"
 )
 
@@ -99,7 +98,7 @@ func TestHostileCommands(t *testing.T) {
 			if err := examine(ctx, c); err != nil {
 				return err
 			}
-			_, err := c.Search(ctx, source.Query{})
+			_, err := c.Search(ctx, mail.Query{})
 			return err
 		}, mail.ClassProtocol, "search: imap: the server sent a response line longer than 16777216 bytes", slowTimeout, true},
 		{"fetch endless responses", testenv.RogueFetchEndless, func(ctx context.Context, c *Conn) error {

@@ -11,7 +11,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
-	"github.com/emaillistener/emaillistener/internal/source"
 )
 
 func TestResolveEndpoint(t *testing.T) {
@@ -80,13 +79,13 @@ func TestClassify(t *testing.T) {
 }
 
 func TestWatchByDefault(t *testing.T) {
-	yes := []source.Folder{
+	yes := []mail.Folder{
 		{Name: "INBOX", Selectable: true},
 		{Name: "Sent", Selectable: true, Attrs: []string{`\Sent`}},
 		{Name: "Projects/Deleted stuff", Delim: '/', Selectable: true},
 		{Name: "Архив", Selectable: true},
 	}
-	no := []source.Folder{
+	no := []mail.Folder{
 		{Name: "Корзина", Selectable: true, Attrs: []string{`\Trash`}},
 		{Name: "Trash", Selectable: true},
 		{Name: "Trash/Old", Delim: '/', Selectable: true},

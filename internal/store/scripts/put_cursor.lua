@@ -1,6 +1,7 @@
 -- put_cursor.lua: fenced write of one folder's sync cursor.
 --
--- A cursor is "uidvalidity:lastuid:lastdate:fence" (decimal). The write is
+-- A cursor is "<data>:<fence>": the source's opaque position (for IMAP
+-- "uidvalidity:lastuid:lastdate"), then the fence in decimal. The write is
 -- refused when the stored cursor of that folder carries a higher fence: a
 -- former lease holder, paused or partitioned, must not move the cursor of the
 -- node that holds the lease now. Equal or higher fences are written.

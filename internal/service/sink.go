@@ -1,4 +1,4 @@
-package app
+package service
 
 import (
 	"context"
@@ -15,33 +15,34 @@ import (
 // and a supervisor must not hang on it while Creatio is down.
 const stateReportTimeout = 30 * time.Second
 
-// creatioSink delivers parsed emails and mailbox states to Creatio's
-// ExchangeListenerService.svc, one email per ProcessFullEmail call.
-type creatioSink struct {
-	post *delivery.Client
+// Sink delivers parsed emails and mailbox states to Creatio's
+// ExchangeListenerService.svc, one email per ProcessFullEmail call
+// (docs/CREATIO-PROTOCOL.md §11).
+type Sink struct {
+	Post *delivery.Client
 }
 
-var _ syncer.Sink = (*creatioSink)(nil)
+var _ syncer.Sink = (*Sink)(nil)
 
-func (s *creatioSink) Deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error {
+func (s *Sink) Deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error {
 	return s.deliver(ctx, mb, msg, 0)
 }
 
-// historyPatience is how long a history load's delivery retries before the
+// HistoryPatience is how long a history load's delivery retries before the
 // load steps aside (history.Loader then frees its slot and retries later):
 // a dead callback must not hold the slots other mailboxes' loads wait for.
-const historyPatience = 10 * time.Second
+const HistoryPatience = 10 * time.Second
 
-// deliverWithin is Deliver that gives up, with a retryable error, once
+// DeliverWithin is Deliver that gives up, with a retryable error, once
 // retrying has taken patience.
-func (s *creatioSink) deliverWithin(patience time.Duration) func(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error {
+func (s *Sink) DeliverWithin(patience time.Duration) func(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error {
 	return func(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error {
 		return s.deliver(ctx, mb, msg, patience)
 	}
 }
 
 // deliver posts msg to ProcessFullEmail; patience 0 retries until ctx ends.
-func (s *creatioSink) deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.Message, patience time.Duration) error {
+func (s *Sink) deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.Message, patience time.Duration) error {
 	url, err := creatio.CallbackURL(mb.Endpoint, "ProcessFullEmail")
 	if err != nil {
 		return mail.Wrap(mail.ClassConfig, "callback url", err)
@@ -52,12 +53,12 @@ func (s *creatioSink) deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.M
 		return mail.Wrap(mail.ClassInternal, "encode email", err)
 	}
 	if patience > 0 {
-		return s.post.PostWithin(ctx, "ProcessFullEmail", url, body, patience)
+		return s.Post.PostWithin(ctx, "ProcessFullEmail", url, body, patience)
 	}
-	return s.post.Post(ctx, "ProcessFullEmail", url, body)
+	return s.Post.Post(ctx, "ProcessFullEmail", url, body)
 }
 
-func (s *creatioSink) ReportState(ctx context.Context, mb *mail.Mailbox, failure error) error {
+func (s *Sink) ReportState(ctx context.Context, mb *mail.Mailbox, failure error) error {
 	url, err := creatio.CallbackURL(mb.Endpoint, "ProcessMailboxState")
 	if err != nil {
 		return mail.Wrap(mail.ClassConfig, "callback url", err)
@@ -68,12 +69,12 @@ func (s *creatioSink) ReportState(ctx context.Context, mb *mail.Mailbox, failure
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, stateReportTimeout, errors.New("mailbox state report timeout"))
 	defer cancel()
-	return s.post.Post(ctx, "ProcessMailboxState", url, body)
+	return s.Post.Post(ctx, "ProcessMailboxState", url, body)
 }
 
-// RefreshToken asks Creatio for a fresh OAuth token (spec §3.5); Creatio
+// RefreshToken asks Creatio for a fresh OAuth token (docs/CREATIO-PROTOCOL.md §11.7); Creatio
 // answers by calling POST /api/listeners/update with new credentials.
-func (s *creatioSink) RefreshToken(ctx context.Context, mb *mail.Mailbox) error {
+func (s *Sink) RefreshToken(ctx context.Context, mb *mail.Mailbox) error {
 	url, err := creatio.CallbackURL(mb.Endpoint, "RefreshToken")
 	if err != nil {
 		return mail.Wrap(mail.ClassConfig, "callback url", err)
@@ -84,5 +85,5 @@ func (s *creatioSink) RefreshToken(ctx context.Context, mb *mail.Mailbox) error 
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, stateReportTimeout, errors.New("token refresh request timeout"))
 	defer cancel()
-	return s.post.Post(ctx, "RefreshToken", url, body)
+	return s.Post.Post(ctx, "RefreshToken", url, body)
 }

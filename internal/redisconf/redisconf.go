@@ -1,21 +1,30 @@
-package store
+// Package redisconf turns the operator's Redis settings (a URL, a
+// StackExchange.Redis connection string, or the original service's host and
+// database variables) into go-redis client options for the store, the leases
+// and the cluster membership, which all share one client and one key prefix.
+package redisconf
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/emaillistener/emaillistener/internal/certs"
 )
 
-// RedisConfig is how the operator pointed the service at Redis, as configured
+// DefaultPrefix starts every Redis key and channel the service uses
+// (EL_REDIS_PREFIX): the store's records, the leases and the cluster's
+// heartbeats and events.
+const DefaultPrefix = "el:"
+
+// Config is how the operator pointed the service at Redis, as configured
 // (environment variables or flags; see the config package). Three ways exist,
 // in this order of precedence; the first one set is used and the others are
 // ignored:
@@ -40,7 +49,7 @@ import (
 // Password (ExchangeListenerRedisPassword) is the password of the Host way,
 // and fills in the password of a URL or connection string that has none (so a
 // URL in a ConfigMap can take its password from a Secret).
-type RedisConfig struct {
+type Config struct {
 	URL         string
 	Connection  string
 	Host        string
@@ -52,12 +61,12 @@ type RedisConfig struct {
 
 // Configured reports whether any way to reach Redis is set. Without one the
 // service runs on the embedded memory store.
-func (c RedisConfig) Configured() bool {
+func (c Config) Configured() bool {
 	return c.URL != "" || c.Connection != "" || c.Host != ""
 }
 
-// Source names the setting that RedisOptionsFromConfig uses, for logs.
-func (c RedisConfig) Source() string {
+// Source names the setting that Options uses, for logs.
+func (c Config) Source() string {
 	switch {
 	case c.URL != "":
 		return "EL_REDIS_URL"
@@ -69,11 +78,11 @@ func (c RedisConfig) Source() string {
 	return ""
 }
 
-// RedisOptionsFromConfig turns c into go-redis client options for
+// Options turns c into go-redis client options for
 // redis.NewUniversalClient: a single node, Sentinel (MasterName set) or Redis
 // Cluster (several addresses, or cluster=true). Errors name the setting and
 // never contain a password. It reads TLSCAFile but does no network I/O.
-func RedisOptionsFromConfig(c RedisConfig) (*redis.UniversalOptions, error) {
+func Options(c Config) (*redis.UniversalOptions, error) {
 	var (
 		o   *redis.UniversalOptions
 		err error
@@ -106,27 +115,12 @@ func RedisOptionsFromConfig(c RedisConfig) (*redis.UniversalOptions, error) {
 		}
 		o.TLSConfig.InsecureSkipVerify = o.TLSConfig.InsecureSkipVerify || c.TLSInsecure //nolint:gosec // opt-in, documented as unsafe
 		if c.TLSCAFile != "" {
-			if o.TLSConfig.RootCAs, err = loadCAs(c.TLSCAFile); err != nil {
+			if o.TLSConfig.RootCAs, err = certs.Pool("EL_REDIS_TLS_CA_FILE", c.TLSCAFile); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return o, nil
-}
-
-func loadCAs(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("EL_REDIS_TLS_CA_FILE: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("EL_REDIS_TLS_CA_FILE %s: no PEM certificates found", file)
-	}
-	return pool, nil
 }
 
 func newTLS() *tls.Config {
@@ -424,9 +418,9 @@ func parseConnectionString(raw string) (*redis.UniversalOptions, error) {
 	return o, nil
 }
 
-// DescribeRedisOptions summarises o for a start-up log line, without secrets:
+// Describe summarises o for a start-up log line, without secrets:
 // mode, addresses, user, database, TLS.
-func DescribeRedisOptions(o *redis.UniversalOptions) string {
+func Describe(o *redis.UniversalOptions) string {
 	mode := "single"
 	switch {
 	case o.MasterName != "":

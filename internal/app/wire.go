@@ -1,0 +1,213 @@
+package app
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/backoff"
+	"github.com/emaillistener/emaillistener/internal/budget"
+	"github.com/emaillistener/emaillistener/internal/delivery"
+	"github.com/emaillistener/emaillistener/internal/history"
+	"github.com/emaillistener/emaillistener/internal/httpapi"
+	"github.com/emaillistener/emaillistener/internal/lockout"
+	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/mime"
+	"github.com/emaillistener/emaillistener/internal/netguard"
+	"github.com/emaillistener/emaillistener/internal/outbox"
+	"github.com/emaillistener/emaillistener/internal/placement"
+	"github.com/emaillistener/emaillistener/internal/sender"
+	"github.com/emaillistener/emaillistener/internal/service"
+	"github.com/emaillistener/emaillistener/internal/source/imapsrc"
+	"github.com/emaillistener/emaillistener/internal/store"
+	"github.com/emaillistener/emaillistener/internal/syncer"
+)
+
+// wired is what New hands to the HTTP layer.
+type wired struct {
+	service    *service.Service
+	clusterAPI httpapi.Cluster // nil on a single node
+	inflight   *budget.Budget
+}
+
+// protocol is one mail protocol as every consumer sees it.
+type protocol struct {
+	live    syncer.Protocol
+	history history.Protocol
+	service service.Protocol
+}
+
+// sessions makes a protocol of an adapter whose sessions serve live sync,
+// history loads and the mailbox checks alike.
+func sessions[S interface {
+	syncer.Session
+	history.Session
+	service.Probe
+}](open func(context.Context, *mail.Mailbox) (S, error), watch func(mail.Folder) bool,
+	send func(context.Context, *mail.Mailbox, *mail.Message) error, describe func(*mail.Mailbox, error) string) protocol {
+	return protocol{
+		live: syncer.Protocol{
+			Dialer:         syncer.DialerFunc(func(ctx context.Context, mb *mail.Mailbox) (syncer.Session, error) { return open(ctx, mb) }),
+			WatchByDefault: watch,
+		},
+		history: history.Protocol{
+			Dial:           func(ctx context.Context, mb *mail.Mailbox) (history.Session, error) { return open(ctx, mb) },
+			WatchByDefault: watch,
+		},
+		service: service.Protocol{
+			Open:     func(ctx context.Context, mb *mail.Mailbox) (service.Probe, error) { return open(ctx, mb) },
+			Send:     send,
+			Describe: describe,
+		},
+	}
+}
+
+// wire builds every component and records their lifecycles in a.parts.
+func (a *App) wire(version string, opts *Options) (*wired, error) {
+	cfg, log, reg := a.cfg, a.log, a.reg
+	mailTLS := opts.IMAPTLS
+	if mailTLS == nil {
+		var err error
+		if mailTLS, err = tlsConfig(cfg); err != nil {
+			return nil, err
+		}
+	}
+	callbackNets, err := netguard.Parse("EL_CALLBACK_NETWORKS", cfg.CallbackNetworks)
+	if err != nil {
+		return nil, err
+	}
+	mailNets, err := netguard.Parse("EL_MAIL_NETWORKS", cfg.MailNetworks)
+	if err != nil {
+		return nil, err
+	}
+	imapOpts := &imapsrc.Options{DialTimeout: cfg.IMAPDialTimeout, CommandTimeout: cfg.IMAPCommandTimeout,
+		TLSConfig: mailTLS, MaxMessageBytes: cfg.MaxMessageBytes, Control: mailNets.Control(), Logger: log}
+	post := delivery.New(&delivery.Options{PerHost: cfg.DeliveryPerHost, AttemptTimeout: cfg.DeliveryTimeout,
+		Backoff: policy(opts.DeliveryBackoff, cfg.DeliveryMaxBackoff), Control: callbackNets.Control(), Logger: log, Registerer: reg})
+	sink := &service.Sink{Post: post}
+	parse := func(raw []byte) (*mail.Message, error) {
+		return mime.Parse(raw, &mime.Options{MaxAttachmentBytes: cfg.MaxAttachmentBytes})
+	}
+	inflight := budget.New(cfg.MaxInflightBytes, reg)
+	held := lockout.New(lockout.Options{Min: cfg.AuthRetryMin, Max: cfg.AuthRetryMax, Registerer: reg})
+
+	var (
+		st    registry = store.NewMemory()
+		parts *clusterParts
+	)
+	if cfg.UsesRedis() {
+		if parts, err = newClusterParts(cfg, log, reg, a.panics); err != nil {
+			return nil, err
+		}
+		st = parts.store
+	}
+	a.cursor = st.Cursor
+
+	smtpTLS := opts.SMTPTLS
+	if smtpTLS == nil {
+		smtpTLS = mailTLS
+	}
+	smtp := outbox.New(outbox.Options{IMAP: imapOpts, Policy: cfg.AppendSent, Registry: st, IsMissing: store.IsMissing, Logger: log,
+		SMTP: &sender.Options{DialTimeout: cfg.IMAPDialTimeout, TLSConfig: smtpTLS, Control: imapOpts.Control, Logger: log}})
+
+	// The mail protocols: adding one is its package under internal/source
+	// and one line here.
+	protocols := map[mail.ServerKind]protocol{
+		mail.ServerIMAP: sessions(func(ctx context.Context, mb *mail.Mailbox) (*imapsrc.Session, error) {
+			return imapsrc.Open(ctx, mb, imapOpts, cfg.IMAPIdleMax)
+		}, imapsrc.WatchByDefault, smtp.Send, imapsrc.Describe),
+	}
+	live := map[mail.ServerKind]syncer.Protocol{}
+	loads := map[mail.ServerKind]history.Protocol{}
+	calls := map[mail.ServerKind]service.Protocol{}
+	for kind, p := range protocols {
+		live[kind], loads[kind], calls[kind] = p.live, p.history, p.service
+	}
+
+	sopts := syncer.Options{
+		Protocols: live, Sink: sink, Cursors: st, Parser: parse,
+		IdleMax: cfg.IMAPIdleMax, FolderPoll: cfg.IMAPFolderPoll, Reconnect: policy(opts.Reconnect, cfg.ReconnectMaxDelay),
+		DialConcurrency: cfg.IMAPDialConcurrency, DialRate: cfg.IMAPDialRate, Budget: inflight, MaxMessageBytes: cfg.MaxMessageBytes,
+		TokenRefreshWait: cfg.TokenRefreshWait, Lockout: held, Logger: log, Registerer: reg, Panics: a.panics,
+	}
+	if parts != nil {
+		sopts.Leaser = leaser{parts.leases}
+		sopts.OnStatus = placement.StatusPublisher(parts.store.PutStatus, cfg.NodeID, log)
+	}
+	runner, err := syncer.New(sopts)
+	if err != nil {
+		return nil, err
+	}
+	loader, err := history.New(history.Options{Protocols: loads, Deliver: sink.DeliverWithin(service.HistoryPatience), Parse: parse,
+		Concurrency: cfg.HistoryConcurrency, Budget: inflight, Lockout: held, Logger: log, Registerer: reg, Panics: a.panics})
+	if err != nil {
+		return nil, err
+	}
+
+	var (
+		place interface {
+			service.Placement
+			Start(context.Context) error
+			Stop(context.Context) error
+		}
+		w = &wired{inflight: inflight}
+	)
+	a.store = "memory"
+	node := ""
+	if parts == nil {
+		place = placement.NewLocal(placement.LocalOptions{Registry: st, Runner: runner, Capacity: cfg.MaxSubscriptions,
+			Logger: log, Registerer: reg})
+	} else {
+		a.store, w.clusterAPI, node = "redis", clusterAPI{parts}, cfg.NodeID
+		place = placement.NewCluster(placement.ClusterOptions{Store: parts.store, Members: parts.members, Holders: parts.leases,
+			Runner: runner, Node: cfg.NodeID, Skip: store.IsMissing, Logger: log, Registerer: reg, Panics: a.panics})
+	}
+	w.service, err = service.New(service.Options{Placement: place, Loads: loader, Counter: runner, Protocols: calls,
+		Version: version, Store: a.store, Node: node, ProbeTimeout: cfg.ValidateTimeout, ProbeConcurrency: cfg.ProbeConcurrency,
+		PingClient: pingClient(callbackNets), Restricted: callbackNets != nil, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+
+	// Lifecycles, in start order; Stop runs them backwards. In a cluster the
+	// node leaves (peers start taking its mailboxes over) before placement
+	// stops deciding, and releases its leases after the subscriptions ended.
+	if parts != nil {
+		a.parts = append(a.parts, parts.lifecycle(log)...)
+	}
+	a.parts = append(a.parts,
+		component{name: "syncer", start: func(ctx context.Context) error { runner.Start(ctx); return nil }, stop: runner.Stop},
+		component{name: "history", start: func(ctx context.Context) error { loader.Start(ctx); return nil }, stop: loader.Stop},
+		component{name: "placement", start: place.Start, stop: place.Stop},
+	)
+	if parts != nil {
+		a.parts = append(a.parts, component{name: "cluster leave", stop: parts.members.Leave})
+	}
+	return w, nil
+}
+
+// policy is p, or 1 s doubling to max when p is unset.
+func policy(p backoff.Policy, max time.Duration) backoff.Policy {
+	if p == (backoff.Policy{}) {
+		return backoff.Policy{Min: time.Second, Max: max}
+	}
+	return p
+}
+
+// registry is the state store, memory or Redis.
+type registry interface {
+	placement.LocalRegistry
+	outbox.Registry
+	syncer.Cursors
+}
+
+// pingClient is the availability check's HTTP client: no redirects (any
+// answer proves the host reachable), and allow-listed networks only.
+func pingClient(allow *netguard.Allow) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, Control: allow.Control()}
+	tr := &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: 10 * time.Second, DisableKeepAlives: true,
+		ResponseHeaderTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
+	return &http.Client{Timeout: 10 * time.Second, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}

@@ -1,0 +1,167 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/creatio"
+	"github.com/emaillistener/emaillistener/internal/httpapi"
+	"github.com/emaillistener/emaillistener/internal/mail"
+)
+
+// probeWait is how long a check waits for a free slot before it is refused.
+const probeWait = 5 * time.Second
+
+// errBusy refuses a check when every probe slot stays taken.
+var errBusy = fmt.Errorf("%w: too many validate, folders and availability checks at once (EL_PROBE_CONCURRENCY); retry shortly", httpapi.ErrUnavailable)
+
+// probe takes a slot for one outbound check: each holds a connection to a
+// server the caller chose.
+func (s *Service) probe(ctx context.Context) (release func(), err error) {
+	t := time.NewTimer(probeWait)
+	defer t.Stop()
+	select {
+	case s.probes <- struct{}{}:
+		return func() { <-s.probes }, nil
+	case <-t.C:
+		return nil, errBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// protocol returns mb's protocol, or an error for the user.
+func (s *Service) protocol(mb *mail.Mailbox) (Protocol, error) {
+	p, ok := s.opts.Protocols[mb.Kind]
+	if !ok {
+		return Protocol{}, fmt.Errorf("%s mailboxes are %w", mb.Kind, httpapi.ErrUnsupported)
+	}
+	return p, nil
+}
+
+func (p Protocol) describe(mb *mail.Mailbox, err error) string {
+	if p.Describe != nil {
+		return p.Describe(mb, err)
+	}
+	return err.Error()
+}
+
+// Validate logs in and reports the outcome; it never fails as a call
+// (docs/CREATIO-PROTOCOL.md §8.1).
+func (s *Service) Validate(ctx context.Context, mb *mail.Mailbox) creatio.CredentialsValidationInfo {
+	p, err := s.protocol(mb)
+	if err != nil || p.Open == nil {
+		return creatio.ValidationFailed(fmt.Sprintf("%s mailboxes are not supported by this version of the service", mb.Kind), creatio.ActionLinkToAcademy)
+	}
+	release, err := s.probe(ctx)
+	if err != nil {
+		return creatio.ValidationFailed(err.Error(), creatio.ActionEmailTroubleShoot)
+	}
+	defer release()
+	ctx, cancel := context.WithTimeoutCause(ctx, s.opts.ProbeTimeout, fmt.Errorf("no answer within %v", s.opts.ProbeTimeout))
+	defer cancel()
+	probe, err := p.Open(ctx, mb)
+	if err != nil {
+		return creatio.ValidationFailed(p.describe(mb, err), creatio.ActionEmailTroubleShoot)
+	}
+	_ = probe.Close()
+	name := mb.SenderAddress
+	if name == "" {
+		name = mb.UserName
+	}
+	return creatio.ValidationOK(name)
+}
+
+// Folders lists the mailbox's folders as Creatio's tree.
+func (s *Service) Folders(ctx context.Context, mb *mail.Mailbox) ([]creatio.MailboxFolder, error) {
+	p, err := s.protocol(mb)
+	if err != nil {
+		return nil, err
+	}
+	if p.Open == nil {
+		return nil, fmt.Errorf("%s folders are %w", mb.Kind, httpapi.ErrUnsupported)
+	}
+	release, err := s.probe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ProbeTimeout)
+	defer cancel()
+	probe, err := p.Open(ctx, mb)
+	if err != nil {
+		return nil, &opError{err: err, msg: p.describe(mb, err)}
+	}
+	defer probe.Close()
+	list, err := probe.Folders(ctx)
+	if err != nil {
+		return nil, &opError{err: err, msg: p.describe(mb, err)}
+	}
+	return creatio.FolderTree(list), nil
+}
+
+// Synchronize starts a history load.
+func (s *Service) Synchronize(ctx context.Context, mb *mail.Mailbox, q mail.Query) error {
+	if _, err := s.protocol(mb); err != nil {
+		return err
+	}
+	return unavailable(s.opts.Loads.Load(ctx, mb, q))
+}
+
+// Send sends msg through the mailbox's protocol.
+func (s *Service) Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error {
+	p, err := s.protocol(mb)
+	if err != nil {
+		return err
+	}
+	if p.Send == nil {
+		return fmt.Errorf("sending from %s mailboxes is %w", mb.Kind, httpapi.ErrUnsupported)
+	}
+	return p.Send(ctx, mb, msg)
+}
+
+// Ping reports whether endpoint answers HTTP at all: any status (a WCF
+// endpoint answers a GET with 405) proves the network path and TLS work.
+func (s *Service) Ping(ctx context.Context, endpoint string) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("the endpoint is not an http(s) URL")
+	}
+	release, err := s.probe(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	if err != nil {
+		return errors.New("the endpoint is not a usable URL")
+	}
+	resp, err := s.opts.PingClient.Do(req)
+	if err != nil {
+		if s.opts.Restricted {
+			return errors.New("the service cannot reach this endpoint")
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("the service cannot reach %s://%s: %v", u.Scheme, mail.Excerpt(u.Host, 100), err)
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// opError keeps the classified error for logs and status mapping and gives
+// the HTTP layer a sentence for the user.
+type opError struct {
+	err error
+	msg string
+}
+
+func (e *opError) Error() string       { return e.msg }
+func (e *opError) Unwrap() error       { return e.err }
+func (e *opError) UserMessage() string { return e.msg }
