@@ -12,8 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/emaillistener/emaillistener/internal/backoff"
-	"github.com/emaillistener/emaillistener/internal/certs"
 	"github.com/emaillistener/emaillistener/internal/config"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
 	"github.com/emaillistener/emaillistener/internal/mail"
@@ -93,10 +90,10 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		MaxSendBytes:    cfg.MaxSendBytes,
 		BodyTimeout:     cfg.BodyTimeout,
 		SendBudget:      w.inflight,
-		AllowedHosts:    splitList(cfg.AllowedHosts),
+		AllowedHosts:    cfg.AllowedHostList(),
 		MaxConnections:  cfg.MaxConnections,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Pprof:           pprofHandler(cfg.Pprof),
+		Pprof:           cfg.Pprof,
 		Logger:          log,
 		Registerer:      reg,
 		Panics:          a.panics,
@@ -106,19 +103,6 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 	}
 	a.server = a.api.Server()
 	return a, nil
-}
-
-// tlsConfig is the mail servers' TLS configuration.
-func tlsConfig(cfg config.Config) (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.IMAPTLSInsecure} //nolint:gosec // opt-in, documented as unsafe
-	if cfg.IMAPTLSCAFile != "" {
-		pool, err := certs.Pool("EL_IMAP_TLS_CA_FILE", cfg.IMAPTLSCAFile)
-		if err != nil {
-			return nil, err
-		}
-		c.RootCAs = pool
-	}
-	return c, nil
 }
 
 // Start listens on the configured addresses and starts every component in
@@ -250,29 +234,4 @@ func (a *App) Run(ctx context.Context) error {
 		return errors.Join(serveErr, stopErr)
 	}
 	return stopErr
-}
-
-// splitList splits a comma-separated setting.
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// pprofHandler serves net/http/pprof when on (EL_PPROF), else nil.
-func pprofHandler(on bool) http.Handler {
-	if !on {
-		return nil
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
 }

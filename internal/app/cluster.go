@@ -110,21 +110,3 @@ func (l leaser) Obtain(ctx context.Context, id mail.MailboxID) (syncer.Lease, er
 	}
 	return le, nil
 }
-
-// clusterAPI serves the cluster view and readiness.
-type clusterAPI struct{ p *clusterParts }
-
-func (c clusterAPI) Nodes(ctx context.Context) (any, error) { return c.p.members.Members(ctx) }
-
-func (c clusterAPI) Ready(ctx context.Context) error {
-	// A hung Redis must fail the probe quickly, not after the client's retries.
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if err := c.p.store.Ping(ctx); err != nil {
-		return err
-	}
-	if err := c.p.store.Health(); err != nil {
-		return err
-	}
-	return c.p.members.Ready()
-}

@@ -2,12 +2,11 @@ package app
 
 import (
 	"context"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/backoff"
 	"github.com/emaillistener/emaillistener/internal/budget"
+	"github.com/emaillistener/emaillistener/internal/certs"
 	"github.com/emaillistener/emaillistener/internal/delivery"
 	"github.com/emaillistener/emaillistener/internal/history"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
@@ -69,7 +68,7 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 	mailTLS := opts.IMAPTLS
 	if mailTLS == nil {
 		var err error
-		if mailTLS, err = tlsConfig(cfg); err != nil {
+		if mailTLS, err = certs.ClientConfig("EL_IMAP_TLS_CA_FILE", cfg.IMAPTLSCAFile, cfg.IMAPTLSInsecure); err != nil {
 			return nil, err
 		}
 	}
@@ -159,13 +158,13 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		place = placement.NewLocal(placement.LocalOptions{Registry: st, Runner: runner, Capacity: cfg.MaxSubscriptions,
 			Logger: log, Registerer: reg})
 	} else {
-		a.store, w.clusterAPI, node = "redis", clusterAPI{parts}, cfg.NodeID
-		place = placement.NewCluster(placement.ClusterOptions{Store: parts.store, Members: parts.members, Holders: parts.leases,
+		cl := placement.NewCluster(placement.ClusterOptions{Store: parts.store, Members: parts.members, Holders: parts.leases,
 			Runner: runner, Node: cfg.NodeID, Skip: store.IsMissing, Logger: log, Registerer: reg, Panics: a.panics})
+		a.store, w.clusterAPI, node, place = "redis", cl, cfg.NodeID, cl
 	}
 	w.service, err = service.New(service.Options{Placement: place, Loads: loader, Counter: runner, Protocols: calls,
 		Version: version, Store: a.store, Node: node, ProbeTimeout: cfg.ValidateTimeout, ProbeConcurrency: cfg.ProbeConcurrency,
-		PingClient: pingClient(callbackNets), Restricted: callbackNets != nil, Logger: log})
+		PingClient: service.PingClient(callbackNets.Control()), Restricted: callbackNets != nil, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -200,14 +199,4 @@ type registry interface {
 	placement.LocalRegistry
 	outbox.Registry
 	syncer.Cursors
-}
-
-// pingClient is the availability check's HTTP client: no redirects (any
-// answer proves the host reachable), and allow-listed networks only.
-func pingClient(allow *netguard.Allow) *http.Client {
-	d := &net.Dialer{Timeout: 10 * time.Second, Control: allow.Control()}
-	tr := &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: 10 * time.Second, DisableKeepAlives: true,
-		ResponseHeaderTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
-	return &http.Client{Timeout: 10 * time.Second, Transport: tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

@@ -3,10 +3,27 @@
 package certs
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"os"
 )
+
+// ClientConfig is the TLS configuration for connecting to servers: TLS 1.2
+// or later, the system roots plus caFile's certificates when caFile is set
+// (setting names it in messages), and no verification at all when insecure
+// (an operator's explicit, documented choice for self-signed servers).
+func ClientConfig(setting, caFile string, insecure bool) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // opt-in, documented as unsafe
+	if caFile != "" {
+		pool, err := Pool(setting, caFile)
+		if err != nil {
+			return nil, err
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
+}
 
 // Pool returns the system roots plus the PEM certificates in file; the
 // setting names the file's setting for messages.

@@ -371,6 +371,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// AllowedHostList returns AllowedHosts split at commas.
+func (c Config) AllowedHostList() []string {
+	var out []string
+	for _, f := range strings.Split(c.AllowedHosts, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // UsesRedis reports whether a Redis connection is configured (EL_REDIS_URL,
 // EL_REDIS_CONNECTION or ExchangeListenerRedisHost); otherwise the service runs
 // on the embedded memory store.

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -79,10 +80,12 @@ type Options struct {
 	// paths. See Listener.
 	MaxConnections int
 	Metrics        http.Handler // served at /metrics when set
-	Pprof          http.Handler // served at /debug/pprof/ when set
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer
-	Panics         *obs.Panics
+	// Pprof serves Go's profiles at /debug/pprof/ (EL_PPROF): internals,
+	// off by default.
+	Pprof      bool
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Panics     *obs.Panics
 }
 
 // Budget is a node-wide allowance of bytes (the message memory budget).
@@ -181,8 +184,8 @@ func (a *API) routes() {
 		a.mux.Handle("GET /metrics", a.guard(health, a.opts.Metrics))
 		a.health.Handle("GET /metrics", a.opts.Metrics)
 	}
-	if a.opts.Pprof != nil {
-		a.mux.Handle("/debug/pprof/", a.guard(plain, a.opts.Pprof))
+	if a.opts.Pprof {
+		a.mux.Handle("/debug/pprof/", a.guard(plain, pprofHandler()))
 	}
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -365,6 +368,17 @@ func itoa(n int) string {
 		return string([]byte{digits[n/100], digits[n/10%10], digits[n%10]})
 	}
 	return "other"
+}
+
+// pprofHandler serves net/http/pprof.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func (a *API) clusterView(w http.ResponseWriter, r *http.Request) error {

@@ -26,6 +26,9 @@ type Store interface {
 	// Epoch returns the marker of the store's data set: created once per data
 	// set, so a new value means the store lost everything since.
 	Epoch(ctx context.Context) (string, error)
+	// Ping checks the store answers; Health that it can open its records.
+	Ping(ctx context.Context) error
+	Health() error
 }
 
 // Members is the live cluster view and its event channel.
@@ -35,6 +38,10 @@ type Members interface {
 	Subscribe(ctx context.Context) <-chan string
 	Publish(ctx context.Context, msg string) error
 	SetOwned(n int)
+	// Members lists the live nodes (the cluster view of the API); Ready
+	// fails while this node's heartbeat does not reach the store.
+	Members(ctx context.Context) ([]cluster.Node, error)
+	Ready() error
 }
 
 // Holders tells which node holds each mailbox's lease right now.
@@ -428,6 +435,25 @@ func (c *Cluster) liveClaim(r mail.Status, holder string) bool {
 		}
 	}
 	return false
+}
+
+// Nodes lists the live nodes with what they hold (GET /api/cluster).
+func (c *Cluster) Nodes(ctx context.Context) (any, error) { return c.opts.Members.Members(ctx) }
+
+// Ready fails while this node cannot serve as a cluster member: Redis does
+// not answer (within a second: a hung Redis must fail the probe quickly, not
+// after the client's retries), none of the mailbox records opens with the
+// configured key, or the heartbeat does not reach Redis.
+func (c *Cluster) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := c.opts.Store.Ping(ctx); err != nil {
+		return err
+	}
+	if err := c.opts.Store.Health(); err != nil {
+		return err
+	}
+	return c.opts.Members.Ready()
 }
 
 // StatusPublisher writes a subscription's state changes to the store so that

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"syscall"
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
@@ -122,6 +124,17 @@ func (s *Service) Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message)
 		return fmt.Errorf("sending from %s mailboxes is %w", mb.Kind, httpapi.ErrUnsupported)
 	}
 	return p.Send(ctx, mb, msg)
+}
+
+// PingClient is the availability check's HTTP client: no redirects (any
+// answer proves the host reachable), and only addresses control accepts (an
+// allow-list of callback networks; nil: any).
+func PingClient(control func(network, address string, c syscall.RawConn) error) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, Control: control}
+	tr := &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: 10 * time.Second, DisableKeepAlives: true,
+		ResponseHeaderTimeout: 10 * time.Second, Proxy: http.ProxyFromEnvironment}
+	return &http.Client{Timeout: 10 * time.Second, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // Ping reports whether endpoint answers HTTP at all: any status (a WCF

@@ -106,7 +106,7 @@ func New(opts Options) (*Service, error) {
 		opts.ProbeConcurrency = 16
 	}
 	if opts.PingClient == nil {
-		opts.PingClient = &http.Client{Timeout: 10 * time.Second}
+		opts.PingClient = PingClient(nil)
 	}
 	if opts.Logger == nil {
 		opts.Logger = obs.Discard()

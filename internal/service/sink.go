@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
-	"github.com/emaillistener/emaillistener/internal/delivery"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/syncer"
 )
@@ -15,11 +14,19 @@ import (
 // and a supervisor must not hang on it while Creatio is down.
 const stateReportTimeout = 30 * time.Second
 
+// Poster posts a JSON body to a callback URL with retries (delivery.Client):
+// Post until it is acknowledged, refused for good or ctx ends; PostWithin
+// gives up with a retryable error after patience.
+type Poster interface {
+	Post(ctx context.Context, op, target string, body []byte) error
+	PostWithin(ctx context.Context, op, target string, body []byte, patience time.Duration) error
+}
+
 // Sink delivers parsed emails and mailbox states to Creatio's
 // ExchangeListenerService.svc, one email per ProcessFullEmail call
 // (docs/CREATIO-PROTOCOL.md §11).
 type Sink struct {
-	Post *delivery.Client
+	Post Poster
 }
 
 var _ syncer.Sink = (*Sink)(nil)
