@@ -1,6 +1,6 @@
 // Package clock is the time source of the background loops (lease renewal,
-// cluster heartbeats), so that tests can drive them with a simulated clock
-// (STYLE §1.3 item 16: time is an input).
+// cluster heartbeats), so that tests can drive them with a simulated clock:
+// code that judges expiry or due-ness takes its time as an input.
 package clock
 
 import "time"
