@@ -68,3 +68,17 @@ func ClassOf(err error) ErrorClass {
 	}
 	return ClassInternal
 }
+
+// UserError is a failure with a sentence for the person using the client
+// application, shown to them as is; Err keeps the classified cause for logs
+// and status mapping.
+type UserError struct {
+	Err error
+	Msg string
+}
+
+func (e *UserError) Error() string { return e.Msg }
+func (e *UserError) Unwrap() error { return e.Err }
+
+// UserMessage returns the sentence for the user.
+func (e *UserError) UserMessage() string { return e.Msg }

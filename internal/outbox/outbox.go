@@ -60,21 +60,11 @@ func New(opts Options) *SMTP {
 	return &SMTP{opts: opts, log: opts.Logger}
 }
 
-// UserError is a failure with a sentence for the person who sent the mail.
-type UserError struct {
-	Err error
-	Msg string
-}
-
-func (e *UserError) Error() string       { return e.Msg }
-func (e *UserError) Unwrap() error       { return e.Err }
-func (e *UserError) UserMessage() string { return e.Msg }
-
 // Send submits msg through smtp (the send credentials) and files the copy.
 func (s *SMTP) Send(ctx context.Context, smtp *mail.Mailbox, msg *mail.Message) error {
 	raw, err := sender.Send(ctx, smtp, msg, s.opts.SMTP)
 	if err != nil {
-		return &UserError{Err: err, Msg: sender.UserMessage(err)}
+		return &mail.UserError{Err: err, Msg: sender.UserMessage(err)}
 	}
 	s.appendSent(ctx, smtp, raw)
 	return nil

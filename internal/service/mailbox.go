@@ -96,12 +96,12 @@ func (s *Service) Folders(ctx context.Context, mb *mail.Mailbox) ([]creatio.Mail
 	defer cancel()
 	probe, err := p.Open(ctx, mb)
 	if err != nil {
-		return nil, &opError{err: err, msg: p.describe(mb, err)}
+		return nil, &mail.UserError{Err: err, Msg: p.describe(mb, err)}
 	}
 	defer probe.Close()
 	list, err := probe.Folders(ctx)
 	if err != nil {
-		return nil, &opError{err: err, msg: p.describe(mb, err)}
+		return nil, &mail.UserError{Err: err, Msg: p.describe(mb, err)}
 	}
 	return creatio.FolderTree(list), nil
 }
@@ -167,14 +167,3 @@ func (s *Service) Ping(ctx context.Context, endpoint string) error {
 	resp.Body.Close()
 	return nil
 }
-
-// opError keeps the classified error for logs and status mapping and gives
-// the HTTP layer a sentence for the user.
-type opError struct {
-	err error
-	msg string
-}
-
-func (e *opError) Error() string       { return e.msg }
-func (e *opError) Unwrap() error       { return e.err }
-func (e *opError) UserMessage() string { return e.msg }
