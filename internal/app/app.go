@@ -121,17 +121,9 @@ func (a *App) Start(ctx context.Context) error {
 		}
 		a.health, a.healthLn = a.api.HealthServer(), a.api.HealthListener(hln)
 	}
-	base := context.WithoutCancel(ctx)
-	for _, p := range a.parts {
-		if p.start != nil {
-			if err := p.start(base); err != nil {
-				a.closeListeners()
-				sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-				defer cancel()
-				return errors.Join(fmt.Errorf("start %s: %w", p.name, err), a.stopParts(sctx))
-			}
-		}
-		a.started++
+	if err := a.startParts(context.WithoutCancel(ctx)); err != nil {
+		a.closeListeners()
+		return err
 	}
 	a.serve()
 	attrs := []any{"addr", ln.Addr().String(), "store", a.store, "node", a.cfg.NodeID}
@@ -162,6 +154,22 @@ func (a *App) closeListeners() {
 	if a.healthLn != nil {
 		a.healthLn.Close()
 	}
+}
+
+// startParts starts the components in order; when one fails, those started
+// are stopped again (within the shutdown timeout).
+func (a *App) startParts(ctx context.Context) error {
+	for _, p := range a.parts {
+		if p.start != nil {
+			if err := p.start(ctx); err != nil {
+				sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+				defer cancel()
+				return errors.Join(fmt.Errorf("start %s: %w", p.name, err), a.stopParts(sctx))
+			}
+		}
+		a.started++
+	}
+	return nil
 }
 
 // stopParts stops the started components in reverse order, going on past a

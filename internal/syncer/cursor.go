@@ -11,7 +11,7 @@ import (
 )
 
 // unsavedRetry is how often a worker retries cursors the store did not take,
-// waking from IDLE for it.
+// waking from its wait for it.
 const unsavedRetry = 5 * time.Second
 
 // staleFence is implemented by cursor-store errors that refuse a write for a
