@@ -24,7 +24,7 @@ func (h hubSession) Changes(ctx context.Context, folder, cur string) (source.Cha
 func (h hubSession) Fetch(ctx context.Context, ref source.Ref) (*source.Fetched, error) {
 	return h.s.Fetch(ctx, ref)
 }
-func (h hubSession) Close() error           { return nil }
+func (h hubSession) Close() error            { return nil }
 func (h hubSession) Signal() <-chan []string { return h.signal }
 
 // A mailbox whose session is signalled by a hub gets new mail at once on the
