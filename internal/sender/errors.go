@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/emaillistener/emaillistener/internal/compose"
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
@@ -189,7 +190,7 @@ func newError(step Step, server string, err error) *Error {
 	e := &Error{Step: step, Server: server, Err: err}
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		e.Code, e.Enhanced, e.Reply, e.Temporary = se.Code, enhanced(se.EnhancedCode), oneLine(se.Message), se.Temporary()
+		e.Code, e.Enhanced, e.Reply, e.Temporary = se.Code, enhanced(se.EnhancedCode), compose.OneLine(se.Message), se.Temporary()
 		return e
 	}
 	e.Temporary = (isNetwork(err) || isTimeout(err)) && !isRefused(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/emaillistener/emaillistener/internal/compose"
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
@@ -106,7 +107,7 @@ func Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message, opts *Option
 	if strings.TrimSpace(m.From.Address) == "" {
 		m.From = mail.Address{Name: m.From.Name, Address: strings.TrimSpace(mb.SenderAddress)}
 	}
-	from := strings.TrimSpace(oneLine(m.From.Address))
+	from := strings.TrimSpace(compose.OneLine(m.From.Address))
 	if from == "" {
 		return nil, configError("The email has no sender address.")
 	}
@@ -122,7 +123,7 @@ func Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message, opts *Option
 			return nil, configError(fmt.Sprintf("The recipient address %q is not a valid email address.", r))
 		}
 	}
-	raw, err := Build(&m, o.Now())
+	raw, err := compose.Build(&m, o.Now())
 	if err != nil {
 		return nil, configError(sentence("The email cannot be sent: " + strings.TrimPrefix(err.Error(), "sender: ")))
 	}
@@ -140,7 +141,7 @@ func Recipients(msg *mail.Message) []string {
 	var out []string
 	for _, list := range [][]mail.Address{msg.To, msg.Cc, msg.Bcc} {
 		for _, a := range list {
-			addr := strings.TrimSpace(oneLine(a.Address))
+			addr := strings.TrimSpace(compose.OneLine(a.Address))
 			key := strings.ToLower(addr)
 			if addr == "" || seen[key] {
 				continue
@@ -419,7 +420,7 @@ func (s *session) transaction(ctx context.Context, c *smtp.Client, raw []byte, f
 		switch {
 		case err == nil:
 		case errors.As(err, &se) && ctx.Err() == nil:
-			refused = append(refused, Refusal{Address: r, Code: se.Code, Enhanced: enhanced(se.EnhancedCode), Reply: oneLine(se.Message)})
+			refused = append(refused, Refusal{Address: r, Code: se.Code, Enhanced: enhanced(se.EnhancedCode), Reply: compose.OneLine(se.Message)})
 		default:
 			return s.fail(ctx, StepRcpt, err)
 		}

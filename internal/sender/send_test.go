@@ -3,6 +3,7 @@ package sender
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/testenv"
+	"github.com/emaillistener/emaillistener/internal/testenv/msgfixture"
 )
 
 // The integration tests send through a private Postfix (SMTP AUTH against Dovecot,
@@ -75,7 +77,7 @@ func (e *mailEnv) options() *Options {
 // simpleMessage is a text mail from alice with a unique Message-ID.
 func simpleMessage(t *testing.T, to ...string) *mail.Message {
 	m := &mail.Message{
-		MessageID: "<" + newUUID() + "@example.com>",
+		MessageID: "<" + rand.Text() + "@example.com>",
 		Subject:   t.Name(),
 		From:      mail.Address{Address: "alice@example.com"},
 		Text:      "hello from " + t.Name(),
@@ -106,7 +108,7 @@ func (e *mailEnv) waitMessage(t *testing.T, user, messageID string) []byte {
 func (e *mailEnv) find(t *testing.T, user, messageID string) []byte {
 	t.Helper()
 	for _, raw := range e.inbox(t, user) {
-		if env := parse(t, raw); env.GetHeader("Message-Id") == messageID {
+		if env := msgfixture.Parse(t, raw); env.GetHeader("Message-Id") == messageID {
 			return raw
 		}
 	}
@@ -149,20 +151,20 @@ func TestSendThroughPostfix(t *testing.T) {
 
 	t.Run("html, inline image and pdf reach To, Cc and Bcc", func(t *testing.T) {
 		t.Parallel()
-		msg := richMessage(t)
-		msg.MessageID = "<" + newUUID() + "@example.com>"
+		msg := msgfixture.Rich(t)
+		msg.MessageID = "<" + rand.Text() + "@example.com>"
 		sent, err := Send(t.Context(), e.mailbox(t, e.p.SMTPAddr, mail.SecureStartTLS), msg, e.options())
 		if err != nil {
 			t.Fatalf("Send: %v (%s)", err, UserMessage(err))
 		}
-		if env := parse(t, sent); env.GetHeader("Message-Id") != msg.MessageID {
+		if env := msgfixture.Parse(t, sent); env.GetHeader("Message-Id") != msg.MessageID {
 			t.Fatalf("returned message has Message-ID %q", env.GetHeader("Message-Id"))
 		}
 		for _, user := range []string{"bob@example.com", "carol@example.com", "dave@example.com"} {
 			raw := e.waitMessage(t, user, msg.MessageID)
-			env := parse(t, raw)
+			env := msgfixture.Parse(t, raw)
 			if env.GetHeader("Subject") != msg.Subject || env.GetHeader("Bcc") != "" ||
-				strings.Contains(headerBlock(raw), "dave@example.com") && user != "dave@example.com" {
+				strings.Contains(msgfixture.HeaderBlock(raw), "dave@example.com") && user != "dave@example.com" {
 				t.Errorf("%s: subject %q, bcc %q", user, env.GetHeader("Subject"), env.GetHeader("Bcc"))
 			}
 			if strings.Contains(env.GetHeader("To"), "dave") || strings.Contains(env.GetHeader("Cc"), "dave") {
@@ -174,7 +176,7 @@ func TestSendThroughPostfix(t *testing.T) {
 				t.Errorf("%s: inline image lost (%d inlines)", user, len(env.Inlines))
 			}
 			if len(env.Attachments) != 1 || env.Attachments[0].FileName != "Отчёт март.pdf" ||
-				!bytes.Equal(env.Attachments[0].Content, testPDF()) {
+				!bytes.Equal(env.Attachments[0].Content, msgfixture.PDF()) {
 				t.Errorf("%s: attachment lost (%d attachments)", user, len(env.Attachments))
 			}
 			// What arrived is what Send returned, below Postfix's and Dovecot's trace fields.
@@ -391,4 +393,16 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestRecipients(t *testing.T) {
+	msg := &mail.Message{
+		To:  []mail.Address{{Address: "bob@example.com"}, {Address: " carol@example.com "}},
+		Cc:  []mail.Address{{Address: "BOB@example.com"}, {Address: ""}},
+		Bcc: []mail.Address{{Address: "dave@example.com"}},
+	}
+	got := strings.Join(Recipients(msg), ",")
+	if want := "bob@example.com,carol@example.com,dave@example.com"; got != want {
+		t.Fatalf("Recipients = %s, want %s", got, want)
+	}
 }

@@ -18,9 +18,9 @@ const module = "github.com/emaillistener/emaillistener/"
 var (
 	base = []string{"mail", "backoff", "budget", "certs", "clock", "config", "netguard", "obs", "runner", "secret"}
 	// pure: wire formats and pure steps on domain types.
-	pure = []string{"creatio", "mime", "lockout", "ingest", "source", "redisconf"}
+	pure = []string{"creatio", "mime", "compose", "lockout", "ingest", "source", "redisconf"}
 	// adapters talk to one kind of peer (mail servers, Redis, the client).
-	adapters = []string{"source/imapsrc", "sender", "store", "lease", "cluster", "delivery"}
+	adapters = []string{"source/imapsrc", "source/ewssrc", "ews", "ews/autodiscover", "sender", "store", "lease", "cluster", "delivery"}
 	// consumers use adapters only through interfaces they declare.
 	consumers = []string{"syncer", "history", "placement", "service", "httpapi"}
 )
@@ -33,6 +33,9 @@ var exceptions = map[string][]string{
 	// placement places mailboxes with the cluster's pure placement function
 	// and its event format.
 	"placement": {"cluster"},
+	// The Exchange adapter speaks EWS through its wire client, as the IMAP
+	// adapter speaks IMAP through go-imap.
+	"source/ewssrc": {"ews", "ews/autodiscover"},
 }
 
 func imports(t *testing.T) map[string][]string {

@@ -1,4 +1,4 @@
-package sender
+package compose
 
 import (
 	"bytes"
@@ -11,19 +11,20 @@ import (
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/testenv/msgfixture"
 )
 
 var buildNow = time.Date(2025, 3, 14, 9, 26, 53, 0, time.FixedZone("MSK", 3*3600))
 
 func TestBuildRichMessage(t *testing.T) {
-	msg := richMessage(t)
+	msg := msgfixture.Rich(t)
 	raw, err := Build(msg, buildNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := parse(t, raw)
+	env := msgfixture.Parse(t, raw)
 
-	if got, want := shape(env.Root), "multipart/mixed[multipart/related[multipart/alternative[text/plain,text/html],image/png],application/pdf]"; got != want {
+	if got, want := msgfixture.Shape(env.Root), "multipart/mixed[multipart/related[multipart/alternative[text/plain,text/html],image/png],application/pdf]"; got != want {
 		t.Fatalf("MIME structure\n got %s\nwant %s", got, want)
 	}
 	for name, want := range map[string]string{
@@ -44,7 +45,7 @@ func TestBuildRichMessage(t *testing.T) {
 			t.Errorf("%s = %q, want %q", name, got, want)
 		}
 	}
-	head := headerBlock(raw)
+	head := msgfixture.HeaderBlock(raw)
 	// Bcc must not leak; Creatio's internal MessageId is not a MIME header; the
 	// header section itself is 7-bit (RFC 2047 words for the non-ASCII parts).
 	for _, bad := range []string{"\r\nBcc:", "dave@example.com", "\r\nMessageid:", "creatio-internal"} {
@@ -84,7 +85,7 @@ func TestBuildRichMessage(t *testing.T) {
 		t.Fatalf("%d attachments, want 1", len(env.Attachments))
 	}
 	pdf := env.Attachments[0]
-	if pdf.FileName != "Отчёт март.pdf" || pdf.ContentType != "application/pdf" || !bytes.Equal(pdf.Content, testPDF()) {
+	if pdf.FileName != "Отчёт март.pdf" || pdf.ContentType != "application/pdf" || !bytes.Equal(pdf.Content, msgfixture.PDF()) {
 		t.Errorf("attachment %q %s, %d bytes", pdf.FileName, pdf.ContentType, len(pdf.Content))
 	}
 	if !strings.Contains(string(raw), "filename*=utf-8''") {
@@ -114,14 +115,14 @@ func TestBuildTextOnly(t *testing.T) {
 		To:        []mail.Address{{Address: "bob@example.com"}},
 		Text:      "Строка 1\nline 2 with a very long tail " + strings.Repeat("x", 200) + "\n",
 		// Inline without an HTML body has nothing to be referenced from: attached.
-		Attachments: []mail.Attachment{{Name: "a.png", ContentID: "a1", Inline: true, Data: testPNG(t)}},
+		Attachments: []mail.Attachment{{Name: "a.png", ContentID: "a1", Inline: true, Data: msgfixture.PNG(t)}},
 	}
 	raw, err := Build(msg, buildNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := parse(t, raw)
-	if got := shape(env.Root); got != "multipart/mixed[text/plain,image/png]" {
+	env := msgfixture.Parse(t, raw)
+	if got := msgfixture.Shape(env.Root); got != "multipart/mixed[text/plain,image/png]" {
 		t.Fatalf("structure %s", got)
 	}
 	if got := env.GetHeader("Message-Id"); got != "<bare-id@example.com>" {
@@ -146,7 +147,7 @@ func TestBuildTextOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := shape(parse(t, raw).Root); got != "text/plain" {
+	if got := msgfixture.Shape(msgfixture.Parse(t, raw).Root); got != "text/plain" {
 		t.Errorf("text-only structure %s", got)
 	}
 }
@@ -158,7 +159,7 @@ func TestBuildGeneratesMessageID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id := parse(t, raw).GetHeader("Message-Id")
+		id := msgfixture.Parse(t, raw).GetHeader("Message-Id")
 		if m := uuidID.FindStringSubmatch(id); m == nil || m[1] != domain {
 			t.Errorf("from %q: generated Message-ID %q, want <uuid@%s>", from, id, domain)
 		}
@@ -177,7 +178,7 @@ func TestBuildImportance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		env := parse(t, raw)
+		env := msgfixture.Parse(t, raw)
 		if got := [2]string{env.GetHeader("Importance"), env.GetHeader("X-Priority")}; got != want {
 			t.Errorf("importance %d: headers %q, want %q", imp, got, want)
 		}
@@ -203,8 +204,8 @@ func TestBuildHeaderInjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := parse(t, raw)
-	head := headerBlock(raw)
+	env := msgfixture.Parse(t, raw)
+	head := msgfixture.HeaderBlock(raw)
 	for _, line := range strings.Split(head, "\r\n") {
 		if strings.HasPrefix(strings.ToLower(line), "bcc:") {
 			t.Errorf("injected header line %q", line)
@@ -231,18 +232,6 @@ func TestBuildHeaderInjection(t *testing.T) {
 	}
 }
 
-func TestRecipients(t *testing.T) {
-	msg := &mail.Message{
-		To:  []mail.Address{{Address: "bob@example.com"}, {Address: " carol@example.com "}},
-		Cc:  []mail.Address{{Address: "BOB@example.com"}, {Address: ""}},
-		Bcc: []mail.Address{{Address: "dave@example.com"}},
-	}
-	got := strings.Join(Recipients(msg), ",")
-	if want := "bob@example.com,carol@example.com,dave@example.com"; got != want {
-		t.Fatalf("Recipients = %s, want %s", got, want)
-	}
-}
-
 // FuzzBuild checks that no subject or header value, however hostile, adds a
 // header field or breaks the message.
 func FuzzBuild(f *testing.F) {
@@ -264,7 +253,7 @@ func FuzzBuild(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		head := headerBlock(raw)
+		head := msgfixture.HeaderBlock(raw)
 		allowed := map[string]bool{"date": true, "from": true, "to": true, "subject": true, "message-id": true,
 			"mime-version": true, "content-type": true, "content-transfer-encoding": true,
 			strings.ToLower(strings.TrimSpace(hname)): true}
@@ -293,7 +282,7 @@ func TestBuildCustomHeaders(t *testing.T) {
 			},
 		}
 	}
-	env := parse(t, must(Build(base(), buildNow)))
+	env := msgfixture.Parse(t, must(Build(base(), buildNow)))
 	for name, want := range map[string]string{
 		"Reply-To": "team@example.com", "Auto-Submitted": "auto-replied",
 		"In-Reply-To": "<from-header@example.com>", "X-Mailer-Note": "Grüße",
@@ -308,7 +297,7 @@ func TestBuildCustomHeaders(t *testing.T) {
 	msg.ReplyTo = []mail.Address{{Address: "owner@example.com"}}
 	msg.InReplyTo = "<field@example.com>"
 	raw := must(Build(msg, buildNow))
-	env = parse(t, raw)
+	env = msgfixture.Parse(t, raw)
 	if got := env.GetHeaderValues("Reply-To"); len(got) != 1 || got[0] != "<owner@example.com>" {
 		t.Errorf("Reply-To = %q", got)
 	}

@@ -1,4 +1,7 @@
-package sender
+// Package msgfixture holds the messages and readers that tests of outbound
+// mail share: a rich Creatio message (HTML, inline image, PDF, Cyrillic
+// text) and helpers that read a built message back with enmime.
+package msgfixture
 
 import (
 	"bytes"
@@ -13,8 +16,8 @@ import (
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
-// testPNG is a real 2x2 PNG, the inline image of the test messages.
-func testPNG(t testing.TB) []byte {
+// PNG is a real 2x2 PNG, the inline image of the test messages.
+func PNG(t testing.TB) []byte {
 	t.Helper()
 	img := image.NewRGBA(image.Rect(0, 0, 2, 2))
 	img.Set(0, 0, color.RGBA{R: 255, A: 255})
@@ -25,9 +28,9 @@ func testPNG(t testing.TB) []byte {
 	return buf.Bytes()
 }
 
-// testPDF is a small PDF-looking attachment with every byte value in it, so a
+// PDF is a small PDF-looking attachment with every byte value in it, so a
 // transfer-encoding mistake cannot go unnoticed.
-func testPDF() []byte {
+func PDF() []byte {
 	b := []byte("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
 	for i := range 256 {
 		b = append(b, byte(i))
@@ -35,9 +38,9 @@ func testPDF() []byte {
 	return append(b, "\n%%EOF\n"...)
 }
 
-// richMessage is what Creatio sends for an HTML email with an inline image and a
+// Rich is what Creatio sends for an HTML email with an inline image and a
 // PDF: HTML referencing cid:<Id>, To/Cc/Bcc, a Message-ID, custom headers.
-func richMessage(t testing.TB) *mail.Message {
+func Rich(t testing.TB) *mail.Message {
 	return &mail.Message{
 		MessageID:  "<4b2f1d7e-0c59-4e7c-9a51-3f0d2c1b9e11@example.com>",
 		Subject:    "Отчёт за март: итоги ✓",
@@ -55,14 +58,14 @@ func richMessage(t testing.TB) *mail.Message {
 		HTML: `<html><body><p>Здравствуйте, Bob!</p><p>See the chart:</p>` +
 			`<img src="cid:chart-7f3a"></body></html>`,
 		Attachments: []mail.Attachment{
-			{Name: "chart.png", ContentType: "image/png", ContentID: "chart-7f3a", Inline: true, Data: testPNG(t)},
-			{Name: "Отчёт март.pdf", ContentType: "application/pdf", Data: testPDF()},
+			{Name: "chart.png", ContentType: "image/png", ContentID: "chart-7f3a", Inline: true, Data: PNG(t)},
+			{Name: "Отчёт март.pdf", ContentType: "application/pdf", Data: PDF()},
 		},
 	}
 }
 
-// parse reads raw back with enmime and fails on any parse error.
-func parse(t testing.TB, raw []byte) *enmime.Envelope {
+// Parse reads raw back with enmime and fails on any parse error.
+func Parse(t testing.TB, raw []byte) *enmime.Envelope {
 	t.Helper()
 	env, err := enmime.ReadEnvelope(bytes.NewReader(raw))
 	if err != nil {
@@ -74,21 +77,21 @@ func parse(t testing.TB, raw []byte) *enmime.Envelope {
 	return env
 }
 
-// shape renders the MIME tree, e.g. "multipart/mixed[text/plain,application/pdf]".
-func shape(p *enmime.Part) string {
+// Shape renders the MIME tree, e.g. "multipart/mixed[text/plain,application/pdf]".
+func Shape(p *enmime.Part) string {
 	s := p.ContentType
 	if p.FirstChild == nil {
 		return s
 	}
 	var kids []string
 	for c := p.FirstChild; c != nil; c = c.NextSibling {
-		kids = append(kids, shape(c))
+		kids = append(kids, Shape(c))
 	}
 	return s + "[" + strings.Join(kids, ",") + "]"
 }
 
-// headerBlock is the top-level header section of raw.
-func headerBlock(raw []byte) string {
+// HeaderBlock is the top-level header section of raw.
+func HeaderBlock(raw []byte) string {
 	h, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
 	return string(h) + "\r\n"
 }

@@ -1,4 +1,4 @@
-package sender
+package compose
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ import (
 
 // ErrInvalidHeader means msg.Headers has a field name that is not an RFC 5322
 // field name (printable ASCII without ':' or spaces).
-var ErrInvalidHeader = errors.New("sender: invalid header field name")
+var ErrInvalidHeader = errors.New("compose: invalid header field name")
 
 // dateLayout is RFC 5322 §3.3 date-time.
 const dateLayout = "Mon, 02 Jan 2006 15:04:05 -0700"
@@ -164,7 +164,7 @@ func messageFields(msg *mail.Message, now time.Time) ([]field, error) {
 	add("Reply-To", formatAddresses(msg.ReplyTo))
 	add("To", formatAddresses(msg.To))
 	add("Cc", formatAddresses(msg.Cc))
-	fs = append(fs, field{"Subject", encodeText(oneLine(msg.Subject))}, field{"Message-ID", messageID(msg)})
+	fs = append(fs, field{"Subject", encodeText(OneLine(msg.Subject))}, field{"Message-ID", messageID(msg)})
 	add("In-Reply-To", msgIDList(msg.InReplyTo))
 	add("References", msgIDList(msg.References))
 	fs = append(fs, importanceFields(msg.Importance)...)
@@ -180,7 +180,7 @@ func messageFields(msg *mail.Message, now time.Time) ([]field, error) {
 		if key := strings.ToLower(name); ownedHeaders[key] || written[key] {
 			continue
 		}
-		fs = append(fs, field{name, encodeText(oneLine(h.Value))})
+		fs = append(fs, field{name, encodeText(OneLine(h.Value))})
 	}
 	return fs, nil
 }
@@ -204,7 +204,7 @@ func importanceFields(imp mail.Importance) []field {
 // messageID returns msg.MessageID in angle brackets, or a new random one on the
 // sender's domain.
 func messageID(msg *mail.Message) string {
-	id := strings.Join(strings.Fields(oneLine(msg.MessageID)), "")
+	id := strings.Join(strings.Fields(OneLine(msg.MessageID)), "")
 	if id = strings.Trim(id, "<>"); id != "" && len(id) <= maxHeaderWord-2 {
 		return "<" + id + ">"
 	}
@@ -220,7 +220,7 @@ func messageID(msg *mail.Message) string {
 // msgIDList is In-Reply-To or References on one line, without ids too long to
 // fit on a header line (they cannot be folded; no mail system issues them).
 func msgIDList(v string) string {
-	ws := strings.Fields(oneLine(v))
+	ws := strings.Fields(OneLine(v))
 	ws = slices.DeleteFunc(ws, func(w string) bool { return len(w) > maxHeaderWord })
 	return strings.Join(ws, " ")
 }
@@ -260,11 +260,11 @@ const maxFieldName = 76
 func formatAddresses(as []mail.Address) string {
 	out := make([]string, 0, len(as))
 	for _, a := range as {
-		addr := strings.TrimSpace(oneLine(a.Address))
+		addr := strings.TrimSpace(OneLine(a.Address))
 		if addr == "" {
 			continue
 		}
-		out = append(out, (&netmail.Address{Name: oneLine(a.Name), Address: addr}).String())
+		out = append(out, (&netmail.Address{Name: OneLine(a.Name), Address: addr}).String())
 	}
 	return strings.Join(out, ", ")
 }
@@ -311,9 +311,9 @@ func splitEncodedWords(s string) string {
 	return b.String()
 }
 
-// oneLine removes CR and LF (with the folding white space after them), so a
+// OneLine removes CR and LF (with the folding white space after them), so a
 // client-supplied value cannot start a new header field.
-func oneLine(s string) string {
+func OneLine(s string) string {
 	if !strings.ContainsAny(s, "\r\n") {
 		return s
 	}
@@ -392,7 +392,7 @@ func textPart(mediaType, text string) *part {
 // which older Outlook versions read; mime.FormatMediaType encodes non-ASCII
 // names per RFC 2231.
 func attachmentPart(a mail.Attachment, inline bool) *part {
-	name := strings.TrimSpace(oneLine(a.Name))
+	name := strings.TrimSpace(OneLine(a.Name))
 	ct := attachmentType(a)
 	ctParams, dispParams := map[string]string{}, map[string]string{}
 	if name != "" {
