@@ -78,7 +78,9 @@ func FolderTree(list []mail.Folder) []MailboxFolder {
 	out := make([]MailboxFolder, 0, len(list))
 	for _, f := range list {
 		mf := MailboxFolder{ID: f.Name, Name: f.Name}
-		if f.Delim != 0 {
+		if f.Display != "" || f.Parent != "" {
+			mf.Name, mf.ParentID = f.Display, f.Parent
+		} else if f.Delim != 0 {
 			if i := strings.LastIndex(f.Name, string(f.Delim)); i > 0 {
 				mf.ParentID, mf.Name = f.Name[:i], f.Name[i+1:]
 			}

@@ -4,6 +4,7 @@
 package mail
 
 import (
+	"strings"
 	"time"
 )
 
@@ -110,11 +111,23 @@ type Cursor struct {
 
 // Folder is one folder of a mailbox.
 type Folder struct {
-	Name       string // full path, UTF-8; what the client sends back in FolderIds
-	Delim      rune   // hierarchy delimiter, 0 when flat
-	Attrs      []string
-	Selectable bool
+	// Name identifies the folder; it is what the client sends back in
+	// FolderIds: the full path (UTF-8) on IMAP, the folder id on Exchange.
+	Name string
+	// Display and Parent describe the tree when Name is an opaque id
+	// (Exchange): the name shown to users and the parent's Name. Empty: the
+	// tree follows from Name and Delim.
+	Display, Parent string
+	Delim           rune // hierarchy delimiter, 0 when flat
+	Attrs           []string
+	Selectable      bool
+	// Inbox marks the mailbox's inbox when its Name does not say so
+	// (Exchange); on IMAP it is the folder named INBOX.
+	Inbox bool
 }
+
+// IsInbox reports whether f is the mailbox's inbox.
+func (f *Folder) IsInbox() bool { return f.Inbox || strings.EqualFold(f.Name, "INBOX") }
 
 // Query selects messages of a folder for a history load. The zero value
 // matches everything; a source that cannot apply a criterion fails the query

@@ -12,6 +12,7 @@ package source
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,39 +60,44 @@ var ErrGone = errors.New("source: message no longer exists")
 
 // Watched picks the folders to read from a mailbox's folder list: the
 // configured ones (folder ids as the client sends them; "inbox" in any case is
-// INBOX) that exist and are selectable, or, with none configured, every
-// selectable folder that byDefault accepts (nil: all), INBOX always. INBOX
-// comes first: it is the one a push connection watches, and where a history
-// load matters most. missing lists configured folders that do not exist.
+// the inbox) that exist and are selectable, or, with none configured, every
+// selectable folder that byDefault accepts (nil: all), the inbox always. The
+// inbox comes first: it is the one a push connection watches, and where a
+// history load matters most. missing lists configured folders that do not
+// exist.
 func Watched(list []mail.Folder, configured []string, byDefault func(mail.Folder) bool) (out, missing []string) {
+	inbox := ""
+	for i := range list {
+		if list[i].IsInbox() && list[i].Selectable {
+			inbox = list[i].Name
+			break
+		}
+	}
 	if len(configured) > 0 {
 		byName := make(map[string]bool, len(list))
 		for _, f := range list {
 			byName[f.Name] = f.Selectable
 		}
 		for _, id := range configured {
-			if strings.EqualFold(id, "INBOX") {
-				id = "INBOX"
+			if strings.EqualFold(id, "INBOX") && inbox != "" {
+				id = inbox
 			}
-			if byName[id] {
+			if byName[id] && !slices.Contains(out, id) {
 				out = append(out, id)
-			} else {
+			} else if !byName[id] {
 				missing = append(missing, id)
 			}
 		}
 	} else {
 		for _, f := range list {
-			if f.Selectable && (byDefault == nil || byDefault(f) || strings.EqualFold(f.Name, "INBOX")) {
+			if f.Selectable && (byDefault == nil || byDefault(f) || f.Name == inbox) {
 				out = append(out, f.Name)
 			}
 		}
 	}
-	for i, f := range out {
-		if strings.EqualFold(f, "INBOX") {
-			copy(out[1:i+1], out[:i])
-			out[0] = f
-			break
-		}
+	if i := slices.Index(out, inbox); i > 0 {
+		copy(out[1:i+1], out[:i])
+		out[0] = inbox
 	}
 	return out, missing
 }

@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/ingest"
@@ -82,18 +83,34 @@ func (w *worker) wait(ctx context.Context, sess Session, waiter Waiter, signalle
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case changed := <-signal:
-		w.found = time.Now()
-		if changed == nil {
-			changed = folders
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case changed := <-signal:
+			if changed == nil {
+				changed = folders
+			} else if changed = watchedOnly(changed, folders); len(changed) == 0 {
+				continue // a folder this mailbox does not sync (Sent Items, …)
+			}
+			w.found = time.Now()
+			return changed, nil
+		case <-t.C:
+			return nil, nil
 		}
-		return changed, nil
-	case <-t.C:
-		return nil, nil
 	}
+}
+
+// watchedOnly keeps the folders of changed that are watched: a hub may report
+// any folder of the mailbox (an Exchange subscription covers them all).
+func watchedOnly(changed, watched []string) []string {
+	out := changed[:0:0]
+	for _, f := range changed {
+		if slices.Contains(watched, f) && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // catchUp delivers every message of folder after its cursor, page by page.

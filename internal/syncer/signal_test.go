@@ -28,11 +28,12 @@ func (h hubSession) Close() error            { return nil }
 func (h hubSession) Signal() <-chan []string { return h.signal }
 
 // A mailbox whose session is signalled by a hub gets new mail at once on the
-// signal, long before the poll interval.
+// signal, long before the poll interval; signals for folders it does not
+// watch wake nothing.
 func TestHubSignalDelivers(t *testing.T) {
 	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
 	signal := make(chan []string, 1)
-	m, sink, _, _ := newTestManager(t, srv)
+	m, sink, st, _ := newTestManager(t, srv)
 	m.opts.FolderPoll = time.Hour // only the signal can wake it
 	m.opts.Protocols = fakeProtocol(func(ctx context.Context, mb *mail.Mailbox) (Session, error) {
 		s, err := srv.dial(ctx, mb)
@@ -49,6 +50,14 @@ func TestHubSignalDelivers(t *testing.T) {
 	srv.add(1, "pushed through the hub")
 	if got := sink.got(); len(got) != 0 {
 		t.Fatalf("delivered %v before any signal", got)
+	}
+	signal <- []string{"Sent Items"} // not watched: no catch-up
+	time.Sleep(100 * time.Millisecond)
+	if got := sink.got(); len(got) != 0 {
+		t.Fatalf("a signal for an unwatched folder delivered %v", got)
+	}
+	if _, ok, _ := st.Cursor(context.Background(), "hub", "Sent Items"); ok {
+		t.Fatal("a signal for an unwatched folder started syncing it")
 	}
 	signal <- []string{"INBOX"}
 	waitFor(t, "delivery after the signal", func() bool { return len(sink.got()) == 1 })
