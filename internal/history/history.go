@@ -48,6 +48,12 @@ type Session interface {
 	Close() error
 }
 
+// Marker is a Session that marks a message on the server once the client
+// has it (see syncer.Marker). A failed mark is logged, not retried.
+type Marker interface {
+	MarkDelivered(ctx context.Context, ref source.Ref) error
+}
+
 // Dialer opens a session for a mailbox.
 type Dialer func(ctx context.Context, mb *mail.Mailbox) (Session, error)
 

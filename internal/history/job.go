@@ -240,7 +240,7 @@ func (j *job) loadFolder(ctx context.Context, sess Session, folder string) error
 			for it := range work {
 				err := func() error {
 					defer it.release() // also when deliver panics
-					return j.deliver(dctx, it.f)
+					return j.deliver(dctx, sess, it.f)
 				}()
 				if err != nil {
 					cancel(err)
@@ -296,7 +296,7 @@ var errDelivering = errors.New("history: delivery failed")
 // deliver takes one message through the ingest step; a message that cannot be
 // delivered for good is skipped, a client that does not take it parks the
 // load, anything else stops it (and it resumes).
-func (j *job) deliver(ctx context.Context, f *source.Fetched) error {
+func (j *job) deliver(ctx context.Context, sess Session, f *source.Fetched) error {
 	skipped, err := j.l.step.Run(ctx, j.log, j.mb, f)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -310,6 +310,11 @@ func (j *job) deliver(ctx context.Context, f *source.Fetched) error {
 	}
 	j.l.metrics.emails.WithLabelValues("delivered").Inc()
 	j.update(func(p *mail.HistoryProgress) { p.Delivered++ })
+	if m, ok := sess.(Marker); ok {
+		if err := m.MarkDelivered(ctx, f.Ref); err != nil {
+			j.log.Warn("could not mark a delivered message on the server", "folder", f.Ref.Folder, "err", err)
+		}
+	}
 	return nil
 }
 

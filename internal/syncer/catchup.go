@@ -179,6 +179,11 @@ func (w *worker) deliverOne(ctx context.Context, sess Session, mb *mail.Mailbox,
 		w.m.metrics.delivered.Inc()
 		w.m.metrics.latency.Observe(time.Since(found).Seconds())
 		w.update(func(s *mail.Status) { s.Delivered++; s.LastEventAt = time.Now() })
+		if m, ok := sess.(Marker); ok {
+			if err := m.MarkDelivered(ctx, ref); err != nil {
+				w.log.Warn("could not mark a delivered message on the server", "folder", ref.Folder, "err", err)
+			}
+		}
 	}
 	return w.advance(ctx, ref.Folder, ref.Cursor)
 }

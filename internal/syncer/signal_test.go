@@ -62,3 +62,53 @@ func TestHubSignalDelivers(t *testing.T) {
 	signal <- []string{"INBOX"}
 	waitFor(t, "delivery after the signal", func() bool { return len(sink.got()) == 1 })
 }
+
+// markingSession records the messages it was asked to mark.
+type markingSession struct {
+	hubSession
+	marked chan source.Ref
+}
+
+func (m markingSession) MarkDelivered(_ context.Context, ref source.Ref) error {
+	m.marked <- ref
+	return nil
+}
+
+// A session that marks delivered messages is told of each one the client
+// acknowledged, and of no other (a refused one is skipped, not marked).
+func TestMarkerAfterAcknowledgement(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+	signal := make(chan []string, 1)
+	marked := make(chan source.Ref, 10)
+	m, sink, _, _ := newTestManager(t, srv)
+	m.opts.Protocols = fakeProtocol(func(ctx context.Context, mb *mail.Mailbox) (Session, error) {
+		s, err := srv.dial(ctx, mb)
+		if err != nil {
+			return nil, err
+		}
+		return markingSession{hubSession{s: s.(fakeSession), signal: signal}, marked}, nil
+	})
+	if err := m.Subscribe(&mail.Mailbox{ID: "mark", Host: "h"}, mail.ModeCreate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "exists", func() bool { s, _ := m.Status("mark"); return s.State == mail.StateExists })
+	srv.add(6, "reject") // the client refuses it for good
+	srv.add(7, "to be marked")
+	signal <- []string{"INBOX"}
+	select {
+	case ref := <-marked:
+		if ref.ID != "7" || ref.Folder != "INBOX" {
+			t.Fatalf("marked %+v, want INBOX/7 only", ref)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delivered message was never marked")
+	}
+	if got := sink.got(); len(got) != 1 {
+		t.Fatalf("delivered %q, want one message", got)
+	}
+	select {
+	case ref := <-marked:
+		t.Fatalf("also marked %+v", ref)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

@@ -58,6 +58,13 @@ type Signaller interface {
 	Signal() <-chan []string
 }
 
+// Marker is a Session that marks a message on the server once the client
+// has it (Exchange: the category of Creatio's MarkEmailsAsSynchronized). A
+// failed mark is logged and not retried: the mail itself is delivered.
+type Marker interface {
+	MarkDelivered(ctx context.Context, ref source.Ref) error
+}
+
 // pushTimer is a Session that knows when its last push arrived, for the
 // latency metric.
 type pushTimer interface{ Pushed() time.Time }
