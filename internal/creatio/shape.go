@@ -40,7 +40,7 @@ func SubscriptionStateOf(st *mail.Status, hist *mail.HistoryProgress) Subscripti
 	}
 	if st.State == mail.StateError {
 		extra["ErrorClass"] = st.ErrorClass
-		extra["ExceptionClassName"] = ExceptionClassName(mail.ErrorClass(st.ErrorClass))
+		extra["ExceptionClassName"] = ExceptionClassName(st.Kind, mail.ErrorClass(st.ErrorClass))
 		extra["LastError"] = st.LastError
 		extra["RetryAt"] = st.RetryAt.UTC().Format(time.RFC3339)
 	}

@@ -63,49 +63,69 @@ func NewMailboxStateForError(mb *mail.Mailbox, err error) MailboxState {
 	if err == nil {
 		return NewMailboxState(mb, true, "", "")
 	}
-	return NewMailboxState(mb, false, ExceptionClassName(mail.ClassOf(err)), err.Error())
+	return NewMailboxState(mb, false, ExceptionClassName(mb.Kind, mail.ClassOf(err)), err.Error())
 }
 
 // ExceptionClassName returns the .NET exception type name reported to Creatio
-// for an error class (MailboxState.ExceptionClassName, docs/CREATIO-PROTOCOL.md §11.6, §13.4).
+// for a failure of class c on a mailbox of kind k
+// (MailboxState.ExceptionClassName, docs/CREATIO-PROTOCOL.md §11.6, §13.4).
 //
-// The original listener is a .NET service built on MailKit, so Creatio's
-// SyncErrorHandler rows (admin-visible lookup data; the seed rows are not public,
-// docs/CREATIO-PROTOCOL.md §16) match MailKit and BCL type names. Creatio compares the last
-// dot-separated segment of the name case-insensitively, so the fully qualified
-// names below also match rows holding the short name:
+// The original listener is a .NET service: MailKit for IMAP, the EWS Managed
+// API for Exchange. Creatio's SyncErrorHandler rows (admin-visible lookup data;
+// the seed rows are not public, docs/CREATIO-PROTOCOL.md §16) match those type
+// names. Creatio compares the last dot-separated segment of the name
+// case-insensitively, so the fully qualified names below also match rows
+// holding the short name:
 //
-//	class     ExceptionClassName
-//	auth      MailKit.Security.AuthenticationException
-//	tls       MailKit.Security.SslHandshakeException
-//	certificate  Terrasoft.Configuration.BaseSslWarningException
-//	connect   System.Net.Sockets.SocketException
-//	timeout   System.TimeoutException
-//	protocol  MailKit.Net.Imap.ImapProtocolException
-//	config    System.ArgumentException
-//	internal  System.Exception (also any unknown class)
+//	class        IMAP                                    Exchange
+//	auth         MailKit.Security.AuthenticationException  Microsoft.Exchange.WebServices.Data.ServiceRequestException
+//	tls          MailKit.Security.SslHandshakeException    System.Security.Authentication.AuthenticationException
+//	certificate  Terrasoft.Configuration.BaseSslWarningException (both)
+//	connect      System.Net.Sockets.SocketException        System.Net.WebException
+//	timeout      System.TimeoutException (both)
+//	protocol     MailKit.Net.Imap.ImapProtocolException    Microsoft.Exchange.WebServices.Data.ServiceResponseException
+//	config       System.ArgumentException (both)
+//	internal     System.Exception (both; also any unknown class)
 //
-// Check the table against the target instance's SyncErrorHandler lookup.
-func ExceptionClassName(c mail.ErrorClass) string {
+// The EWS Managed API reports a rejected login as a ServiceRequestException
+// whose message says "(401) Unauthorized"; the Exchange adapter's messages say
+// so too, so rows that filter on that text match. Check the table against the
+// target instance's SyncErrorHandler lookup.
+func ExceptionClassName(k mail.ServerKind, c mail.ErrorClass) string {
 	switch c {
-	case mail.ClassAuth:
-		return "MailKit.Security.AuthenticationException"
-	case mail.ClassTLS:
-		return "MailKit.Security.SslHandshakeException"
 	case mail.ClassCertificate:
 		// Creatio ships a SyncErrorHandler row for exactly this class (message
 		// "invalid SSL certificate (expired, self-signed or SHA1)", action
 		// ManualDismiss, docs/CREATIO-PROTOCOL.md §13.3): an untrusted certificate then shows
 		// Creatio's own warning instead of a generic error.
 		return "Terrasoft.Configuration.BaseSslWarningException"
-	case mail.ClassConnect:
-		return "System.Net.Sockets.SocketException"
 	case mail.ClassTimeout:
 		return "System.TimeoutException"
-	case mail.ClassProtocol:
-		return "MailKit.Net.Imap.ImapProtocolException"
 	case mail.ClassConfig:
 		return "System.ArgumentException"
+	}
+	if k == mail.ServerExchange {
+		switch c {
+		case mail.ClassAuth:
+			return "Microsoft.Exchange.WebServices.Data.ServiceRequestException"
+		case mail.ClassTLS:
+			return "System.Security.Authentication.AuthenticationException"
+		case mail.ClassConnect:
+			return "System.Net.WebException"
+		case mail.ClassProtocol:
+			return "Microsoft.Exchange.WebServices.Data.ServiceResponseException"
+		}
+		return "System.Exception"
+	}
+	switch c {
+	case mail.ClassAuth:
+		return "MailKit.Security.AuthenticationException"
+	case mail.ClassTLS:
+		return "MailKit.Security.SslHandshakeException"
+	case mail.ClassConnect:
+		return "System.Net.Sockets.SocketException"
+	case mail.ClassProtocol:
+		return "MailKit.Net.Imap.ImapProtocolException"
 	}
 	return "System.Exception"
 }

@@ -96,25 +96,40 @@ func TestStatusUnmarshal(t *testing.T) {
 }
 
 func TestExceptionClassName(t *testing.T) {
-	want := map[mail.ErrorClass]string{
-		mail.ClassAuth:        "MailKit.Security.AuthenticationException",
-		mail.ClassTLS:         "MailKit.Security.SslHandshakeException",
-		mail.ClassCertificate: "Terrasoft.Configuration.BaseSslWarningException",
-		mail.ClassConnect:     "System.Net.Sockets.SocketException",
-		mail.ClassTimeout:     "System.TimeoutException",
-		mail.ClassProtocol:    "MailKit.Net.Imap.ImapProtocolException",
-		mail.ClassConfig:      "System.ArgumentException",
-		mail.ClassInternal:    "System.Exception",
-		"something-new":       "System.Exception",
+	want := map[mail.ServerKind]map[mail.ErrorClass]string{
+		mail.ServerIMAP: {
+			mail.ClassAuth:        "MailKit.Security.AuthenticationException",
+			mail.ClassTLS:         "MailKit.Security.SslHandshakeException",
+			mail.ClassCertificate: "Terrasoft.Configuration.BaseSslWarningException",
+			mail.ClassConnect:     "System.Net.Sockets.SocketException",
+			mail.ClassTimeout:     "System.TimeoutException",
+			mail.ClassProtocol:    "MailKit.Net.Imap.ImapProtocolException",
+			mail.ClassConfig:      "System.ArgumentException",
+			mail.ClassInternal:    "System.Exception",
+			"something-new":       "System.Exception",
+		},
+		mail.ServerExchange: {
+			mail.ClassAuth:        "Microsoft.Exchange.WebServices.Data.ServiceRequestException",
+			mail.ClassTLS:         "System.Security.Authentication.AuthenticationException",
+			mail.ClassCertificate: "Terrasoft.Configuration.BaseSslWarningException",
+			mail.ClassConnect:     "System.Net.WebException",
+			mail.ClassTimeout:     "System.TimeoutException",
+			mail.ClassProtocol:    "Microsoft.Exchange.WebServices.Data.ServiceResponseException",
+			mail.ClassConfig:      "System.ArgumentException",
+			mail.ClassInternal:    "System.Exception",
+			"something-new":       "System.Exception",
+		},
 	}
-	for _, c := range mail.Classes {
-		if _, ok := want[c]; !ok {
-			t.Errorf("class %q has no expectation", c)
+	for kind, table := range want {
+		for _, c := range mail.Classes {
+			if _, ok := table[c]; !ok {
+				t.Errorf("%s: class %q has no expectation", kind, c)
+			}
 		}
-	}
-	for c, w := range want {
-		if got := ExceptionClassName(c); got != w {
-			t.Errorf("ExceptionClassName(%q) = %q, want %q", c, got, w)
+		for c, w := range table {
+			if got := ExceptionClassName(kind, c); got != w {
+				t.Errorf("ExceptionClassName(%s, %q) = %q, want %q", kind, c, got, w)
+			}
 		}
 	}
 	// An unclassified error is internal.
@@ -122,7 +137,7 @@ func TestExceptionClassName(t *testing.T) {
 		s.ExceptionMessage != "boom" || s.Avaliable {
 		t.Errorf("unclassified error: %+v", s)
 	}
-	if s := NewMailboxStateForError(testMailbox(), fmt.Errorf("wrapped: %w", mail.Errorf(mail.ClassAuth, "login", "no"))); s.ExceptionClassName != want[mail.ClassAuth] {
+	if s := NewMailboxStateForError(testMailbox(), fmt.Errorf("wrapped: %w", mail.Errorf(mail.ClassAuth, "login", "no"))); s.ExceptionClassName != want[mail.ServerIMAP][mail.ClassAuth] {
 		t.Errorf("wrapped auth error: %+v", s)
 	}
 }

@@ -124,7 +124,6 @@ func TestBadInputIsA4xxWithAClearJSONError(t *testing.T) {
 		{"wrong type", "/api/listeners/create", `[{Id:"x",Port:"abc"}]`, 400, "Port"},
 		{"missing id", "/api/listeners/create", `[{UserName:"u"}]`, 400, "Id"},
 		{"unsupported server type", "/api/listeners/create", `[{Id:"x",ServerTypeId:"00000000-0000-0000-0000-000000000000"}]`, 400, "server type"},
-		{"exchange not yet", "/api/listeners/recreate", `[{Id:"x",ServerTypeId:"3490bd45-4f4d-4613-aa06-454546f3342a"}]`, 400, "exchange"},
 		{"ids not strings", "/api/listeners/close", `[1,2]`, 400, ""},
 		{"state body garbage", "/api/listeners/subscriptionsstate", `[`, 400, ""},
 		{"too large", "/api/listeners/create", "[" + strings.Repeat(" ", 5000) + "]", 413, ""},

@@ -30,10 +30,6 @@ func (a *API) register(mode mail.Mode) handlerFunc {
 			if err != nil {
 				return err
 			}
-			if mb.Kind != mail.ServerIMAP {
-				return &creatio.RequestError{Field: "ServerTypeId", Offset: -1,
-					Msg: "credentials: " + mb.Kind.String() + " mailboxes are not supported by this version of the service (only IMAP)", Err: ErrUnsupported}
-			}
 			if err := creatio.CheckEndpoint(mb.Endpoint); err != nil {
 				return err
 			}

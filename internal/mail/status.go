@@ -40,6 +40,9 @@ type Status struct {
 	Delivered uint64
 	// Folders lists the folders being watched.
 	Folders []string
+	// Kind is the mailbox's protocol: it picks the exception class names the
+	// client is shown for ErrorClass.
+	Kind ServerKind
 	// Stale marks a published status whose node no longer serves the
 	// mailbox (it crashed, handed it over, or restarted and cannot open it):
 	// State and Node are then only what was last known. Never stored.

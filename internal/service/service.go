@@ -116,6 +116,12 @@ func New(opts Options) (*Service, error) {
 
 // Subscribe registers and starts (or restarts, or updates) subscriptions.
 func (s *Service) Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode mail.Mode) error {
+	for _, mb := range mbs { // all or nothing: refuse before subscribing any
+		if _, ok := s.opts.Protocols[mb.Kind]; !ok {
+			return &creatio.RequestError{Field: "ServerTypeId", Offset: -1, Err: httpapi.ErrUnsupported,
+				Msg: fmt.Sprintf("credentials: %s mailboxes are not supported by this version of the service", mb.Kind)}
+		}
+	}
 	for _, mb := range mbs {
 		if err := s.opts.Placement.Subscribe(ctx, mb, mode); err != nil {
 			return unavailable(err)

@@ -66,6 +66,7 @@ const (
 	stLastEventAt = 7
 	stDelivered   = 8
 	stFolder      = 9 // repeated
+	stKind        = 10
 )
 
 var errCorrupt = errors.New("corrupt record")
@@ -347,6 +348,7 @@ func encodeStatus(st mail.Status) []byte {
 	for _, f := range st.Folders {
 		e.bytes(stFolder, []byte(f))
 	}
+	e.uint(stKind, uint64(st.Kind))
 	return e.b
 }
 
@@ -377,6 +379,8 @@ func decodeStatus(b []byte) (mail.Status, error) {
 			st.Delivered = d.varint(wire)
 		case stFolder:
 			st.Folders = append(st.Folders, d.str(wire))
+		case stKind:
+			st.Kind = mail.ServerKind(d.varint(wire))
 		default:
 			d.skip(wire)
 		}

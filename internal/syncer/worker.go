@@ -43,7 +43,7 @@ func (m *Manager) newWorker(mb *mail.Mailbox) *worker {
 		log:    m.log.With("mailbox", string(mb.ID)),
 		kick:   make(chan struct{}, 1),
 		mb:     mb,
-		status: mail.Status{State: mail.StateConnecting, Since: time.Now()},
+		status: mail.Status{State: mail.StateConnecting, Since: time.Now(), Kind: mb.Kind},
 	}
 	m.countState(mail.StateConnecting, 1)
 	return w
