@@ -58,6 +58,18 @@ type Config struct {
 	TokenRefreshWait   time.Duration
 	AppendSent         string
 
+	// Exchange (EWS).
+	EWSAuth                  string // auto, basic or ntlm
+	EWSVersion               string // RequestServerVersion
+	EWSTimeout               time.Duration
+	EWSHeartbeatTimeout      time.Duration
+	EWSImpersonationUser     string
+	EWSImpersonationPassword Secret
+	EWSGroupSize             int
+	EWSAutodiscoverURLs      string // comma-separated
+	EWSCategory              string
+	EWSClockSkew             time.Duration
+
 	// Redis-backed clustering (issue #4). Any of RedisURL, RedisConnection and
 	// RedisHost selects Redis (UsesRedis), in that order of precedence; none
 	// means the embedded memory store. The store package turns them into client
@@ -221,6 +233,16 @@ var Settings = []Setting{
 	{"delivery-max-backoff", "EL_DELIVERY_MAX_BACKOFF", "60s", "longest wait between delivery retries while Creatio fails", dur(func(c *Config) *time.Duration { return &c.DeliveryMaxBackoff })},
 	{"token-refresh-wait", "EL_TOKEN_REFRESH_WAIT", "60s", "after an OAuth token is rejected, how long to wait for Creatio's update before reporting the failure", dur(func(c *Config) *time.Duration { return &c.TokenRefreshWait })},
 	{"append-sent", "EL_APPEND_SENT", "auto", "file mail sent through the service in the IMAP Sent folder: auto (not for Gmail/Microsoft, which do it themselves), always, never", str(func(c *Config) *string { return &c.AppendSent })},
+	{"ews-auth", "EL_EWS_AUTH", "auto", "how Exchange (EWS) passwords are sent: auto (NTLM when the server offers it, else Basic), basic or ntlm; OAuth mailboxes always send their token", str(func(c *Config) *string { return &c.EWSAuth })},
+	{"ews-version", "EL_EWS_VERSION", "Exchange2013_SP1", "EWS schema version requested (RequestServerVersion), Exchange2010_SP1 or later", str(func(c *Config) *string { return &c.EWSVersion })},
+	{"ews-timeout", "EL_EWS_TIMEOUT", "60s", "budget of one EWS request (a GetItem of a large message included); streams are bounded by the heartbeat timeout instead", dur(func(c *Config) *time.Duration { return &c.EWSTimeout })},
+	{"ews-heartbeat-timeout", "EL_EWS_HEARTBEAT_TIMEOUT", "90s", "an EWS notification stream silent for this long is taken for dead and re-opened (Exchange sends a heartbeat at least every 45 s)", dur(func(c *Config) *time.Duration { return &c.EWSHeartbeatTimeout })},
+	{"ews-impersonation-user", "EL_EWS_IMPERSONATION_USER", "", "an Exchange account with the ApplicationImpersonation role; when set, it holds the notification streams, up to EL_EWS_GROUP_SIZE mailboxes per connection instead of one connection per mailbox", str(func(c *Config) *string { return &c.EWSImpersonationUser })},
+	{"", "EL_EWS_IMPERSONATION_PASSWORD", "", "password of EL_EWS_IMPERSONATION_USER (environment only)", secret(func(c *Config) *Secret { return &c.EWSImpersonationPassword })},
+	{"ews-group-size", "EL_EWS_GROUP_SIZE", "200", "mailboxes per shared EWS notification stream with impersonation (1–200, Exchange's limit)", integer(func(c *Config) *int { return &c.EWSGroupSize })},
+	{"ews-autodiscover-url", "EL_EWS_AUTODISCOVER_URL", "", "comma-separated Autodiscover URLs to ask instead of the ones derived from the mailbox's domain (an internal autodiscover host)", str(func(c *Config) *string { return &c.EWSAutodiscoverURLs })},
+	{"ews-category", "EL_EWS_CATEGORY", "Creatio", "category given to delivered Exchange items when the mailbox has MarkEmailsAsSynchronized on", str(func(c *Config) *string { return &c.EWSCategory })},
+	{"ews-clock-skew", "EL_EWS_CLOCK_SKEW", "1m", "a new Exchange subscription also delivers mail that arrived this long before it started, against clock differences between this host and Exchange", dur(func(c *Config) *time.Duration { return &c.EWSClockSkew })},
 	{"reconnect-max-delay", "EL_RECONNECT_MAX_DELAY", "5m", "longest wait between reconnects to a failing mail server", dur(func(c *Config) *time.Duration { return &c.ReconnectMaxDelay })},
 	{"auth-retry-min", "EL_AUTH_RETRY_MIN", "5m", "after the mail server rejects a password, the first wait before the same credentials are tried again (doubling up to EL_AUTH_RETRY_MAX), so that retries never lock the account; new credentials are tried at once", dur(func(c *Config) *time.Duration { return &c.AuthRetryMin })},
 	{"auth-retry-max", "EL_AUTH_RETRY_MAX", "1h", "longest wait between tries of rejected credentials", dur(func(c *Config) *time.Duration { return &c.AuthRetryMax })},
@@ -320,6 +342,23 @@ func (c Config) Validate() error {
 	}
 	if c.IMAPIdleMax > 29*time.Minute || c.IMAPIdleMax < time.Second {
 		errs = append(errs, fmt.Errorf("EL_IMAP_IDLE_MAX %v: want between 1s and 29m", c.IMAPIdleMax))
+	}
+	switch strings.ToLower(c.EWSAuth) {
+	case "auto", "basic", "ntlm":
+	default:
+		errs = append(errs, fmt.Errorf("EL_EWS_AUTH %q: want auto, basic or ntlm", c.EWSAuth))
+	}
+	if c.EWSGroupSize < 1 || c.EWSGroupSize > 200 {
+		errs = append(errs, fmt.Errorf("EL_EWS_GROUP_SIZE %d: want 1 to 200", c.EWSGroupSize))
+	}
+	if c.EWSHeartbeatTimeout < time.Second {
+		errs = append(errs, errors.New("EL_EWS_HEARTBEAT_TIMEOUT must be at least 1s"))
+	}
+	if c.EWSTimeout < time.Second {
+		errs = append(errs, errors.New("EL_EWS_TIMEOUT must be at least 1s"))
+	}
+	if (c.EWSImpersonationUser == "") != (c.EWSImpersonationPassword == "") {
+		errs = append(errs, errors.New("set both EL_EWS_IMPERSONATION_USER and EL_EWS_IMPERSONATION_PASSWORD, or neither"))
 	}
 	switch c.AppendSent {
 	case "auto", "always", "never":
