@@ -167,3 +167,49 @@ func TestRecreateKeepsLoginInProgress(t *testing.T) {
 		t.Fatalf("%d logins, want 1", n)
 	}
 }
+
+// busyErr is a server asking to be left alone for a while (Exchange's
+// ErrorServerBusy with BackOffMilliseconds).
+type busyErr struct{ d time.Duration }
+
+func (e busyErr) Error() string              { return "server busy" }
+func (e busyErr) RetryAfter() time.Duration { return e.d }
+
+// A session that fails with a server's back-off is not retried before the
+// server said, whatever the reconnect policy.
+func TestReconnectHonoursServerBackOff(t *testing.T) {
+	srv := &fakeServer{validity: 1, raw: map[uint32][]byte{}, gone: map[uint32]bool{}}
+	var (
+		mu    sync.Mutex
+		dials []time.Time
+	)
+	dial := func(ctx context.Context, mb *mail.Mailbox) (Session, error) {
+		mu.Lock()
+		dials = append(dials, time.Now())
+		n := len(dials)
+		mu.Unlock()
+		if n == 1 {
+			return nil, &mail.Error{Class: mail.ClassProtocol, Op: "subscribe", Err: busyErr{400 * time.Millisecond}}
+		}
+		return srv.dial(ctx, mb)
+	}
+	m, err := New(Options{
+		Protocols: fakeProtocol(dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse,
+		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond}, Panics: obs.NewPanics(nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Start(ctx)
+	defer func() { cancel(); _ = m.Stop(context.Background()) }()
+	if err := m.Subscribe(&mail.Mailbox{ID: "busy", Host: "h"}, mail.ModeCreate); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "exists after the back-off", func() bool { s, _ := m.Status("busy"); return s.State == mail.StateExists })
+	mu.Lock()
+	defer mu.Unlock()
+	if gap := dials[1].Sub(dials[0]); gap < 400*time.Millisecond {
+		t.Fatalf("retried after %v, before the server's back-off of 400ms", gap)
+	}
+}

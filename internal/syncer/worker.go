@@ -188,7 +188,7 @@ func (w *worker) supervise(ctx context.Context) {
 		if class == mail.ClassAuth && w.refreshToken(ctx) {
 			continue // Creatio sent a fresh token: retry at once, nothing to report
 		}
-		delay := b.Next()
+		delay := max(b.Next(), retryAfter(err))
 		if class == mail.ClassAuth && w.m.opts.Lockout != nil {
 			until := w.lockoutUntil(err)
 			delay = max(time.Until(until), time.Millisecond)
@@ -209,6 +209,19 @@ func (w *worker) supervise(ctx context.Context) {
 		}
 		t.Stop()
 	}
+}
+
+// maxServerBackoff caps a wait a server asks for.
+const maxServerBackoff = 15 * time.Minute
+
+// retryAfter is how long the server asked to be left alone (Exchange's
+// ErrorServerBusy back-off), 0 when it did not say.
+func retryAfter(err error) time.Duration {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		return min(max(ra.RetryAfter(), 0), maxServerBackoff)
+	}
+	return 0
 }
 
 // safeSession turns a panic inside one session into an internal error, so one
