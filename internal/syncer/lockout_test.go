@@ -172,7 +172,7 @@ func TestRecreateKeepsLoginInProgress(t *testing.T) {
 // ErrorServerBusy with BackOffMilliseconds).
 type busyErr struct{ d time.Duration }
 
-func (e busyErr) Error() string              { return "server busy" }
+func (e busyErr) Error() string             { return "server busy" }
 func (e busyErr) RetryAfter() time.Duration { return e.d }
 
 // A session that fails with a server's back-off is not retried before the
