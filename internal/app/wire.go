@@ -2,12 +2,19 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/backoff"
 	"github.com/emaillistener/emaillistener/internal/budget"
 	"github.com/emaillistener/emaillistener/internal/certs"
+	"github.com/emaillistener/emaillistener/internal/config"
 	"github.com/emaillistener/emaillistener/internal/delivery"
+	"github.com/emaillistener/emaillistener/internal/ews"
 	"github.com/emaillistener/emaillistener/internal/history"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
 	"github.com/emaillistener/emaillistener/internal/lockout"
@@ -18,6 +25,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/placement"
 	"github.com/emaillistener/emaillistener/internal/sender"
 	"github.com/emaillistener/emaillistener/internal/service"
+	"github.com/emaillistener/emaillistener/internal/source/ewssrc"
 	"github.com/emaillistener/emaillistener/internal/source/imapsrc"
 	"github.com/emaillistener/emaillistener/internal/store"
 	"github.com/emaillistener/emaillistener/internal/syncer"
@@ -110,12 +118,15 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 	smtp := outbox.New(outbox.Options{IMAP: imapOpts, Policy: cfg.AppendSent, Registry: st, IsMissing: store.IsMissing, Logger: log,
 		SMTP: &sender.Options{DialTimeout: cfg.IMAPDialTimeout, TLSConfig: smtpTLS, Control: imapOpts.Control, Logger: log}})
 
+	exchange := ewssrc.New(ewsOptions(cfg, mailTLS, mailNets, log))
+
 	// The mail protocols: adding one is its package under internal/source
 	// and one line here.
 	protocols := map[mail.ServerKind]protocol{
 		mail.ServerIMAP: sessions(func(ctx context.Context, mb *mail.Mailbox) (*imapsrc.Session, error) {
 			return imapsrc.Open(ctx, mb, imapOpts, cfg.IMAPIdleMax)
 		}, imapsrc.WatchByDefault, smtp.Send, imapsrc.Describe),
+		mail.ServerExchange: sessions(exchange.Open, ewssrc.WatchByDefault, exchange.Send, ewssrc.Describe),
 	}
 	live := map[mail.ServerKind]syncer.Protocol{}
 	loads := map[mail.ServerKind]history.Protocol{}
@@ -176,6 +187,7 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		a.parts = append(a.parts, parts.lifecycle(log)...)
 	}
 	a.parts = append(a.parts,
+		component{name: "exchange streams", start: exchange.Start, stop: exchange.Stop},
 		component{name: "syncer", start: func(ctx context.Context) error { runner.Start(ctx); return nil }, stop: runner.Stop},
 		component{name: "history", start: func(ctx context.Context) error { loader.Start(ctx); return nil }, stop: loader.Stop},
 		component{name: "placement", start: place.Start, stop: place.Stop},
@@ -199,4 +211,33 @@ type registry interface {
 	placement.LocalRegistry
 	outbox.Registry
 	syncer.Cursors
+}
+
+// ewsOptions configures the Exchange adapter: the mail servers' TLS settings
+// and network allow-list, as for IMAP.
+func ewsOptions(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, log *slog.Logger) ewssrc.Options {
+	d := &net.Dialer{Timeout: cfg.IMAPDialTimeout, KeepAlive: 30 * time.Second, Control: nets.Control()}
+	t := &http.Transport{DialContext: d.DialContext, TLSClientConfig: tlsConf, TLSHandshakeTimeout: cfg.IMAPDialTimeout,
+		MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: time.Second}
+	o := ewssrc.Options{Transport: t, Version: cfg.EWSVersion, Timeout: cfg.EWSTimeout, MaxMessageBytes: cfg.MaxMessageBytes,
+		Idle: cfg.EWSHeartbeatTimeout, GroupSize: cfg.EWSGroupSize, Category: cfg.EWSCategory, BaselineSlack: cfg.EWSClockSkew,
+		Logger: log}
+	if o.BaselineSlack == 0 {
+		o.BaselineSlack = -1 // zero configured means none, not the default
+	}
+	switch strings.ToLower(cfg.EWSAuth) {
+	case "basic":
+		o.Auth = ews.AuthBasic
+	case "ntlm":
+		o.Auth = ews.AuthNTLM
+	}
+	if cfg.EWSImpersonationUser != "" {
+		o.Impersonation = &ewssrc.Account{User: cfg.EWSImpersonationUser, Password: cfg.EWSImpersonationPassword.Reveal()}
+	}
+	for _, u := range strings.Split(cfg.EWSAutodiscoverURLs, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			o.AutodiscoverURLs = append(o.AutodiscoverURLs, u)
+		}
+	}
+	return o
 }
