@@ -57,7 +57,7 @@ type hub struct {
 	mu      sync.Mutex
 	ctx     context.Context // nil until start, canceled by stop
 	cancel  context.CancelFunc
-	groups  map[string][]*group     // shared groups by key
+	groups  map[string][]*group    // shared groups by key
 	service map[string]*ews.Client // the impersonation account's client per URL
 	wg      sync.WaitGroup
 }
