@@ -2,6 +2,7 @@ package ews
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strings"
@@ -81,9 +82,18 @@ const (
 // authTransport adds the credentials of one Auth to every request. It is safe
 // for concurrent use; the only state is AuthAuto's choice, an atomic.
 type authTransport struct {
-	base http.RoundTripper
-	auth Auth
-	mode atomic.Int32
+	base  http.RoundTripper
+	lanes *lanes // for NTLM when base is an *http.Transport
+	auth  Auth
+	mode  atomic.Int32
+}
+
+func newAuthTransport(base http.RoundTripper, a Auth) *authTransport {
+	at := &authTransport{base: base, auth: a}
+	if t, ok := base.(*http.Transport); ok && (a.Scheme == AuthNTLM || a.Scheme == AuthAuto) {
+		at.lanes = newLanes(t)
+	}
+	return at
 }
 
 // NewAuthTransport returns a RoundTripper that authenticates every request
@@ -105,13 +115,16 @@ func NewAuthTransport(base http.RoundTripper, a Auth) (http.RoundTripper, error)
 	if t, ok := base.(*http.Transport); ok {
 		base = http1(t)
 	}
-	return &authTransport{base: base, auth: a}, nil
+	return newAuthTransport(base, a), nil
 }
 
 // CloseIdleConnections closes the idle connections of the base transport.
 func (a *authTransport) CloseIdleConnections() {
 	if c, ok := a.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
+	}
+	if a.lanes != nil {
+		a.lanes.closeIdle()
 	}
 }
 
@@ -177,8 +190,113 @@ func (a *authTransport) bearer(req *http.Request, note *authNote) (*http.Respons
 func (a *authTransport) ntlm(req *http.Request, note *authNote, sawNTLM *bool) (*http.Response, error) {
 	r := req.Clone(req.Context())
 	r.SetBasicAuth(a.auth.User, a.auth.Password) // go-ntlmssp's way of passing credentials
-	n := ntlmssp.Negotiator{RoundTripper: &observer{base: a.base, note: note, sawNTLM: sawNTLM}}
-	return n.RoundTrip(r)
+	if a.lanes == nil {
+		n := ntlmssp.Negotiator{RoundTripper: &observer{base: a.base, note: note, sawNTLM: sawNTLM}}
+		return n.RoundTrip(r)
+	}
+	lane, err := a.lanes.acquire(req.Context())
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := a.handshake(&observer{base: lane, note: note, sawNTLM: sawNTLM}, req)
+	if err != nil {
+		a.lanes.release(lane)
+		return nil, err
+	}
+	resp.Body = &laneBody{ReadCloser: resp.Body, release: func() { a.lanes.release(lane) }}
+	return resp, nil
+}
+
+// handshake sends req through a lane (one connection): without credentials
+// first, since the connection may be authenticated already, and on a 401
+// offering NTLM or Negotiate the three-message handshake, each response
+// drained before the next message so the connection is reused.
+// go-ntlmssp's Negotiator keeps the first 401 open until the end, which on a
+// one-connection lane would wait for itself; its message functions are used
+// here instead.
+func (a *authTransport) handshake(rt http.RoundTripper, req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		closeBody(req)
+		return nil, mail.Errorf(mail.ClassInternal, "ews ntlm", "a request body that cannot be sent again")
+	}
+	send := func(authz string) (*http.Response, error) {
+		r := req.Clone(req.Context())
+		if req.GetBody != nil {
+			b, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			r.Body = b
+		}
+		r.Header.Del("Authorization")
+		if authz != "" {
+			r.Header.Set("Authorization", authz)
+		}
+		return rt.RoundTrip(r)
+	}
+	resp, err := send("")
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	scheme := ntlmScheme(resp.Header)
+	if scheme == "" {
+		return resp, nil // no NTLM offered: the 401 is the answer
+	}
+	drain(resp)
+	negotiate, err := ntlmssp.NewNegotiateMessage("", "")
+	if err != nil {
+		return nil, mail.Errorf(mail.ClassInternal, "ews ntlm", "negotiate message: %v", err)
+	}
+	if resp, err = send(scheme + " " + base64.StdEncoding.EncodeToString(negotiate)); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	challenge := challengeToken(resp.Header, scheme)
+	if challenge == nil {
+		return resp, nil // no challenge: the server refused the handshake
+	}
+	drain(resp)
+	authenticate, err := ntlmssp.NewAuthenticateMessage(challenge, a.auth.User, a.auth.Password, nil)
+	if err != nil {
+		return nil, mail.Errorf(mail.ClassProtocol, "ews ntlm", "the server's NTLM challenge is unusable: %v", err)
+	}
+	return send(scheme + " " + base64.StdEncoding.EncodeToString(authenticate))
+}
+
+// ntlmScheme is the scheme a 401 offers for NTLM: NTLM when offered, else
+// Negotiate (which IIS accepts carrying raw NTLM); "" for neither.
+func ntlmScheme(h http.Header) string {
+	var negotiate bool
+	for _, v := range h.Values("Www-Authenticate") {
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		switch {
+		case strings.EqualFold(f[0], "NTLM"):
+			return "NTLM"
+		case strings.EqualFold(f[0], "Negotiate"):
+			negotiate = true
+		}
+	}
+	if negotiate {
+		return "Negotiate"
+	}
+	return ""
+}
+
+// challengeToken is the token of the scheme's challenge in a 401, nil when
+// there is none.
+func challengeToken(h http.Header, scheme string) []byte {
+	for _, v := range h.Values("Www-Authenticate") {
+		f := strings.Fields(v)
+		if len(f) == 2 && strings.EqualFold(f[0], scheme) {
+			if b, err := base64.StdEncoding.DecodeString(f[1]); err == nil && len(b) > 0 {
+				return b
+			}
+		}
+	}
+	return nil
 }
 
 // detect is AuthAuto's first exchanges: NTLM when the server takes part in a

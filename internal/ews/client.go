@@ -103,7 +103,7 @@ func New(o Options) (*Client, error) {
 		c.transport = http1(t)
 		base = c.transport
 	}
-	c.auth = &authTransport{base: base, auth: o.Auth}
+	c.auth = newAuthTransport(base, o.Auth)
 	c.hc = c.HTTPClient()
 	return c, nil
 }
@@ -131,9 +131,7 @@ func (c *Client) HTTPClient() *http.Client {
 // CloseIdleConnections closes the idle connections of the transport c owns;
 // call it when dropping a Client.
 func (c *Client) CloseIdleConnections() {
-	if c.transport != nil {
-		c.transport.CloseIdleConnections()
-	}
+	c.auth.CloseIdleConnections()
 }
 
 // deadline is the cause of a request's timeout; it is a

@@ -7,6 +7,12 @@
 //     NewT wraps it for tests, using t.TempDir and t.Cleanup.
 //   - Collector: an HTTP stand-in for Creatio's ExchangeListenerService that records every
 //     callback and fails or delays on demand. NewCollector / NewCollectorT.
+//   - Exchange: package ewsfake (internal/testenv/ewsfake) is an in-process fake
+//     Exchange server speaking EWS and Autodiscover on loopback: mailboxes in memory,
+//     streaming notifications (chunked multi-envelope GetStreamingEvents), Basic,
+//     NTLMv2 and Bearer authentication, impersonation, backend affinity and fault
+//     knobs (dropped or stalled streams, recycles, throttling). ewsfake.Start /
+//     ewsfake.NewT. Its conformance test runs Debian's python3-exchangelib against it.
 //
 // The life of a Dovecot instance:
 //
