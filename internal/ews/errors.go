@@ -3,6 +3,7 @@ package ews
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 	"unicode"
@@ -118,7 +119,11 @@ type StatusError struct {
 	Retry  time.Duration // Retry-After, 0 when absent
 }
 
-func (e *StatusError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Text) }
+// Error reads like .NET's WebException ("(401) Unauthorized"), which
+// Creatio's error handlers for Exchange are written against.
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("HTTP (%d) %s: %s", e.Status, http.StatusText(e.Status), e.Text)
+}
 
 // RetryAfter is the server's Retry-After, 0 when none.
 func (e *StatusError) RetryAfter() time.Duration { return e.Retry }

@@ -11,18 +11,27 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emaillistener/emaillistener/internal/testenv/ewsfake"
 )
 
 // TestChaos is the cluster acceptance run: 3 service processes, one Redis, one
-// Dovecot, 300 mailboxes and a steady stream of mail while one node is killed
-// with SIGKILL, a fourth joins, another gets SIGTERM and Redis restarts empty.
-// Afterwards every email must have arrived (duplicates are counted and
-// reported), the fence log must show no mailbox held by two nodes at once, and
-// every live node must have answered the API throughout.
+// Dovecot and one fake Exchange server, 300 IMAP and 60 Exchange mailboxes and
+// a steady stream of mail to both while one node is killed with SIGKILL, a
+// fourth joins, another gets SIGTERM and Redis restarts empty. Afterwards
+// every email must have arrived (duplicates are counted and reported), the
+// fence log must show no mailbox held by two nodes at once, and every live
+// node must have answered the API throughout.
 func TestChaos(t *testing.T) {
-	const mailboxes, rate = 300, 25 // emails/s
+	const mailboxes, exchanges, rate = 300, 60, 25 // emails/s; every fourth to Exchange
 	e := newProcEnv(t, true)
 	r, dc, col := e.r, e.dc, e.col
+	ex := ewsfake.NewT(t, ewsfake.Options{Heartbeat: time.Second, ConnectionLifetime: 20 * time.Second})
+	for i := range exchanges {
+		if err := ex.AddMailbox(fmt.Sprintf("x%d@example.com", i), "", "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var nodesMu sync.Mutex
 	nodes := map[string]*procNode{}
 	start := func(id string) *procNode {
@@ -49,10 +58,25 @@ func TestChaos(t *testing.T) {
 			}
 		}(w)
 	}
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < exchanges; i += 4 {
+				id := fmt.Sprintf("c4a0e000-0000-4000-8000-%012d", i)
+				n1.post(t, "/api/listeners/create", fmt.Sprintf(`[{Id:"%s",UserName:"x%d@example.com",Password:"pw",ServiceUrl:"%s",Port:0,`+
+					`ServerTypeId:"%s",BpmEndpoint:"%s",BpmUser:"Supervisor",SenderEmailAddress:"x%d@example.com",FolderIds:[]}]`,
+					id, i, ex.URL(), exchangeServerType, col.Endpoint(), i))
+			}
+		}(w)
+	}
 	wg.Wait()
+	for i := range exchanges {
+		ids = append(ids, fmt.Sprintf("c4a0e000-0000-4000-8000-%012d", i))
+	}
 	t0 := time.Now()
 	n2.waitAllExist(t, ids, 120*time.Second)
-	t.Logf("%d mailboxes exist on 3 nodes after %v", mailboxes, time.Since(t0).Round(100*time.Millisecond))
+	t.Logf("%d mailboxes exist on 3 nodes after %v", len(ids), time.Since(t0).Round(100*time.Millisecond))
 
 	// Steady mail and API probes for the whole scenario.
 	stop := make(chan struct{})
@@ -72,7 +96,12 @@ func TestChaos(t *testing.T) {
 			case <-tick.C:
 			}
 			subj := fmt.Sprintf("chaos-%d", i)
-			if _, err := dc.Append(fmt.Sprintf("u%d@example.com", i%mailboxes), "pw", "INBOX", simpleMail(subj, subj+"@example.com")); err != nil {
+			if i%4 == 3 {
+				if _, err := ex.Deliver(fmt.Sprintf("x%d@example.com", (i/4)%exchanges), "inbox", simpleMail(subj, subj+"@example.com")); err != nil {
+					t.Errorf("deliver: %v", err)
+					return
+				}
+			} else if _, err := dc.Append(fmt.Sprintf("u%d@example.com", i%mailboxes), "pw", "INBOX", simpleMail(subj, subj+"@example.com")); err != nil {
 				t.Errorf("append: %v", err)
 				return
 			}
@@ -202,10 +231,19 @@ func TestChaos(t *testing.T) {
 	if lost > 0 {
 		t.Logf("lost: %s", strings.Join(lostIdx, " "))
 	}
+	exSent, exDups := 0, 0
+	for _, s := range want {
+		var i int
+		if _, err := fmt.Sscanf(s, "chaos-%d", &i); err == nil && i%4 == 3 {
+			exSent++
+			exDups += max(got[s]-1, 0)
+		}
+	}
 	for _, k := range got {
 		dups += k - 1
 	}
-	t.Logf("sent %d emails: lost %d, duplicates %d; API calls %d, errors %d", len(want), lost, dups, apiCalls.Load(), apiErrors.Load())
+	t.Logf("sent %d emails (%d to Exchange): lost %d, duplicates %d (Exchange %d); API calls %d, errors %d",
+		len(want), exSent, lost, dups, exDups, apiCalls.Load(), apiErrors.Load())
 	if lost != 0 {
 		t.Errorf("%d emails lost", lost)
 		for id, n := range nodes {

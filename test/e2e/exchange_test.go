@@ -32,7 +32,7 @@ type exchangeEnv struct {
 
 var exchangeUsers = map[string]string{"alice@example.com": "alicepw", "bob@example.com": "bobpw", "carol@example.com": "carolpw"}
 
-func newExchangeEnv(t *testing.T, fo ewsfake.Options, tweak func(*config.Config)) *exchangeEnv {
+func newExchangeEnv(t *testing.T, fo ewsfake.Options, tweak func(*config.Config, *ewsfake.Server)) *exchangeEnv {
 	t.Helper()
 	fo.TLS = true
 	if fo.Heartbeat == 0 {
@@ -59,7 +59,7 @@ func newExchangeEnv(t *testing.T, fo ewsfake.Options, tweak func(*config.Config)
 	cfg.EWSClockSkew = 0 // the fake's clock is ours
 	cfg.EWSHeartbeatTimeout = 2 * time.Second
 	if tweak != nil {
-		tweak(&cfg)
+		tweak(&cfg, ex)
 	}
 	logs := &logBuffer{t: t}
 	log, _ := obs.NewLogger(logs, "text", "debug")
@@ -100,6 +100,8 @@ type exchangeSpec struct {
 	Mark               bool   // FeatureValues.MarkEmailsAsSynchronized
 	FolderClass        string // FolderClassName (folders call)
 	Context            string
+	Token              string // an OAuth access token: UseOAuth, no password
+	Autodiscover       bool   // IsAutodiscover, no ServiceUrl
 }
 
 // credentials renders the mailbox as Creatio does for Exchange: unquoted
@@ -122,13 +124,17 @@ func (e *exchangeEnv) credentials(s exchangeSpec) string {
 	if ctx == "" {
 		ctx = "{UserRequested:true,HasError:false}"
 	}
+	serviceURL, redirect := q(url), `""`
+	if s.Autodiscover {
+		serviceURL, redirect = "null", `".*"`
+	}
 	return fmt.Sprintf(`{FolderIds:%s,PersonalMetrics:false,UseFullEmail:true,BpmUserTimeZone:"Russian Standard Time",`+
 		`FeatureValues:{MarkEmailsAsSynchronized:%v,UseBinaryData:false},BpmUser:"Supervisor",BpmEndpoint:%s,`+
-		`BpmUserWorkspace:"Default",SenderEmailAddress:%s,ServiceUrl:%s,Port:0,UseOAuth:false,IsAutodiscover:false,`+
-		`AutodiscoverRedirectUrl:"",Context:%s,ServerTypeId:"%s",UseSsl:true,SubscriptionTtl:0,FolderClassName:%s,`+
-		`SecureOption:2,Id:%s,UserName:%s,Password:%s,AccessToken:""}`,
-		folders, s.Mark, q(e.col.Endpoint()), q(s.User), q(url), q(ctx), exchangeServerType, class,
-		q(s.ID), q(s.User), q(s.Password))
+		`BpmUserWorkspace:"Default",SenderEmailAddress:%s,ServiceUrl:%s,Port:0,UseOAuth:%v,IsAutodiscover:%v,`+
+		`AutodiscoverRedirectUrl:%s,Context:%s,ServerTypeId:"%s",UseSsl:true,SubscriptionTtl:0,FolderClassName:%s,`+
+		`SecureOption:2,Id:%s,UserName:%s,Password:%s,AccessToken:%s}`,
+		folders, s.Mark, q(e.col.Endpoint()), q(s.User), serviceURL, s.Token != "", s.Autodiscover, redirect, q(ctx),
+		exchangeServerType, class, q(s.ID), q(s.User), q(s.Password), q(s.Token))
 }
 
 func (e *exchangeEnv) create(s exchangeSpec) {
@@ -169,9 +175,10 @@ func TestExchangeLifecycle(t *testing.T) {
 	if f := anyStrings(st["Folders"]); len(f) != 1 || f[0] != e.ex.FolderID("alice@example.com", "inbox") {
 		t.Errorf("watched folders %v, want the inbox's id", f)
 	}
-	if s := e.ex.Stats(); s.OpenStreams != 1 || s.Subscriptions != 1 {
-		t.Errorf("fake: %d streams, %d subscriptions; want one of each", s.OpenStreams, s.Subscriptions)
-	}
+	waitFor(t, "one stream and one subscription at the fake", func() bool {
+		s := e.ex.Stats()
+		return s.OpenStreams == 1 && s.Subscriptions == 1
+	})
 
 	// 1. A rich item arrives complete, in Creatio's shape, and is marked.
 	raw, png, pdf := richMail("rich-1@example.com")
@@ -269,7 +276,7 @@ func TestExchangeChosenFolders(t *testing.T) {
 
 // Folders, validate, synchronize (ticks) and send for an Exchange mailbox.
 func TestExchangeMailboxCalls(t *testing.T) {
-	e := newExchangeEnv(t, ewsfake.Options{}, func(c *config.Config) { c.ValidateTimeout = 5 * time.Second })
+	e := newExchangeEnv(t, ewsfake.Options{}, func(c *config.Config, _ *ewsfake.Server) { c.ValidateTimeout = 5 * time.Second })
 	const id = "e0000000-0000-4000-8000-000000000003"
 	alice := exchangeSpec{ID: id, User: "alice@example.com", Password: "alicepw"}
 
@@ -382,5 +389,97 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting: %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With an impersonation account, mailboxes share streams in groups (here of
+// 5): 12 mailboxes need 3 connections, all get their mail, and a server
+// restart that forgets the subscriptions loses nothing.
+func TestExchangeImpersonationGroups(t *testing.T) {
+	e := newExchangeEnv(t, ewsfake.Options{ServiceAccount: "svc@example.com", ServicePassword: "svcpw"}, func(c *config.Config, _ *ewsfake.Server) {
+		c.EWSImpersonationUser, c.EWSImpersonationPassword, c.EWSGroupSize = "svc@example.com", "svcpw", 5
+	})
+	var users []string
+	for i := range 12 {
+		u := fmt.Sprintf("g%d@example.com", i)
+		if err := e.ex.AddMailbox(u, "", "gpw"); err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, u)
+		e.create(exchangeSpec{ID: fmt.Sprintf("e0000000-0000-4000-8000-0000000001%02d", i), User: u, Password: "gpw"})
+	}
+	for i := range users {
+		e.waitState(fmt.Sprintf("e0000000-0000-4000-8000-0000000001%02d", i), "exists", 15*time.Second)
+	}
+	for i, u := range users {
+		e.deliver(u, "inbox", simpleMail(fmt.Sprintf("grouped-%02d", i), fmt.Sprintf("g%d@example.com", i)))
+	}
+	e.waitEmails("grouped-", len(users), 20*time.Second)
+	if s := e.ex.Stats(); s.OpenStreams != 3 || s.MaxOpenStreams > 3 {
+		t.Errorf("fake: %d streams open (at most %d), want 3 for 12 mailboxes in groups of 5", s.OpenStreams, s.MaxOpenStreams)
+	}
+	e.ex.Restart()
+	for i, u := range users {
+		e.deliver(u, "inbox", simpleMail(fmt.Sprintf("regrouped-%02d", i), fmt.Sprintf("rg%d@example.com", i)))
+	}
+	e.waitEmails("regrouped-", len(users), 30*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	for i := range users {
+		e.once(fmt.Sprintf("grouped-%02d", i), fmt.Sprintf("regrouped-%02d", i))
+	}
+}
+
+// OAuth: the bearer token is used, and when Exchange rejects it the service
+// asks Creatio for a fresh one (RefreshToken) and resumes with the token
+// Creatio sends through update.
+func TestExchangeOAuthRefresh(t *testing.T) {
+	e := newExchangeEnv(t, ewsfake.Options{Auth: ewsfake.AuthBearer}, func(c *config.Config, _ *ewsfake.Server) { c.TokenRefreshWait = 10 * time.Second })
+	const id = "e0000000-0000-4000-8000-000000000201"
+	if err := e.ex.AddToken("token-one", "alice@example.com", time.Now().Add(4*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	e.create(exchangeSpec{ID: id, User: "alice@example.com", Token: "token-one"})
+	e.waitState(id, "exists", 10*time.Second)
+	e.deliver("alice@example.com", "inbox", simpleMail("oauth-1", "o1@example.com"))
+	e.waitEmails("oauth-1", 1, 10*time.Second)
+	// The token expires; the next stream is refused and Creatio is asked.
+	e.waitRequests("RefreshToken", 1)
+	if err := e.ex.AddToken("token-two", "alice@example.com", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	e.mustPost("/api/listeners/update", "["+e.credentials(exchangeSpec{ID: id, User: "alice@example.com", Token: "token-two"})+"]")
+	e.deliver("alice@example.com", "inbox", simpleMail("oauth-2", "o2@example.com"))
+	e.waitEmails("oauth-2", 1, 15*time.Second)
+	e.once("oauth-1", "oauth-2")
+}
+
+// Autodiscover: a mailbox with IsAutodiscover and no ServiceUrl finds its EWS
+// URL (here through EL_EWS_AUTODISCOVER_URL, as for an internal autodiscover
+// host), validates, subscribes and gets its mail.
+func TestExchangeAutodiscover(t *testing.T) {
+	e := newExchangeEnv(t, ewsfake.Options{}, func(c *config.Config, ex *ewsfake.Server) { c.EWSAutodiscoverURLs = ex.BaseURL() })
+	const id = "e0000000-0000-4000-8000-000000000301"
+	spec := exchangeSpec{ID: id, User: "alice@example.com", Password: "alicepw", Autodiscover: true}
+	var v validation
+	if err := json.Unmarshal([]byte(e.mustPost("/api/mailbox/validate", e.credentials(spec))), &v); err != nil {
+		t.Fatal(err)
+	}
+	if !v.IsValid {
+		t.Fatalf("validate through autodiscover: %+v", v)
+	}
+	e.create(spec)
+	e.waitState(id, "exists", 10*time.Second)
+	e.deliver("alice@example.com", "inbox", simpleMail("discovered", "d1@example.com"))
+	e.waitEmails("discovered", 1, 10*time.Second)
+	if n := e.ex.Stats().Requests["autodiscover.svc"] + e.ex.Stats().Requests["autodiscover.xml"]; n == 0 {
+		t.Error("the fake's autodiscover was never asked")
+	}
+	bad := spec
+	bad.Password = wrongPassword
+	if err := json.Unmarshal([]byte(e.mustPost("/api/mailbox/validate", e.credentials(bad))), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.IsValid || !strings.Contains(v.Message, "Authentication failed") {
+		t.Errorf("autodiscover with a wrong password: %+v", v)
 	}
 }
