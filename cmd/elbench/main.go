@@ -10,6 +10,7 @@
 //	go run ./cmd/elbench throughput -n 100 -size 30KB -duration 20s
 //	go run ./cmd/elbench history    -n 10000 [-size 30KB] [-folders 3]
 //	go run ./cmd/elbench failover   -n 3000 [-nodes 3] [-mail 100]
+//	go run ./cmd/elbench exchange   -n 1000 [-tls] [-impersonation] -rate 50 -duration 20s [-size 30KB]
 //
 // Every scenario takes -smoke for a tiny run (history: 200 messages), -json FILE (default
 // bench-results/<scenario>-<timestamp>.json) and -h for all flags. See docs/BENCHMARKS.md.
@@ -37,7 +38,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: elbench <density|latency|throughput|history|failover> [flags]   (elbench <scenario> -h lists the flags)`
+const usage = `usage: elbench <density|latency|throughput|history|failover|exchange> [flags]   (elbench <scenario> -h lists the flags)`
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -150,6 +151,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return nil, errors.New("-nodes must be at least 2")
 			}
 			return runFailover(ctx, o)
+		}
+	case "exchange":
+		o := exchangeOptions{GroupSize: 200, Heartbeat: 45 * time.Second, Idle: 10 * time.Second, Rate: 50, Size: 2048}
+		fs.IntVar(&co.N, "n", 1000, "Exchange mailboxes at the fake EWS server (in this process)")
+		fs.BoolVar(&o.Impersonation, "impersonation", false, "an impersonation account holds shared streams (EL_EWS_IMPERSONATION_USER)")
+		fs.IntVar(&o.GroupSize, "group-size", o.GroupSize, "mailboxes per shared stream with -impersonation")
+		fs.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "the fake's stream keep-alive interval (Exchange: 45s)")
+		fs.DurationVar(&o.Idle, "idle", o.Idle, "idle CPU measurement window")
+		fs.Float64Var(&o.Rate, "rate", o.Rate, "items per second over all mailboxes (0: no delivery phase)")
+		fs.Func("size", "item size, e.g. 30KB (default 2048)", sizeFlag(&o.Size))
+		fs.BoolVar(&o.Attachment, "attachment", false, "items carry one base64 attachment filling the size")
+		scenarioFn = func(ctx context.Context) (*Result, error) {
+			o.commonOptions, o.Duration, o.Settle, o.Drain = co, *duration, or(*settle, 5*time.Second), or(*drain, 30*time.Second)
+			if *smoke {
+				o.Idle, o.Settle, o.Duration, o.Rate = time.Second, time.Second, 2*time.Second, 10
+			}
+			return runExchange(ctx, o)
 		}
 	default:
 		fmt.Fprintln(stderr, usage)

@@ -138,6 +138,11 @@ func (t target) createBody(ids []int) string {
 // per request (Creatio sends one), parallel requests at a time. It stops at the first
 // failed request.
 func (a *api) register(ctx context.Context, t target, n, batch, parallel int) error {
+	return a.registerWith(ctx, t.createBody, n, batch, parallel)
+}
+
+// registerWith is register with any protocol's create body.
+func (a *api) registerWith(ctx context.Context, createBody func(ids []int) string, n, batch, parallel int) error {
 	batch, parallel = max(batch, 1), max(parallel, 1)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -146,7 +151,7 @@ func (a *api) register(ctx context.Context, t target, n, batch, parallel int) er
 	for range parallel {
 		wg.Go(func() {
 			for ids := range jobs {
-				if _, err := a.post(ctx, "/api/listeners/create", t.createBody(ids)); err != nil {
+				if _, err := a.post(ctx, "/api/listeners/create", createBody(ids)); err != nil {
 					cancel(fmt.Errorf("create mailboxes %d..%d: %w", ids[0], ids[len(ids)-1], err))
 				}
 			}

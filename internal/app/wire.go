@@ -218,7 +218,11 @@ type registry interface {
 func ewsOptions(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, log *slog.Logger) ewssrc.Options {
 	d := &net.Dialer{Timeout: cfg.IMAPDialTimeout, KeepAlive: 30 * time.Second, Control: nets.Control()}
 	t := &http.Transport{DialContext: d.DialContext, TLSClientConfig: tlsConf, TLSHandshakeTimeout: cfg.IMAPDialTimeout,
-		MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: time.Second}
+		MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: time.Second,
+		// Small buffers: most connections hold a stream of short envelopes,
+		// and large bodies (MIME) are read and written in big chunks that
+		// bypass the buffers anyway.
+		ReadBufferSize: 1 << 10, WriteBufferSize: 1 << 10}
 	o := ewssrc.Options{Transport: t, Version: cfg.EWSVersion, Timeout: cfg.EWSTimeout, MaxMessageBytes: cfg.MaxMessageBytes,
 		Idle: cfg.EWSHeartbeatTimeout, GroupSize: cfg.EWSGroupSize, Category: cfg.EWSCategory, BaselineSlack: cfg.EWSClockSkew,
 		Logger: log}

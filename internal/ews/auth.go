@@ -194,17 +194,26 @@ func (a *authTransport) ntlm(req *http.Request, note *authNote, sawNTLM *bool) (
 		n := ntlmssp.Negotiator{RoundTripper: &observer{base: a.base, note: note, sawNTLM: sawNTLM}}
 		return n.RoundTrip(r)
 	}
-	lane, err := a.lanes.acquire(req.Context())
-	if err != nil {
-		closeBody(req)
-		return nil, err
+	var (
+		lane    *http.Transport
+		release func()
+	)
+	if req.Context().Value(streamKey{}) != nil {
+		lane, release = a.lanes.dedicated()
+	} else {
+		var err error
+		if lane, err = a.lanes.acquire(req.Context()); err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		release = func() { a.lanes.release(lane) }
 	}
 	resp, err := a.handshake(&observer{base: lane, note: note, sawNTLM: sawNTLM}, req)
 	if err != nil {
-		a.lanes.release(lane)
+		release()
 		return nil, err
 	}
-	resp.Body = &laneBody{ReadCloser: resp.Body, release: func() { a.lanes.release(lane) }}
+	resp.Body = &laneBody{ReadCloser: resp.Body, release: release}
 	return resp, nil
 }
 

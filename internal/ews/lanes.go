@@ -58,6 +58,19 @@ func (l *lanes) acquire(ctx context.Context) (*http.Transport, error) {
 
 func (l *lanes) release(t *http.Transport) { l.free <- t }
 
+// streamKey marks a request whose response is a notification stream: it
+// holds its connection for up to half an hour, so it gets a lane of its own,
+// outside the pool (a client streaming for many groups would otherwise use up
+// every lane).
+type streamKey struct{}
+
+// dedicated returns a lane for one stream, and the function that ends it.
+func (l *lanes) dedicated() (*http.Transport, func()) {
+	t := l.tmpl.Clone()
+	t.MaxConnsPerHost, t.MaxIdleConnsPerHost = 1, 1
+	return t, t.CloseIdleConnections
+}
+
 // closeIdle closes the idle connection of every lane.
 func (l *lanes) closeIdle() {
 	l.mu.Lock()

@@ -25,6 +25,7 @@ package ews
 //     connection and every read; the package starts no goroutine per stream.
 
 import (
+	"bufio"
 	"context"
 	"encoding/xml"
 	"fmt"
@@ -44,7 +45,8 @@ const (
 	MaxStreamMinutes   = 30  // ConnectionTimeout
 	DefaultStreamIdle  = 90 * time.Second
 	maxEnvelopeBytes   = 1 << 20
-	decoderReadAhead   = 4096 // encoding/xml's own buffer over a plain io.Reader
+	streamBuffer       = 512 // the decoder's read-ahead buffer
+	decoderReadAhead   = streamBuffer
 	streamDeadlineDrag = time.Minute
 )
 
@@ -144,7 +146,7 @@ func (c *Client) Stream(ctx context.Context, t Target, ids []string, minutes int
 	// Until the headers arrive (authentication round trips included) the
 	// ordinary request timeout applies, or idle if longer.
 	wait := time.AfterFunc(max(idle, c.timeout), func() { cancel(idleErr) })
-	resp, err := c.post(sctx, t, op, payload)
+	resp, err := c.post(context.WithValue(sctx, streamKey{}, true), t, op, payload)
 	wait.Stop()
 	if err != nil {
 		stop()
@@ -160,7 +162,9 @@ func newStream(ctx context.Context, cancel context.CancelCauseFunc, stop context
 	s.r = &streamReader{r: resp.Body, idle: idle}
 	s.r.timer = time.AfterFunc(idle, func() { cancel(idleErr) })
 	s.r.timer.Stop()
-	s.dec = xml.NewDecoder(s.r)
+	// A small buffer of our own: the decoder would otherwise add 4 KiB per
+	// stream, and thousands of streams sit idle between short envelopes.
+	s.dec = xml.NewDecoder(bufio.NewReaderSize(s.r, streamBuffer))
 	return s
 }
 
