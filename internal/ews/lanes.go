@@ -41,8 +41,7 @@ func (l *lanes) acquire(ctx context.Context) (*http.Transport, error) {
 	}
 	l.mu.Lock()
 	if len(l.made) < maxLanes {
-		t := l.tmpl.Clone()
-		t.MaxConnsPerHost, t.MaxIdleConnsPerHost = 1, 1
+		t := l.lane()
 		l.made = append(l.made, t)
 		l.mu.Unlock()
 		return t, nil
@@ -66,9 +65,18 @@ type streamKey struct{}
 
 // dedicated returns a lane for one stream, and the function that ends it.
 func (l *lanes) dedicated() (*http.Transport, func()) {
-	t := l.tmpl.Clone()
-	t.MaxConnsPerHost, t.MaxIdleConnsPerHost = 1, 1
+	t := l.lane()
 	return t, t.CloseIdleConnections
+}
+
+// lane clones the template for one connection. The TLS configuration is
+// shared, not copied (net/http copies it per connection anyway): a copy per
+// lane costs 1.4 KiB, for thousands of mailboxes.
+func (l *lanes) lane() *http.Transport {
+	t := l.tmpl.Clone()
+	t.TLSClientConfig = l.tmpl.TLSClientConfig
+	t.MaxConnsPerHost, t.MaxIdleConnsPerHost = 1, 1
+	return t
 }
 
 // closeIdle closes the idle connection of every lane.

@@ -20,15 +20,21 @@ func (w *worker) watch(ctx context.Context, sess Session, mb *mail.Mailbox, fold
 	due := folders
 	nextPoll := time.Now().Add(w.m.opts.FolderPoll)
 	for {
-		for i, f := range due {
-			err := w.catchUp(ctx, sess, mb, f)
-			if err != nil && i > 0 && f != folders[0] && mail.ClassOf(err) == mail.ClassConfig {
-				w.log.Warn("watched folder is gone, skipping it", "folder", f, "err", err)
-				continue
+		err := w.offload("catch up", func() error {
+			for i, f := range due {
+				err := w.catchUp(ctx, sess, mb, f)
+				if err != nil && i > 0 && f != folders[0] && mail.ClassOf(err) == mail.ClassConfig {
+					w.log.Warn("watched folder is gone, skipping it", "folder", f, "err", err)
+					continue
+				}
+				if err != nil {
+					return err
+				}
 			}
-			if err != nil {
-				return err
-			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		w.maybeRefreshBeforeExpiry(ctx, w.mailbox())
 		if err := w.flushCursors(ctx); err != nil {

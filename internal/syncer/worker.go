@@ -370,14 +370,20 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 		w.m.opts.Lockout.Succeeded(mb)
 	}
 
-	folders, err := w.resolveFolders(ctx, sess, mb, proto.WatchByDefault)
-	if err != nil {
-		return err
-	}
-	for _, f := range folders { // the watched one first: IMAP selects it on the way
-		if err := w.ensureCursor(ctx, sess, f); err != nil {
+	var folders []string
+	err = w.offload("folders", func() (err error) {
+		if folders, err = w.resolveFolders(ctx, sess, mb, proto.WatchByDefault); err != nil {
 			return err
 		}
+		for _, f := range folders { // the watched one first: IMAP selects it on the way
+			if err := w.ensureCursor(ctx, sess, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	w.update(func(s *mail.Status) {
 		s.State, s.ErrorClass, s.LastError, s.RetryAt, s.Folders = mail.StateExists, "", "", time.Time{}, folders
@@ -387,24 +393,30 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	return w.watch(ctx, sess, mb, folders)
 }
 
-// dial opens the session on a goroutine of its own. A TLS handshake and a
-// login need a deep stack, which would otherwise stay with this long-lived
-// goroutine while it waits for mail (Go shrinks stacks only at GC, by half
-// each time): measured 20 → 15 KiB of stack per TLS mailbox at 1,000.
-func (w *worker) dial(ctx context.Context, d Dialer, mb *mail.Mailbox) (Session, error) {
-	type result struct {
-		sess Session
-		err  error
-	}
-	ch := make(chan result, 1)
+// dial opens the session on a goroutine of its own (see offload).
+func (w *worker) dial(ctx context.Context, d Dialer, mb *mail.Mailbox) (sess Session, err error) {
+	err = w.offload("dial", func() (err error) {
+		sess, err = d.Dial(ctx, mb)
+		return err
+	})
+	return sess, err
+}
+
+// offload runs fn on a goroutine of its own and waits for it. A TLS
+// handshake, a login or the parsing of a large answer need a deep stack,
+// which would otherwise stay with the worker's long-lived goroutine while it
+// waits for mail (Go shrinks stacks only at GC, by half each time): measured
+// 20 → 15 KiB of stack per IMAP TLS mailbox at 1,000 for the dial alone. A
+// panic in fn is an internal error of the session, as on the worker.
+func (w *worker) offload(op string, fn func() error) error {
+	ch := make(chan error, 1)
 	go func() {
-		r := result{err: mail.Errorf(mail.ClassInternal, "dial", "internal error (panic), see log")}
-		defer func() { ch <- r }()
+		err := mail.Errorf(mail.ClassInternal, op, "internal error (panic), see log")
+		defer func() { ch <- err }()
 		defer w.m.opts.Panics.Recover(w.log, "syncer", nil)
-		r.sess, r.err = d.Dial(ctx, mb)
+		err = fn()
 	}()
-	r := <-ch
-	return r.sess, r.err
+	return <-ch
 }
 
 // ensureCursor starts a folder without a cursor at its current end: a new

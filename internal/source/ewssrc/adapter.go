@@ -168,7 +168,6 @@ const fetchIdle = 15 * time.Second
 // client returns an EWS client for url logging in with auth, on its own
 // connections.
 func (a *Adapter) client(url string, auth ews.Auth) (*ews.Client, error) {
-	t := a.opts.Transport.Clone()
-	t.IdleConnTimeout = fetchIdle
-	return ews.New(ews.Options{URL: url, Transport: t, Auth: auth, Version: a.opts.Version, Timeout: a.opts.Timeout})
+	return ews.New(ews.Options{URL: url, Transport: a.opts.Transport, Auth: auth, Version: a.opts.Version, Timeout: a.opts.Timeout,
+		IdleConnTimeout: fetchIdle})
 }

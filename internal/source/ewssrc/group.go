@@ -28,15 +28,13 @@ type group struct {
 	c     *ews.Client // subscribes and streams
 	own   bool        // a mailbox's own connection, not shared
 	aff   *ews.Affinity
-	ready chan struct{} // closed once the anchor subscribed (or failed)
 	wakeC chan struct{} // buffered(1): members changed
+	subC  chan struct{} // buffered(1): a shared group's members need subscribing
 
-	mu       sync.Mutex
-	anchor   string
-	bad      bool // the anchor could not subscribe: the group takes no one
-	done     bool // run ended: the group takes no one
-	reserved int  // places promised to joiners not added yet
-	members  []*member
+	mu      sync.Mutex
+	anchor  string
+	done    bool // run ended: the group takes no one
+	members []*member
 	subs     map[string]*member // by subscription id
 	subOf    map[*member]string // "" while (re)subscription is due
 	reissue  bool               // the subscription ids changed
@@ -44,7 +42,7 @@ type group struct {
 }
 
 func newGroup(h *hub, key, url string, c *ews.Client, anchor string, own bool) *group {
-	g := &group{h: h, key: key, url: url, c: c, own: own, anchor: anchor, ready: make(chan struct{}), wakeC: make(chan struct{}, 1),
+	g := &group{h: h, key: key, url: url, c: c, own: own, anchor: anchor, wakeC: make(chan struct{}, 1), subC: make(chan struct{}, 1),
 		subs: map[string]*member{}, subOf: map[*member]string{}}
 	if !own {
 		g.aff = &ews.Affinity{}
@@ -52,38 +50,18 @@ func newGroup(h *hub, key, url string, c *ews.Client, anchor string, own bool) *
 	return g
 }
 
-// reserve promises a place to a joiner, if the group has one.
-func (g *group) reserve(size int) bool {
+// tryAdd adds m if the group has room and still runs.
+func (g *group) tryAdd(m *member, size int) bool {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.done || g.bad || len(g.members)+g.reserved >= size {
-		return false
+	ok := !g.done && len(g.members) < size
+	if ok {
+		g.addLocked(m)
 	}
-	g.reserved++
-	return true
-}
-
-// release gives back a place a joiner did not take.
-func (g *group) release() {
-	g.mu.Lock()
-	g.reserved--
 	g.mu.Unlock()
-	g.wake()
-}
-
-// anchored records the outcome of the anchor's Subscribe; the other joiners
-// were waiting for it.
-func (g *group) anchored(err error) {
-	g.mu.Lock()
-	g.bad = err != nil
-	g.mu.Unlock()
-	close(g.ready)
-}
-
-func (g *group) failed() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.bad || g.done
+	if ok {
+		g.wake()
+	}
+	return ok
 }
 
 // memberTarget is how m's subscription is made: as itself on its own
@@ -124,17 +102,61 @@ func (g *group) subscribe(ctx context.Context, m *member) (string, error) {
 	return sub, err
 }
 
-// add takes m, subscribed as sub, into the group.
-func (g *group) add(m *member, sub string) {
+// add takes m into the group; run subscribes it.
+func (g *group) add(m *member) {
 	g.mu.Lock()
-	m.g = g
-	g.reserved--
-	g.members = append(g.members, m)
-	g.subs[sub] = m
-	g.subOf[m] = sub
-	g.reissue = true
+	g.addLocked(m)
 	g.mu.Unlock()
 	g.wake()
+}
+
+func (g *group) addLocked(m *member) {
+	m.g = g
+	g.members = append(g.members, m)
+	g.subOf[m] = "" // due
+	g.pokeSubscriber()
+}
+
+// pokeSubscriber tells a shared group's subscriber that members are due.
+func (g *group) pokeSubscriber() {
+	select {
+	case g.subC <- struct{}{}:
+	default:
+	}
+}
+
+// subscriber makes the subscriptions of a shared group's members while the
+// stream runs (an own group's run makes its one subscription itself): a
+// newcomer is subscribed at once and caught up, and the stream takes its
+// subscription at its next message.
+func (g *group) subscriber(ctx context.Context) {
+	defer g.h.wg.Done()
+	bo := backoff.Backoff{Policy: streamPolicy}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.subC:
+		}
+		if g.finished() {
+			return
+		}
+		if err := g.subscribeMissing(ctx); err != nil {
+			g.h.a.log.Debug("exchange subscribe failed", "url", g.url, "err", err)
+			if backoff.Sleep(ctx, max(bo.Next(), retryAfter(err))) != nil {
+				return
+			}
+			g.pokeSubscriber()
+			continue
+		}
+		bo.Reset()
+	}
+}
+
+func (g *group) finished() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.done
 }
 
 // remove drops m and unsubscribes it in the background. A mailbox's own
@@ -191,7 +213,10 @@ func (g *group) run(ctx context.Context) {
 		downSince time.Time // when streaming last worked, zero while it does
 	)
 	for ctx.Err() == nil {
-		err := g.subscribeMissing(ctx)
+		var err error
+		if g.own {
+			err = g.subscribeMissing(ctx)
+		}
 		if err == nil {
 			var ids []string
 			if ids = g.ids(ctx); ids == nil {
@@ -231,11 +256,7 @@ func (g *group) run(ctx context.Context) {
 			}
 			g.h.a.log.Debug("exchange stream failed", "url", g.url, "anchor", g.anchor, "err", err)
 		}
-		d := bo.Next()
-		if b, ok := ews.BackOff(err); ok && b > d {
-			d = min(b, maxBusyWait)
-		}
-		if backoff.Sleep(ctx, d) != nil {
+		if backoff.Sleep(ctx, max(bo.Next(), retryAfter(err))) != nil {
 			return
 		}
 	}
@@ -297,11 +318,13 @@ func (g *group) subscribeMissing(ctx context.Context) error {
 			m.fail(err)
 		} else {
 			m.notify(nil, true)
+			g.wake() // a run waiting for subscriptions can stream
 		}
 	}
 }
 
-// dropLocked removes m without unsubscribing; g.mu is held.
+// dropLocked removes m without unsubscribing; g.mu is held. An anchor that
+// could not subscribe hands the role to the next member.
 func (g *group) dropLocked(m *member) {
 	delete(g.subOf, m)
 	for i, x := range g.members {
@@ -310,6 +333,9 @@ func (g *group) dropLocked(m *member) {
 			break
 		}
 	}
+	if m.addr == g.anchor && len(g.members) > 0 && len(g.subs) == 0 {
+		g.anchor = g.members[0].addr
+	}
 }
 
 // lose marks subscriptions as gone (nil: all of them) so that
@@ -317,6 +343,7 @@ func (g *group) dropLocked(m *member) {
 // cookie may be stale too: it is dropped and the anchor re-chosen among the
 // members.
 func (g *group) lose(ids []string) {
+	defer g.pokeSubscriber()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if ids == nil {
@@ -353,7 +380,7 @@ func (g *group) ids(ctx context.Context) []string {
 			g.mu.Unlock()
 			return ids
 		}
-		empty := len(g.members) == 0 && g.reserved == 0
+		empty := len(g.members) == 0
 		if empty && g.own {
 			g.done = true
 			g.mu.Unlock()
@@ -371,7 +398,7 @@ func (g *group) ids(ctx context.Context) []string {
 		case <-g.wakeC:
 		case <-linger:
 			g.mu.Lock()
-			if len(g.members) == 0 && g.reserved == 0 {
+			if len(g.members) == 0 {
 				g.done = true
 				g.mu.Unlock()
 				return nil
@@ -462,6 +489,7 @@ func (g *group) finish() {
 	for _, m := range members {
 		m.fail(errStopped)
 	}
+	g.pokeSubscriber()
 	if !g.own {
 		g.h.retire(g)
 	}
@@ -481,4 +509,12 @@ func eventFolders(events []ews.Event) []string {
 		}
 	}
 	return out
+}
+
+// retryAfter is the wait the server asked for, capped.
+func retryAfter(err error) time.Duration {
+	if d, ok := ews.BackOff(err); ok {
+		return min(d, maxBusyWait)
+	}
+	return 0
 }

@@ -95,83 +95,41 @@ func (h *hub) stop(ctx context.Context) error {
 // errStopped refuses joins before Start and after Stop.
 var errStopped = mail.Errorf(mail.ClassInternal, "subscribe", "the Exchange streaming hub is not running")
 
-// join subscribes s's folders and adds the subscription to a group.
-func (h *hub) join(ctx context.Context, s *Session, folders []string) (*member, error) {
+// join adds s's folders as a member of a group, which subscribes them: no
+// I/O here, so the caller's goroutine keeps a shallow stack. The member is
+// told to catch up once its subscription exists.
+func (h *hub) join(s *Session, folders []string) (*member, error) {
+	m := newMember(s.addr, folders, s.c, s.t)
 	if h.a.opts.Impersonation == nil {
-		return h.joinOwn(ctx, s, folders)
-	}
-	for {
-		g, anchor, err := h.pick(s)
-		if err != nil {
+		g := newGroup(h, "", s.url, s.c, s.addr, true)
+		g.add(m)
+		if err := h.spawn(g); err != nil {
 			return nil, err
 		}
-		m := newMember(s.addr, folders, s.c, s.t)
-		if !anchor { // wait for the anchor's Subscribe, which sets the cookie
-			select {
-			case <-g.ready:
-			case <-ctx.Done():
-				g.release()
-				return nil, ctx.Err()
-			}
-			if g.failed() {
-				g.release()
-				continue // the anchor failed: that group is gone, pick again
-			}
-		}
-		sub, err := g.subscribe(ctx, m)
-		if anchor {
-			g.anchored(err)
-		}
-		if err != nil {
-			g.release()
-			return nil, err
-		}
-		g.add(m, sub)
 		return m, nil
 	}
-}
-
-// joinOwn makes a group of one, streamed with the mailbox's credentials.
-func (h *hub) joinOwn(ctx context.Context, s *Session, folders []string) (*member, error) {
-	g := newGroup(h, "", s.url, s.c, s.addr, true)
-	close(g.ready)
-	m := newMember(s.addr, folders, s.c, s.t)
-	g.reserved = 1
-	sub, err := g.subscribe(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	g.add(m, sub)
-	if err := h.spawn(g); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-// pick finds a shared group with room for s, or makes one with s as its
-// anchor, and reserves a place in it.
-func (h *hub) pick(s *Session) (g *group, anchor bool, err error) {
 	key := s.url + "\x00" + s.group
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ctx == nil || h.ctx.Err() != nil {
-		return nil, false, errStopped
+		return nil, errStopped
 	}
 	for _, g := range h.groups[key] {
-		if g.reserve(h.a.opts.GroupSize) {
-			return g, false, nil
+		if g.tryAdd(m, h.a.opts.GroupSize) {
+			return m, nil
 		}
 	}
 	c, err := h.serviceClient(s.url)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	g = newGroup(h, key, s.url, c, s.addr, false)
-	g.reserved = 1
+	g := newGroup(h, key, s.url, c, s.addr, false)
+	g.add(m)
 	h.groups[key] = append(h.groups[key], g)
-	h.wg.Add(1)
+	h.wg.Add(2)
 	go g.run(h.ctx)
-	return g, true, nil
+	go g.subscriber(h.ctx)
+	return m, nil
 }
 
 // spawn starts an own-connection group's goroutine.

@@ -264,21 +264,20 @@ func (s *Session) FetchMany(ctx context.Context, refs []source.Ref, fn func(ref 
 }
 
 // Wait returns the watched folders that changed, as the mailbox's streaming
-// subscription reports them, or nil when max passed. The first call
-// subscribes and returns every folder at once: what arrived between the
-// caller's catch-up and the subscription is then caught up too.
+// subscription reports them, or nil when max passed. The first call joins the
+// hub, which subscribes the folders and then reports them all: what arrived
+// between the caller's catch-up and the subscription is caught up too.
 func (s *Session) Wait(ctx context.Context, folders []string, max time.Duration) ([]string, error) {
 	if s.m == nil || !slices.Equal(s.m.folders, folders) {
 		if s.m != nil {
 			s.m.leave()
 			s.m = nil
 		}
-		m, err := s.a.hub.join(ctx, s, folders)
+		m, err := s.a.hub.join(s, folders)
 		if err != nil {
 			return nil, err
 		}
 		s.m = m
-		return folders, nil
 	}
 	return s.m.wait(ctx, max)
 }
