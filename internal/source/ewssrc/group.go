@@ -35,10 +35,10 @@ type group struct {
 	anchor  string
 	done    bool // run ended: the group takes no one
 	members []*member
-	subs     map[string]*member // by subscription id
-	subOf    map[*member]string // "" while (re)subscription is due
-	reissue  bool               // the subscription ids changed
-	stream   *ews.Stream
+	subs    map[string]*member // by subscription id
+	subOf   map[*member]string // "" while (re)subscription is due
+	reissue bool               // the subscription ids changed
+	stream  *ews.Stream
 }
 
 func newGroup(h *hub, key, url string, c *ews.Client, anchor string, own bool) *group {
