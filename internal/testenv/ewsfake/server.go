@@ -88,7 +88,11 @@ func Start(opts Options) (*Server, error) {
 		s.certPEM = certPEM
 		// HTTP/1.1 only: NTLM authenticates a connection, which HTTP/2 multiplexing
 		// would break, and IIS does not negotiate h2 for Windows authentication either.
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+		// Windows' TLS stack (SChannel) behind IIS offers no post-quantum
+		// key exchange; without this the fake's handshakes would cost Go
+		// clients an ML-KEM computation real Exchange never asks for.
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"},
+			CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}})
 		scheme = "https"
 	}
 	s.ln = ln
