@@ -227,7 +227,15 @@ const ewsSessionCache = 256
 // and network allow-list, as for IMAP.
 func ewsOptions(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, log *slog.Logger) ewssrc.Options {
 	d := &net.Dialer{Timeout: cfg.IMAPDialTimeout, KeepAlive: 30 * time.Second, Control: nets.Control()}
+	// HTTP/1.1 only, settled here once: NTLM authenticates a connection (not
+	// an HTTP/2 stream), and a template that never writes its TLS
+	// configuration lets every mailbox's transport share it.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	tlsConf = tlsConf.Clone()
+	tlsConf.NextProtos = []string{"http/1.1"}
 	t := &http.Transport{DialContext: d.DialContext, TLSClientConfig: tlsConf, TLSHandshakeTimeout: cfg.IMAPDialTimeout,
+		Protocols:           &protocols,
 		MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: time.Second,
 		// Small buffers: most connections hold a stream of short envelopes,
 		// and large bodies (MIME) are read and written in big chunks that

@@ -2,10 +2,12 @@ package ews
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
@@ -114,20 +116,32 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
-// http1 clones t and limits the clone to HTTP/1.1.
+// http1 clones t and limits the clone to HTTP/1.1: no HTTP/2 over TLS
+// (ALPN offers only http/1.1) or in cleartext.
 //
 // The clone shares t's TLS configuration instead of copying it (1.4 KiB per
-// client, for thousands of mailboxes): a transport limited to HTTP/1.1 never
-// writes to it, and net/http copies it per connection.
+// client, for thousands of mailboxes) when t is limited to HTTP/1.1 itself,
+// so that nothing will write to it (net/http writes its ALPN list on a
+// transport's first use when HTTP/2 is allowed) and it offers no h2.
 func http1(t *http.Transport) *http.Transport {
-	tc := t.TLSClientConfig
-	t = t.Clone()
-	t.TLSClientConfig = tc
+	c := t.Clone() // runs t's first-use set-up: t's fields are settled after it
 	var p http.Protocols
 	p.SetHTTP1(true)
-	t.Protocols = &p
-	t.ForceAttemptHTTP2 = false
-	return t
+	c.Protocols = &p
+	c.ForceAttemptHTTP2 = false
+	c.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	switch tc := t.TLSClientConfig; {
+	case tc != nil && onlyHTTP1(t) && slices.Equal(tc.NextProtos, []string{"http/1.1"}):
+		c.TLSClientConfig = tc
+	case c.TLSClientConfig != nil:
+		c.TLSClientConfig.NextProtos = []string{"http/1.1"} // Clone copied it
+	}
+	return c
+}
+
+// onlyHTTP1 reports whether t speaks nothing but HTTP/1.1.
+func onlyHTTP1(t *http.Transport) bool {
+	return t.Protocols != nil && t.Protocols.HTTP1() && !t.Protocols.HTTP2() && !t.Protocols.UnencryptedHTTP2()
 }
 
 // HTTPClient returns an http.Client that authenticates like c (sharing c's

@@ -2,6 +2,8 @@ package ews
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -60,5 +62,38 @@ func TestNTLMUnderConcurrency(t *testing.T) {
 		st.Close()
 		c.CloseIdleConnections()
 		cancel()
+	}
+}
+
+// A client speaks HTTP/1.1 only, even over a transport that allows HTTP/2
+// to a server that prefers it: NTLM authenticates a connection, which an
+// HTTP/2 stream is not.
+func TestHTTP1Only(t *testing.T) {
+	var protos sync.Map
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		protos.Store(r.Proto, true)
+		http.Error(w, "nope", http.StatusNotFound)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	base := srv.Client().Transport.(*http.Transport).Clone()
+	base.ForceAttemptHTTP2 = true
+	for _, scheme := range []AuthScheme{AuthBasic, AuthNTLM} {
+		c, err := New(Options{URL: srv.URL + "/EWS/Exchange.asmx", Transport: base, Auth: Auth{Scheme: scheme, User: "u", Password: "p"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.GetFolder(context.Background(), Target{}, FolderID{Distinguished: "inbox"})
+		c.CloseIdleConnections()
+	}
+	protos.Range(func(k, _ any) bool {
+		if k != "HTTP/1.1" {
+			t.Errorf("a request went out as %v", k)
+		}
+		return true
+	})
+	if _, ok := protos.Load("HTTP/1.1"); !ok {
+		t.Error("no request reached the server")
 	}
 }
