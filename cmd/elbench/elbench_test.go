@@ -80,6 +80,23 @@ func TestScenariosSmoke(t *testing.T) {
 		}
 	})
 
+	t.Run("exchange", func(t *testing.T) {
+		o := common
+		o.TLS = true
+		res, err := runExchange(ctx, exchangeOptions{commonOptions: o, Impersonation: true, GroupSize: 8, Heartbeat: time.Second,
+			Settle: time.Second, Idle: time.Second, Rate: 10, Duration: 2 * time.Second, Drain: 20 * time.Second, Size: 2048})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := decodeResult(t, res)
+		if m["exists"] != float64(o.N) || m["streams"] != float64(3) || m["subscriptions"] != float64(o.N) {
+			t.Errorf("exists %v streams %v subscriptions %v, want %d, 3, %d", m["exists"], m["streams"], m["subscriptions"], o.N, o.N)
+		}
+		if m["sent"] != float64(20) || m["lost"] != float64(0) || m["duplicates"] != float64(0) {
+			t.Errorf("sent %v lost %v duplicates %v, want 20, 0, 0", m["sent"], m["lost"], m["duplicates"])
+		}
+	})
+
 	t.Run("failover", func(t *testing.T) {
 		o := common
 		o.N = 30
