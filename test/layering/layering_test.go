@@ -16,7 +16,7 @@ const module = "github.com/emaillistener/emaillistener/"
 
 // Layers, by package path under internal/.
 var (
-	base = []string{"mail", "backoff", "budget", "certs", "clock", "config", "netguard", "obs", "runner", "secret"}
+	base = []string{"mail", "backoff", "budget", "certs", "clock", "config", "jwtclaims", "netguard", "obs", "runner", "secret"}
 	// pure: wire formats and pure steps on domain types.
 	pure = []string{"creatio", "mime", "compose", "lockout", "ingest", "source", "redisconf"}
 	// adapters talk to one kind of peer (mail servers, Redis, the client).
