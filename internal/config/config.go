@@ -70,6 +70,20 @@ type Config struct {
 	EWSCategory              string
 	EWSClockSkew             time.Duration
 
+	// Exchange Online (Microsoft 365) after EWS.
+	ExchangeOnline       string // auto, graph, imap or ews
+	ExchangeOnlineHosts  string // comma-separated ServiceUrl hosts, "*.suffix" allowed
+	ExchangeOnlineIMAP   string // host:port
+	ExchangeOnlineSMTP   string // host:port
+	GraphTenantID        string
+	GraphClientID        string
+	GraphClientSecret    Secret
+	GraphSecretFile      string
+	GraphURL             string
+	GraphLoginURL        string
+	GraphPollInterval    time.Duration
+	GraphNotificationURL string
+
 	// Redis-backed clustering (issue #4). Any of RedisURL, RedisConnection and
 	// RedisHost selects Redis (UsesRedis), in that order of precedence; none
 	// means the embedded memory store. The store package turns them into client
@@ -243,6 +257,18 @@ var Settings = []Setting{
 	{"ews-autodiscover-url", "EL_EWS_AUTODISCOVER_URL", "", "comma-separated Autodiscover URLs to ask instead of the ones derived from the mailbox's domain (an internal autodiscover host)", str(func(c *Config) *string { return &c.EWSAutodiscoverURLs })},
 	{"ews-category", "EL_EWS_CATEGORY", "Creatio", "category given to delivered Exchange items when the mailbox has MarkEmailsAsSynchronized on", str(func(c *Config) *string { return &c.EWSCategory })},
 	{"ews-clock-skew", "EL_EWS_CLOCK_SKEW", "1m", "a new Exchange subscription also delivers mail that arrived this long before it started, against clock differences between this host and Exchange", dur(func(c *Config) *time.Duration { return &c.EWSClockSkew })},
+	{"exchange-online", "EL_EXCHANGE_ONLINE", "auto", "how Exchange-type mailboxes on Exchange Online are reached now that Microsoft switches EWS off there: auto (Graph with app credentials or a Graph token, else IMAP/SMTP with XOAUTH2 when the token has IMAP scopes), graph, imap, or ews (tenants on Microsoft's EWS allow list, until 2027-04-01)", str(func(c *Config) *string { return &c.ExchangeOnline })},
+	{"exchange-online-hosts", "EL_EXCHANGE_ONLINE_HOSTS", "outlook.office365.com,outlook.office.com,*.outlook.com", "ServiceUrl hosts that are Exchange Online (comma-separated; *.suffix matches subdomains)", str(func(c *Config) *string { return &c.ExchangeOnlineHosts })},
+	{"exchange-online-imap", "EL_EXCHANGE_ONLINE_IMAP", "outlook.office365.com:993", "Exchange Online's IMAP endpoint (implicit TLS) for mailboxes routed to IMAP", str(func(c *Config) *string { return &c.ExchangeOnlineIMAP })},
+	{"exchange-online-smtp", "EL_EXCHANGE_ONLINE_SMTP", "smtp.office365.com:587", "Exchange Online's SMTP submission endpoint (STARTTLS) for mailboxes routed to IMAP", str(func(c *Config) *string { return &c.ExchangeOnlineSMTP })},
+	{"graph-tenant-id", "EL_GRAPH_TENANT_ID", "", "Microsoft Entra tenant (id or domain) of the Graph application", str(func(c *Config) *string { return &c.GraphTenantID })},
+	{"graph-client-id", "EL_GRAPH_CLIENT_ID", "", "application (client) id of the Graph application; with a secret it serves every Exchange Online mailbox of the tenant (application permissions Mail.ReadWrite, Mail.Send)", str(func(c *Config) *string { return &c.GraphClientID })},
+	{"", "EL_GRAPH_CLIENT_SECRET", "", "client secret of the Graph application (environment only)", secret(func(c *Config) *Secret { return &c.GraphClientSecret })},
+	{"graph-client-secret-file", "EL_GRAPH_CLIENT_SECRET_FILE", "", "file holding the client secret (a Kubernetes secret mount); instead of EL_GRAPH_CLIENT_SECRET", str(func(c *Config) *string { return &c.GraphSecretFile })},
+	{"graph-url", "EL_GRAPH_URL", "https://graph.microsoft.com/v1.0", "Microsoft Graph endpoint (national clouds; http:// accepted for tests and internal proxies)", str(func(c *Config) *string { return &c.GraphURL })},
+	{"graph-login-url", "EL_GRAPH_LOGIN_URL", "https://login.microsoftonline.com", "identity endpoint; the token URL is <login>/<tenant>/oauth2/v2.0/token", str(func(c *Config) *string { return &c.GraphLoginURL })},
+	{"graph-poll-interval", "EL_GRAPH_POLL_INTERVAL", "30s", "how often Graph mailboxes are checked for new mail when no notification URL is set (delta queries, up to 20 mailboxes per request)", dur(func(c *Config) *time.Duration { return &c.GraphPollInterval })},
+	{"graph-notification-url", "EL_GRAPH_NOTIFICATION_URL", "", "public https URL Graph posts change notifications to; the service answers on that URL's path on its API port (empty: polling)", str(func(c *Config) *string { return &c.GraphNotificationURL })},
 	{"reconnect-max-delay", "EL_RECONNECT_MAX_DELAY", "5m", "longest wait between reconnects to a failing mail server", dur(func(c *Config) *time.Duration { return &c.ReconnectMaxDelay })},
 	{"auth-retry-min", "EL_AUTH_RETRY_MIN", "5m", "after the mail server rejects a password, the first wait before the same credentials are tried again (doubling up to EL_AUTH_RETRY_MAX), so that retries never lock the account; new credentials are tried at once", dur(func(c *Config) *time.Duration { return &c.AuthRetryMin })},
 	{"auth-retry-max", "EL_AUTH_RETRY_MAX", "1h", "longest wait between tries of rejected credentials", dur(func(c *Config) *time.Duration { return &c.AuthRetryMax })},
@@ -356,6 +382,15 @@ func (c Config) Validate() error {
 	}
 	if c.EWSTimeout < time.Second {
 		errs = append(errs, errors.New("EL_EWS_TIMEOUT must be at least 1s"))
+	}
+	if c.GraphClientSecret != "" && c.GraphSecretFile != "" {
+		errs = append(errs, errors.New("set EL_GRAPH_CLIENT_SECRET or EL_GRAPH_CLIENT_SECRET_FILE, not both"))
+	}
+	if c.GraphClientID != "" && c.GraphTenantID == "" {
+		errs = append(errs, errors.New("EL_GRAPH_CLIENT_ID needs EL_GRAPH_TENANT_ID"))
+	}
+	if c.GraphPollInterval < time.Second {
+		errs = append(errs, errors.New("EL_GRAPH_POLL_INTERVAL must be at least 1s"))
 	}
 	if (c.EWSImpersonationUser == "") != (c.EWSImpersonationPassword == "") {
 		errs = append(errs, errors.New("set both EL_EWS_IMPERSONATION_USER and EL_EWS_IMPERSONATION_PASSWORD, or neither"))

@@ -18,7 +18,7 @@ const module = "github.com/emaillistener/emaillistener/"
 var (
 	base = []string{"mail", "backoff", "budget", "certs", "clock", "config", "jwtclaims", "netguard", "obs", "runner", "secret"}
 	// pure: wire formats and pure steps on domain types.
-	pure = []string{"creatio", "mime", "compose", "lockout", "ingest", "source", "redisconf"}
+	pure = []string{"creatio", "mime", "compose", "lockout", "ingest", "source", "source/exo", "redisconf"}
 	// adapters talk to one kind of peer (mail servers, Redis, the client).
 	adapters = []string{"source/imapsrc", "source/ewssrc", "ews", "ews/autodiscover", "sender", "store", "lease", "cluster", "delivery"}
 	// consumers use adapters only through interfaces they declare.
