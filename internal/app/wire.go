@@ -26,6 +26,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/sender"
 	"github.com/emaillistener/emaillistener/internal/service"
 	"github.com/emaillistener/emaillistener/internal/source/ewssrc"
+	"github.com/emaillistener/emaillistener/internal/source/exo"
 	"github.com/emaillistener/emaillistener/internal/source/imapsrc"
 	"github.com/emaillistener/emaillistener/internal/store"
 	"github.com/emaillistener/emaillistener/internal/syncer"
@@ -126,6 +127,20 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		ewsTLS.ClientSessionCache = tls.NewLRUClientSessionCache(ewsSessionCache)
 	}
 	exchange := ewssrc.New(ewsOptions(cfg, ewsTLS, mailNets, log))
+	route, err := exo.ParsePolicy(cfg.ExchangeOnline, cfg.ExchangeOnlineHosts, false, cfg.ExchangeOnlineIMAP, cfg.ExchangeOnlineSMTP)
+	if err != nil {
+		return nil, err
+	}
+	// Exchange-type mailboxes: EWS on premises; on Exchange Online the
+	// transport the policy picks.
+	exchangeRouter := exo.Router{Policy: route,
+		EWS: exo.Adapter{Open: func(ctx context.Context, mb *mail.Mailbox) (exo.Session, error) {
+			return session(exchange.Open(ctx, mb))
+		}, Send: exchange.Send, Describe: ewssrc.Describe},
+		IMAP: exo.Adapter{Open: func(ctx context.Context, mb *mail.Mailbox) (exo.Session, error) {
+			return session(imapsrc.Open(ctx, mb, imapOpts, cfg.IMAPIdleMax))
+		}, Send: smtp.Send, Describe: imapsrc.Describe},
+	}
 
 	// The mail protocols: adding one is its package under internal/source
 	// and one line here.
@@ -133,7 +148,7 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		mail.ServerIMAP: sessions(func(ctx context.Context, mb *mail.Mailbox) (*imapsrc.Session, error) {
 			return imapsrc.Open(ctx, mb, imapOpts, cfg.IMAPIdleMax)
 		}, imapsrc.WatchByDefault, smtp.Send, imapsrc.Describe),
-		mail.ServerExchange: sessions(exchange.Open, ewssrc.WatchByDefault, exchange.Send, ewssrc.Describe),
+		mail.ServerExchange: sessions(exchangeRouter.Open, exo.WatchByDefault, exchangeRouter.Send, exchangeRouter.Describe),
 	}
 	live := map[mail.ServerKind]syncer.Protocol{}
 	loads := map[mail.ServerKind]history.Protocol{}
@@ -218,6 +233,15 @@ type registry interface {
 	placement.LocalRegistry
 	outbox.Registry
 	syncer.Cursors
+}
+
+// session returns an adapter's session as the router's interface; a failed
+// open is a nil interface, not a typed nil.
+func session[S exo.Session](s S, err error) (exo.Session, error) {
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // ewsSessionCache is how many Exchange servers' TLS sessions are kept.

@@ -35,6 +35,9 @@ func SubscriptionStateOf(st *mail.Status, hist *mail.HistoryProgress) Subscripti
 	if st.Node != "" {
 		extra["Node"] = st.Node
 	}
+	if st.Transport != "" {
+		extra["Transport"] = st.Transport
+	}
 	if !st.LastEventAt.IsZero() {
 		extra["LastEventTime"] = st.LastEventAt.UTC().Format(time.RFC3339)
 	}

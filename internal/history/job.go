@@ -186,7 +186,7 @@ func (j *job) folders(ctx context.Context, sess Session) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, missing := source.Watched(list, j.mb.FolderIDs, j.proto.WatchByDefault)
+	out, missing := source.Watched(list, source.ConfiguredFolders(sess, j.mb), j.proto.WatchByDefault)
 	for _, id := range missing {
 		j.log.Warn("configured folder does not exist, not loaded", "folder", id)
 	}

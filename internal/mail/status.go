@@ -43,6 +43,10 @@ type Status struct {
 	// Kind is the mailbox's protocol: it picks the exception class names the
 	// client is shown for ErrorClass.
 	Kind ServerKind
+	// Transport is how the mailbox is reached when its kind leaves a choice
+	// (an Exchange mailbox: "ews", "graph" or "imap"); empty until a session
+	// opened.
+	Transport string
 	// Stale marks a published status whose node no longer serves the
 	// mailbox (it crashed, handed it over, or restarted and cannot open it):
 	// State and Node are then only what was last known. Never stored.

@@ -58,6 +58,19 @@ type Fetched struct {
 // ErrGone means the message was deleted before it could be fetched.
 var ErrGone = errors.New("source: message no longer exists")
 
+// ConfiguredFolders returns the folder ids the client configured for mb, in
+// the naming of sess: a session that serves a mailbox registered for another
+// transport (a Microsoft 365 mailbox Creatio registered for EWS, now read over
+// IMAP or Graph) knows which of those ids it understands and what they are
+// called there, and says so by implementing ConfiguredFolders. Others take
+// mb's ids as they are.
+func ConfiguredFolders(sess any, mb *mail.Mailbox) []string {
+	if c, ok := sess.(interface{ ConfiguredFolders() []string }); ok {
+		return c.ConfiguredFolders()
+	}
+	return mb.FolderIDs
+}
+
 // Watched picks the folders to read from a mailbox's folder list: the
 // configured ones (folder ids as the client sends them; "inbox" in any case is
 // the inbox) that exist and are selectable, or, with none configured, every

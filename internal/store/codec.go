@@ -67,6 +67,7 @@ const (
 	stDelivered   = 8
 	stFolder      = 9 // repeated
 	stKind        = 10
+	stTransport   = 11
 )
 
 var errCorrupt = errors.New("corrupt record")
@@ -349,6 +350,7 @@ func encodeStatus(st mail.Status) []byte {
 		e.bytes(stFolder, []byte(f))
 	}
 	e.uint(stKind, uint64(st.Kind))
+	e.str(stTransport, st.Transport)
 	return e.b
 }
 
@@ -381,6 +383,8 @@ func decodeStatus(b []byte) (mail.Status, error) {
 			st.Folders = append(st.Folders, d.str(wire))
 		case stKind:
 			st.Kind = mail.ServerKind(d.varint(wire))
+		case stTransport:
+			st.Transport = d.str(wire)
 		default:
 			d.skip(wire)
 		}

@@ -385,11 +385,17 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	if err != nil {
 		return err
 	}
+	transport := ""
+	if t, ok := sess.(interface{ Transport() string }); ok {
+		transport = t.Transport()
+	}
 	w.update(func(s *mail.Status) {
 		s.State, s.ErrorClass, s.LastError, s.RetryAt, s.Folders = mail.StateExists, "", "", time.Time{}, folders
+		s.Transport = transport
 	})
 	b.Reset()
 	w.reportRecovery(ctx)
+	w.log.Debug("watching", "transport", transport, "folders", len(folders))
 	return w.watch(ctx, sess, mb, folders)
 }
 
@@ -440,15 +446,16 @@ func (w *worker) resolveFolders(ctx context.Context, sess Session, mb *mail.Mail
 	if err != nil {
 		return nil, err
 	}
-	out, missing := source.Watched(list, mb.FolderIDs, byDefault)
+	configured := source.ConfiguredFolders(sess, mb)
+	out, missing := source.Watched(list, configured, byDefault)
 	for _, id := range missing {
 		w.log.Warn("configured folder does not exist, skipping it", "folder", id)
 	}
 	switch {
 	case len(out) > 0:
 		return out, nil
-	case len(mb.FolderIDs) > 0:
-		return nil, mail.Errorf(mail.ClassConfig, "folders", "none of the %d configured folders exists on the server", len(mb.FolderIDs))
+	case len(configured) > 0:
+		return nil, mail.Errorf(mail.ClassConfig, "folders", "none of the %d configured folders exists on the server", len(configured))
 	default:
 		return nil, mail.Errorf(mail.ClassConfig, "folders", "the server lists no folder to watch")
 	}

@@ -52,6 +52,8 @@ type envOptions struct {
 	trustCA      bool
 	dovecotExtra string // appended to dovecot.conf
 	postfix      bool   // also start a Postfix (SMTP AUTH via Dovecot) delivering into the Dovecot
+	// peers adjusts the configuration once Dovecot (and Postfix) run.
+	peers func(c *config.Config, dc *testenv.Dovecot, pf *testenv.Postfix)
 }
 
 func newEnvWith(t *testing.T, o envOptions) *env {
@@ -79,6 +81,9 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	cfg.IMAPCommandTimeout = 10 * time.Second
 	if tweak != nil {
 		tweak(&cfg)
+	}
+	if o.peers != nil {
+		o.peers(&cfg, dc, pf)
 	}
 	logs := &logBuffer{t: t}
 	log, _ := obs.NewLogger(logs, "text", "debug")

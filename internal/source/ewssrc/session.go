@@ -24,6 +24,10 @@ const (
 	searchPage   = 500
 )
 
+// foreignLookback is how far back a folder whose cursor another transport
+// wrote is re-delivered.
+const foreignLookback = 24 * time.Hour
+
 // Session serves one Exchange mailbox. Its methods are called by one
 // goroutine at a time (the syncer's worker, or a history load), except
 // MarkDelivered, which history loads call from their deliverers.
@@ -111,7 +115,11 @@ func (s *Session) Changes(ctx context.Context, folder, cur string) (source.Chang
 	}
 	c, err := parseCursor(cur)
 	if err != nil {
-		return source.Changes{}, err
+		// Another transport's cursor (the mailbox was served over IMAP or
+		// Graph before): walk the folder again, re-delivering the last day
+		// (the client deduplicates).
+		next := cursor{Baseline: true, Mark: now.Add(-foreignLookback)}
+		return source.Changes{Next: next.String(), Reset: true, More: true}, nil
 	}
 	page := livePage
 	if c.Baseline {
@@ -290,3 +298,6 @@ func (s *Session) Pushed() time.Time {
 	}
 	return s.m.pushed()
 }
+
+// Transport names how the mailbox is reached, for its state and logs.
+func (s *Session) Transport() string { return "ews" }

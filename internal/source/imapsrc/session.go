@@ -51,6 +51,8 @@ type Session struct {
 	idleMax time.Duration
 	page    uint32 // most UIDs one Changes call lists (tests lower it)
 
+	folders []string // the mailbox's configured folders (see ConfiguredFolders)
+
 	exists chan struct{} // buffered(1): the server pushed new mail
 	woke   atomic.Int64  // unix nanos of the first push not yet consumed
 
@@ -66,7 +68,7 @@ func Open(ctx context.Context, mb *mail.Mailbox, opts *Options, idleMax time.Dur
 	if idleMax <= 0 {
 		idleMax = DefaultIdleMax
 	}
-	s := &Session{idleMax: idleMax, page: pageUIDs, exists: make(chan struct{}, 1)}
+	s := &Session{idleMax: idleMax, page: pageUIDs, folders: mb.FolderIDs, exists: make(chan struct{}, 1)}
 	c, err := Dial(ctx, mb, opts, s.onExists)
 	if err != nil {
 		return nil, err
@@ -130,7 +132,9 @@ func (s *Session) Changes(ctx context.Context, folder, cur string) (source.Chang
 	}
 	c, err := parseCursor(cur)
 	if err != nil {
-		return source.Changes{}, err
+		// Another transport's cursor (an Exchange mailbox moved from EWS to
+		// IMAP): start over like after a UIDVALIDITY change, from now.
+		c = cursor{Date: time.Now()}
 	}
 	st, known, err := s.status(ctx, folder)
 	if err != nil {
@@ -317,3 +321,11 @@ func (s *Session) FetchMany(ctx context.Context, refs []source.Ref, fn func(ref 
 		return fn(ref, &source.Fetched{Ref: ref, Raw: f.Raw, Date: f.Date, Truncated: f.Truncated})
 	})
 }
+
+// ConfiguredFolders are the folders of the mailbox this session was opened
+// for: a caller that converted a mailbox of another transport (see package
+// exo) dropped the ids IMAP cannot know.
+func (s *Session) ConfiguredFolders() []string { return s.folders }
+
+// Transport names how the mailbox is reached, for its state and logs.
+func (s *Session) Transport() string { return "imap" }
