@@ -93,6 +93,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		AllowedHosts:    cfg.AllowedHostList(),
 		MaxConnections:  cfg.MaxConnections,
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Webhooks:        w.webhooks,
 		Pprof:           cfg.Pprof,
 		Logger:          log,
 		Registerer:      reg,

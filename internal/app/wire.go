@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/service"
 	"github.com/emaillistener/emaillistener/internal/source/ewssrc"
 	"github.com/emaillistener/emaillistener/internal/source/exo"
+	"github.com/emaillistener/emaillistener/internal/source/graphsrc"
 	"github.com/emaillistener/emaillistener/internal/source/imapsrc"
 	"github.com/emaillistener/emaillistener/internal/store"
 	"github.com/emaillistener/emaillistener/internal/syncer"
@@ -37,6 +39,7 @@ type wired struct {
 	service    *service.Service
 	clusterAPI httpapi.Cluster // nil on a single node
 	inflight   *budget.Budget
+	webhooks   map[string]http.Handler // endpoints mail services call
 }
 
 // protocol is one mail protocol as every consumer sees it.
@@ -127,7 +130,11 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		ewsTLS.ClientSessionCache = tls.NewLRUClientSessionCache(ewsSessionCache)
 	}
 	exchange := ewssrc.New(ewsOptions(cfg, ewsTLS, mailNets, log))
-	route, err := exo.ParsePolicy(cfg.ExchangeOnline, cfg.ExchangeOnlineHosts, false, cfg.ExchangeOnlineIMAP, cfg.ExchangeOnlineSMTP)
+	msgraph, err := graphAdapter(cfg, mailTLS, mailNets, log)
+	if err != nil {
+		return nil, err
+	}
+	route, err := exo.ParsePolicy(cfg.ExchangeOnline, cfg.ExchangeOnlineHosts, msgraph.AppMode(), cfg.ExchangeOnlineIMAP, cfg.ExchangeOnlineSMTP)
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +147,9 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		IMAP: exo.Adapter{Open: func(ctx context.Context, mb *mail.Mailbox) (exo.Session, error) {
 			return session(imapsrc.Open(ctx, mb, imapOpts, cfg.IMAPIdleMax))
 		}, Send: smtp.Send, Describe: imapsrc.Describe},
+		Graph: exo.Adapter{Open: func(ctx context.Context, mb *mail.Mailbox) (exo.Session, error) {
+			return session(msgraph.Open(ctx, mb))
+		}, Send: msgraph.Send, Describe: graphsrc.Describe},
 	}
 
 	// The mail protocols: adding one is its package under internal/source
@@ -185,6 +195,13 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		}
 		w = &wired{inflight: inflight}
 	)
+	if h := msgraph.Handler(); h != nil {
+		path := strings.TrimPrefix(strings.ToLower(msgraph.NotificationPath()), cfg.PathPrefix)
+		if path == "" || path == "/" || strings.HasPrefix(path, "/api/") {
+			return nil, fmt.Errorf("EL_GRAPH_NOTIFICATION_URL needs a path of its own (e.g. https://listener.example.com/graph/notifications), not %q", path)
+		}
+		w.webhooks = map[string]http.Handler{path: h}
+	}
 	a.store = "memory"
 	node := ""
 	if parts == nil {
@@ -210,6 +227,7 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 	}
 	a.parts = append(a.parts,
 		component{name: "exchange streams", start: exchange.Start, stop: exchange.Stop},
+		component{name: "graph poller", start: msgraph.Start, stop: msgraph.Stop},
 		component{name: "syncer", start: func(ctx context.Context) error { runner.Start(ctx); return nil }, stop: runner.Stop},
 		component{name: "history", start: func(ctx context.Context) error { loader.Start(ctx); return nil }, stop: loader.Stop},
 		component{name: "placement", start: place.Start, stop: place.Stop},
@@ -249,6 +267,29 @@ const ewsSessionCache = 256
 
 // ewsOptions configures the Exchange adapter: the mail servers' TLS settings
 // and network allow-list, as for IMAP.
+// graphAdapter builds the Microsoft Graph adapter: application mode when
+// credentials are configured, otherwise for mailboxes that bring a Graph
+// token of their own.
+func graphAdapter(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, log *slog.Logger) (*graphsrc.Adapter, error) {
+	secret, err := cfg.GraphSecret()
+	if err != nil {
+		return nil, err
+	}
+	d := &net.Dialer{Timeout: cfg.IMAPDialTimeout, KeepAlive: 30 * time.Second, Control: nets.Control()}
+	t := &http.Transport{DialContext: d.DialContext, TLSClientConfig: tlsConf.Clone(), TLSHandshakeTimeout: cfg.IMAPDialTimeout,
+		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: time.Second}
+	o := graphsrc.Options{BaseURL: cfg.GraphURL, LoginURL: cfg.GraphLoginURL, Transport: t, MaxMessageBytes: cfg.MaxMessageBytes,
+		PollInterval: cfg.GraphPollInterval, NotificationURL: cfg.GraphNotificationURL, Category: cfg.EWSCategory,
+		Slack: cfg.EWSClockSkew, Logger: log}
+	if o.Slack == 0 {
+		o.Slack = -1 // zero configured means none, not the default
+	}
+	if cfg.GraphApp() {
+		o.Tenant, o.ClientID, o.ClientSecret = cfg.GraphTenantID, cfg.GraphClientID, secret.Reveal()
+	}
+	return graphsrc.New(o)
+}
+
 func ewsOptions(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, log *slog.Logger) ewssrc.Options {
 	d := &net.Dialer{Timeout: cfg.IMAPDialTimeout, KeepAlive: 30 * time.Second, Control: nets.Control()}
 	// HTTP/1.1 only, settled here once: NTLM authenticates a connection (not

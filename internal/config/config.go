@@ -389,6 +389,12 @@ func (c Config) Validate() error {
 	if c.GraphClientID != "" && c.GraphTenantID == "" {
 		errs = append(errs, errors.New("EL_GRAPH_CLIENT_ID needs EL_GRAPH_TENANT_ID"))
 	}
+	if c.GraphClientID != "" && c.GraphClientSecret == "" && c.GraphSecretFile == "" {
+		errs = append(errs, errors.New("EL_GRAPH_CLIENT_ID needs EL_GRAPH_CLIENT_SECRET or EL_GRAPH_CLIENT_SECRET_FILE"))
+	}
+	if u := c.GraphNotificationURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+		errs = append(errs, errors.New("EL_GRAPH_NOTIFICATION_URL must be an http(s) URL"))
+	}
 	if c.GraphPollInterval < time.Second {
 		errs = append(errs, errors.New("EL_GRAPH_POLL_INTERVAL must be at least 1s"))
 	}
@@ -482,4 +488,40 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("want a size like 1048576, 512KiB or 64MiB")
 	}
 	return n * mult, nil
+}
+
+// GraphApp reports whether Microsoft Graph application credentials are
+// configured (tenant, client id, and a secret or secret file).
+func (c *Config) GraphApp() bool {
+	return c.GraphTenantID != "" && c.GraphClientID != "" && (c.GraphClientSecret != "" || c.GraphSecretFile != "")
+}
+
+// maxSecretFile bounds a secret file: secrets are short, and a wrong path
+// (a log, a device) must not be read whole.
+const maxSecretFile = 64 << 10
+
+// GraphSecret returns the Graph client secret, from EL_GRAPH_CLIENT_SECRET or
+// the file EL_GRAPH_CLIENT_SECRET_FILE names (surrounding white space
+// removed: mounted secrets often end with a newline).
+func (c *Config) GraphSecret() (Secret, error) {
+	if c.GraphSecretFile == "" {
+		return c.GraphClientSecret, nil
+	}
+	f, err := os.Open(c.GraphSecretFile)
+	if err != nil {
+		return "", fmt.Errorf("EL_GRAPH_CLIENT_SECRET_FILE: %w", err)
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("EL_GRAPH_CLIENT_SECRET_FILE: %w", err)
+	case len(raw) > maxSecretFile:
+		return "", fmt.Errorf("EL_GRAPH_CLIENT_SECRET_FILE: larger than %d bytes", maxSecretFile)
+	}
+	s := strings.TrimSpace(string(raw))
+	if s == "" {
+		return "", errors.New("EL_GRAPH_CLIENT_SECRET_FILE: the file is empty")
+	}
+	return Secret(s), nil
 }

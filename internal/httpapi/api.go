@@ -80,6 +80,10 @@ type Options struct {
 	// paths. See Listener.
 	MaxConnections int
 	Metrics        http.Handler // served at /metrics when set
+	// Webhooks are endpoints that mail services call (path → handler; Graph
+	// change notifications): POST with any content type, the body bounded
+	// by MaxRequestBytes, paths matched case-insensitively like the rest.
+	Webhooks map[string]http.Handler
 	// Pprof serves Go's profiles at /debug/pprof/ (EL_PPROF): internals,
 	// off by default.
 	Pprof      bool
@@ -180,6 +184,12 @@ func (a *API) routes() {
 	a.mailboxRoutes()
 	a.handle("GET /api/cluster", plain, a.clusterView)
 	a.handle("GET /readyz", health, a.ready)
+	for path, h := range a.opts.Webhooks {
+		a.handle("POST "+strings.ToLower(path), webhook, func(w http.ResponseWriter, r *http.Request) error {
+			h.ServeHTTP(w, r)
+			return nil
+		})
+	}
 	if a.opts.Metrics != nil {
 		a.mux.Handle("GET /metrics", a.guard(health, a.opts.Metrics))
 		a.health.Handle("GET /metrics", a.opts.Metrics)

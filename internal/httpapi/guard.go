@@ -10,7 +10,8 @@ package httpapi
 //     attacker's host name; the health paths answer any Host for probes that
 //     use the pod IP.
 //  2. Overflow connection (see Listener): only the health paths are served.
-//  3. POST routes: a JSON content type, and no cross-site browser request
+//  3. POST routes (but webhooks, which authenticate their callers
+//     themselves): a JSON content type, and no cross-site browser request
 //     (http.CrossOriginProtection: Sec-Fetch-Site / Origin). Creatio sends
 //     application/json from .NET, which sends neither browser header. A page
 //     on the intranet can send text/plain cross-site without a CORS
@@ -41,6 +42,10 @@ const (
 	small                    // POST with a credentials object or list (MaxRequestBytes)
 	idList                   // POST with a list of mailbox ids
 	send                     // POST send: MaxSendBytes, a longer body timeout, the send budget
+	// webhook: POST from a mail service (Graph change notifications), any
+	// content type (Graph validates with an empty text/plain POST),
+	// MaxRequestBytes; the handler authenticates what it reads.
+	webhook
 )
 
 const (
@@ -70,7 +75,7 @@ func (a *API) bodyLimit(class routeClass) int64 {
 		return max(a.opts.MaxRequestBytes, idListBytes)
 	case send:
 		return a.opts.MaxSendBytes
-	case small:
+	case small, webhook:
 		return a.opts.MaxRequestBytes
 	}
 	return 0
@@ -95,7 +100,7 @@ func (a *API) guard(class routeClass, next http.Handler) http.Handler {
 			a.refuse(w, "overflow", http.StatusServiceUnavailable, "too many open connections; retry later")
 			return
 		}
-		if r.Method == http.MethodPost && !jsonContentType(r.Header.Get("Content-Type")) {
+		if r.Method == http.MethodPost && class != webhook && !jsonContentType(r.Header.Get("Content-Type")) {
 			a.refuse(w, "content_type", http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 			return
 		}

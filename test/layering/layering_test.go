@@ -18,9 +18,9 @@ const module = "github.com/emaillistener/emaillistener/"
 var (
 	base = []string{"mail", "backoff", "budget", "certs", "clock", "config", "jwtclaims", "netguard", "obs", "runner", "secret"}
 	// pure: wire formats and pure steps on domain types.
-	pure = []string{"creatio", "mime", "compose", "lockout", "ingest", "source", "source/exo", "redisconf"}
+	pure = []string{"creatio", "mime", "compose", "lockout", "ingest", "source", "source/exo", "source/wake", "redisconf"}
 	// adapters talk to one kind of peer (mail servers, Redis, the client).
-	adapters = []string{"source/imapsrc", "source/ewssrc", "ews", "ews/autodiscover", "sender", "store", "lease", "cluster", "delivery"}
+	adapters = []string{"source/imapsrc", "source/ewssrc", "source/graphsrc", "graph", "ews", "ews/autodiscover", "sender", "store", "lease", "cluster", "delivery"}
 	// consumers use adapters only through interfaces they declare.
 	consumers = []string{"syncer", "history", "placement", "service", "httpapi"}
 )
@@ -36,6 +36,8 @@ var exceptions = map[string][]string{
 	// The Exchange adapter speaks EWS through its wire client, as the IMAP
 	// adapter speaks IMAP through go-imap.
 	"source/ewssrc": {"ews", "ews/autodiscover"},
+	// The Microsoft Graph adapter speaks Graph through its wire client.
+	"source/graphsrc": {"graph"},
 }
 
 func imports(t *testing.T) map[string][]string {

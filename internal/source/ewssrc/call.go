@@ -22,24 +22,13 @@ const maxBusyWait = time.Minute
 // without a back-off, or an overloaded front end), waiting as long as it
 // asks, for at most patience in total. Any other outcome is returned at once.
 func retry[T any](ctx context.Context, patience time.Duration, f func() (T, error)) (T, error) {
-	start := time.Now()
-	for attempt := 0; ; attempt++ {
-		v, err := f()
-		if err == nil || !busy(err) {
-			return v, err
+	return backoff.Patient(ctx, busyPolicy, patience, maxBusyWait, func(err error) (time.Duration, bool) {
+		if !busy(err) {
+			return 0, false
 		}
-		d, ok := ews.BackOff(err)
-		if !ok || d <= 0 {
-			d = busyPolicy.Delay(attempt)
-		}
-		d = min(d, maxBusyWait)
-		if time.Since(start)+d > patience {
-			return v, err
-		}
-		if serr := backoff.Sleep(ctx, d); serr != nil {
-			return v, err
-		}
-	}
+		d, _ := ews.BackOff(err)
+		return d, true
+	}, f)
 }
 
 // busy reports whether err is the server throttling or overloaded.

@@ -278,7 +278,7 @@ func (g *group) failAll(err error) {
 	members := append([]*member(nil), g.members...)
 	g.mu.Unlock()
 	for _, m := range members {
-		m.fail(err)
+		m.Fail(err)
 	}
 }
 
@@ -315,9 +315,9 @@ func (g *group) subscribeMissing(ctx context.Context) error {
 		}
 		g.mu.Unlock()
 		if err != nil {
-			m.fail(err)
+			m.Fail(err)
 		} else {
-			m.notify(nil, true)
+			m.Notify(nil, true)
 			g.wake() // a run waiting for subscriptions can stream
 		}
 	}
@@ -434,7 +434,7 @@ func (g *group) read(st *ews.Stream) (gap, delivered bool) {
 			g.mu.Unlock()
 			if m != nil {
 				if folders := eventFolders(n.Events); len(folders) > 0 {
-					m.notify(folders, false)
+					m.Notify(folders, false)
 				}
 			}
 		}
@@ -475,7 +475,7 @@ func (g *group) notifyAll() {
 	}
 	g.mu.Unlock()
 	for _, m := range members {
-		m.notify(nil, true)
+		m.Notify(nil, true)
 	}
 }
 
@@ -487,7 +487,7 @@ func (g *group) finish() {
 	members := append([]*member(nil), g.members...)
 	g.mu.Unlock()
 	for _, m := range members {
-		m.fail(errStopped)
+		m.Fail(errStopped)
 	}
 	g.pokeSubscriber()
 	if !g.own {

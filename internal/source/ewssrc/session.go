@@ -287,7 +287,7 @@ func (s *Session) Wait(ctx context.Context, folders []string, max time.Duration)
 		}
 		s.m = m
 	}
-	return s.m.wait(ctx, max)
+	return s.m.Wait(ctx, max)
 }
 
 // Pushed returns when the notification being handled arrived (zero if none),
@@ -296,7 +296,7 @@ func (s *Session) Pushed() time.Time {
 	if s.m == nil {
 		return time.Time{}
 	}
-	return s.m.pushed()
+	return s.m.Pushed()
 }
 
 // Transport names how the mailbox is reached, for its state and logs.
