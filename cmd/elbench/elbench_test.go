@@ -97,6 +97,21 @@ func TestScenariosSmoke(t *testing.T) {
 		}
 	})
 
+	t.Run("graph", func(t *testing.T) {
+		res, err := runGraph(ctx, graphOptions{commonOptions: common, Poll: time.Second, Webhook: true,
+			Settle: time.Second, Idle: 2 * time.Second, Rate: 10, Duration: 2 * time.Second, Drain: 20 * time.Second, Size: 2048})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := decodeResult(t, res)
+		if m["exists"] != float64(common.N) || m["subscriptions"] != float64(common.N) {
+			t.Errorf("exists %v subscriptions %v, want %d, %d", m["exists"], m["subscriptions"], common.N, common.N)
+		}
+		if m["sent"] != float64(20) || m["lost"] != float64(0) || m["duplicates"] != float64(0) {
+			t.Errorf("sent %v lost %v duplicates %v, want 20, 0, 0", m["sent"], m["lost"], m["duplicates"])
+		}
+	})
+
 	t.Run("failover", func(t *testing.T) {
 		o := common
 		o.N = 30

@@ -185,7 +185,10 @@ func runExchange(ctx context.Context, o exchangeOptions) (res *Result, err error
 	recs := make([]sendRecord, total)
 	w = startCPUWindow(pid, none)
 	t1 := time.Now()
-	lag, err := deliverAtRate(ctx, fake, msgs, recs, o.Rate, o.N)
+	lag, err := deliverAtRate(ctx, func(user string, raw []byte) error {
+		_, err := fake.Deliver(user, "inbox", raw)
+		return err
+	}, msgs, recs, o.Rate, o.N)
 	if err != nil {
 		return res, err
 	}
@@ -254,10 +257,11 @@ func (t exchangeTarget) createBody(ids []int) string {
 	return b.String()
 }
 
-// deliverAtRate stores len(recs) items at the fake on an open-loop schedule:
-// item i is due at start + i/rate and goes to mailbox i mod n. A few workers
-// deliver, so one slow delivery does not delay the schedule.
-func deliverAtRate(ctx context.Context, fake *ewsfake.Server, msgs *messages, recs []sendRecord, rate float64, n int) (time.Duration, error) {
+// deliverAtRate stores len(recs) items at a fake server (deliver puts one
+// into a user's inbox) on an open-loop schedule: item i is due at start +
+// i/rate and goes to mailbox i mod n. A few workers deliver, so one slow
+// delivery does not delay the schedule.
+func deliverAtRate(ctx context.Context, deliver func(user string, raw []byte) error, msgs *messages, recs []sendRecord, rate float64, n int) (time.Duration, error) {
 	work := make(chan int, 256)
 	var wg sync.WaitGroup
 	for range 4 {
@@ -266,7 +270,7 @@ func deliverAtRate(ctx context.Context, fake *ewsfake.Server, msgs *messages, re
 				mb := seq % n
 				raw := msgs.build(seq, mb)
 				sent := time.Now()
-				_, err := fake.Deliver(userName(mb), "inbox", raw)
+				err := deliver(userName(mb), raw)
 				recs[seq] = sendRecord{sent: sent, dur: time.Since(sent), failed: err != nil, mailbox: mb}
 			}
 		})

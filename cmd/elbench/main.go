@@ -11,6 +11,7 @@
 //	go run ./cmd/elbench history    -n 10000 [-size 30KB] [-folders 3]
 //	go run ./cmd/elbench failover   -n 3000 [-nodes 3] [-mail 100]
 //	go run ./cmd/elbench exchange   -n 1000 [-tls] [-impersonation] -rate 50 -duration 20s [-size 30KB]
+//	go run ./cmd/elbench graph      -n 1000 [-poll 30s] [-webhook] -rate 20 -duration 20s
 //
 // Every scenario takes -smoke for a tiny run (history: 200 messages), -json FILE (default
 // bench-results/<scenario>-<timestamp>.json) and -h for all flags. See docs/BENCHMARKS.md.
@@ -38,7 +39,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: elbench <density|latency|throughput|history|failover|exchange> [flags]   (elbench <scenario> -h lists the flags)`
+const usage = `usage: elbench <density|latency|throughput|history|failover|exchange|graph> [flags]   (elbench <scenario> -h lists the flags)`
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -168,6 +169,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 				o.Idle, o.Settle, o.Duration, o.Rate = time.Second, time.Second, 2*time.Second, 10
 			}
 			return runExchange(ctx, o)
+		}
+	case "graph":
+		o := graphOptions{Poll: 30 * time.Second, Idle: time.Minute, Rate: 20, Size: 2048}
+		fs.IntVar(&co.N, "n", 1000, "Exchange Online mailboxes at the fake Graph server (in this process)")
+		fs.DurationVar(&o.Poll, "poll", o.Poll, "EL_GRAPH_POLL_INTERVAL")
+		fs.BoolVar(&o.Webhook, "webhook", false, "change notifications to the service (EL_GRAPH_NOTIFICATION_URL) instead of polling alone")
+		fs.DurationVar(&o.Idle, "idle", o.Idle, "idle window: CPU and Graph requests per mailbox (make it a few poll intervals)")
+		fs.Float64Var(&o.Rate, "rate", o.Rate, "messages per second over all mailboxes (0: no delivery phase)")
+		fs.Func("size", "message size, e.g. 30KB (default 2048)", sizeFlag(&o.Size))
+		scenarioFn = func(ctx context.Context) (*Result, error) {
+			o.commonOptions, o.Duration, o.Settle, o.Drain = co, *duration, or(*settle, 5*time.Second), or(*drain, 30*time.Second)
+			if *smoke {
+				o.Poll, o.Idle, o.Settle, o.Duration, o.Rate = time.Second, 3*time.Second, time.Second, 2*time.Second, 10
+			}
+			return runGraph(ctx, o)
 		}
 	default:
 		fmt.Fprintln(stderr, usage)
