@@ -295,11 +295,19 @@ func (s *service) Pid() int { return s.cmd.Process.Pid }
 // startService runs bin on a free loopback port with env and waits until its status
 // endpoint answers.
 func startService(ctx context.Context, bin, dir string, env []string) (*service, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+	var addr string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "EL_LISTEN_ADDR="); ok {
+			addr = v // the caller chose the port (it is in another setting too)
+		}
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if addr == "" {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr = fmt.Sprintf("127.0.0.1:%d", port)
+	}
 	logPath := filepath.Join(dir, "service.log")
 	logf, err := os.Create(logPath)
 	if err != nil {

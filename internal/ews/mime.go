@@ -30,6 +30,7 @@ import (
 	"strings"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/mime"
 )
 
 // MIME is a downloaded message.
@@ -186,7 +187,7 @@ func readBase64(br *bufio.Reader, op string, limit, hint int64) (*MIME, error) {
 		}
 		nc = copy(carry[:], src[full:])
 		if int64(len(out)) > limit {
-			return &MIME{Raw: bytes.Clone(headerBlock(out[:limit])), Truncated: true}, nil
+			return &MIME{Raw: bytes.Clone(mime.HeaderBlock(out[:limit])), Truncated: true}, nil
 		}
 		if end {
 			if nc != 0 {
@@ -243,22 +244,6 @@ func appendBase64(out, src []byte) ([]byte, error) {
 		return out, errors.New("MimeContent: invalid base64")
 	}
 	return out[:len(out)+n], nil
-}
-
-// headerBlock cuts a message prefix to its header block: through the first
-// blank line, or else through its last complete line.
-func headerBlock(raw []byte) []byte {
-	end := -1
-	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
-		end = i + 4
-	}
-	if i := bytes.Index(raw, []byte("\n\n")); i >= 0 && (end < 0 || i+2 < end) {
-		end = i + 2
-	}
-	if end >= 0 {
-		return raw[:end]
-	}
-	return raw[:bytes.LastIndexByte(raw, '\n')+1]
 }
 
 func attr(se xml.StartElement, name string) string {

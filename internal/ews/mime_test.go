@@ -89,19 +89,6 @@ func TestGetMIMETruncated(t *testing.T) {
 	}
 }
 
-func TestHeaderBlock(t *testing.T) {
-	for in, want := range map[string]string{
-		"A: 1\r\nB: 2\r\n\r\nbody":   "A: 1\r\nB: 2\r\n\r\n",
-		"A: 1\nB: 2\n\nbody\r\n\r\n": "A: 1\nB: 2\n\n",
-		"A: 1\r\nB: 2\r\nC: tru":     "A: 1\r\nB: 2\r\n",
-		"no newline at all":          "",
-	} {
-		if got := string(headerBlock([]byte(in))); got != want {
-			t.Errorf("headerBlock(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestGetMIMEErrors(t *testing.T) {
 	good := base64.StdEncoding.EncodeToString([]byte("Subject: x\r\n\r\nbody"))
 	cases := map[string]struct {

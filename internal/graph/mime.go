@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/mime"
 )
 
 // MIME is a downloaded message.
@@ -73,7 +74,7 @@ func readMIME(body io.ReadCloser, limit, size int64) (*MIME, error) {
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
 			body.Close() // the rest is not wanted: drop the connection, not read it
-			return &MIME{Raw: bytes.Clone(headerBlock(buf[:limit])), Truncated: true}, nil
+			return &MIME{Raw: bytes.Clone(mime.HeaderBlock(buf[:limit])), Truncated: true}, nil
 		}
 		if err == io.EOF {
 			return &MIME{Raw: buf}, nil
@@ -82,22 +83,6 @@ func readMIME(body io.ReadCloser, limit, size int64) (*MIME, error) {
 			return nil, err
 		}
 	}
-}
-
-// headerBlock cuts a message prefix to its header block: through the first
-// blank line, or else through its last complete line.
-func headerBlock(raw []byte) []byte {
-	end := -1
-	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
-		end = i + 4
-	}
-	if i := bytes.Index(raw, []byte("\n\n")); i >= 0 && (end < 0 || i+2 < end) {
-		end = i + 2
-	}
-	if end >= 0 {
-		return raw[:end]
-	}
-	return raw[:bytes.LastIndexByte(raw, '\n')+1]
 }
 
 // Header is one Internet message header as Exchange stored it.

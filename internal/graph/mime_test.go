@@ -57,19 +57,6 @@ func TestMIMEEmptyAndGone(t *testing.T) {
 	}
 }
 
-func TestHeaderBlock(t *testing.T) {
-	for in, want := range map[string]string{
-		"A: 1\r\nB: 2\r\n\r\nbody":   "A: 1\r\nB: 2\r\n\r\n",
-		"A: 1\nB: 2\n\nbody\r\n\r\n": "A: 1\nB: 2\n\n",
-		"A: 1\r\nB: 2\r\nC: trunc":   "A: 1\r\nB: 2\r\n",
-		"no newline at all":          "",
-	} {
-		if got := string(headerBlock([]byte(in))); got != want {
-			t.Errorf("headerBlock(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestHeaders(t *testing.T) {
 	c, _ := newClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("$select") != "internetMessageHeaders,receivedDateTime" {

@@ -235,3 +235,21 @@ func decodeWord(charset, enc, text string) (string, bool) {
 	s, _ := decodeText(raw, charset, false)
 	return s, true
 }
+
+// HeaderBlock cuts a message, or a prefix of one (a download stopped at a
+// size limit), to its header block: through the first blank line, or else
+// through its last complete line, so that a header-only message never ends
+// in half a field.
+func HeaderBlock(raw []byte) []byte {
+	end := -1
+	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+		end = i + 4
+	}
+	if i := bytes.Index(raw, []byte("\n\n")); i >= 0 && (end < 0 || i+2 < end) {
+		end = i + 2
+	}
+	if end >= 0 {
+		return raw[:end]
+	}
+	return raw[:bytes.LastIndexByte(raw, '\n')+1]
+}

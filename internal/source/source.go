@@ -11,6 +11,7 @@
 package source
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -113,4 +114,24 @@ func Watched(list []mail.Folder, configured []string, byDefault func(mail.Folder
 		out[0] = inbox
 	}
 	return out, missing
+}
+
+// FetchEach downloads refs in order with fetch, one at a time, and hands
+// each to fn; a message deleted meanwhile (ErrGone) is handed over as nil.
+// It is FetchMany for sources that download one message per request.
+func FetchEach(ctx context.Context, refs []Ref, fetch func(ctx context.Context, ref Ref) (*Fetched, error),
+	fn func(ref Ref, f *Fetched) error) error {
+	for _, ref := range refs {
+		f, err := fetch(ctx, ref)
+		if errors.Is(err, ErrGone) {
+			f, err = nil, nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(ref, f); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -256,19 +256,7 @@ func (s *Session) Search(ctx context.Context, folder string, q mail.Query) ([]so
 // FetchMany downloads refs in order; a message deleted meanwhile is reported
 // as nil.
 func (s *Session) FetchMany(ctx context.Context, refs []source.Ref, fn func(ref source.Ref, f *source.Fetched) error) error {
-	for _, ref := range refs {
-		f, err := s.Fetch(ctx, ref)
-		if errors.Is(err, source.ErrGone) {
-			f, err = nil, nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(ref, f); err != nil {
-			return err
-		}
-	}
-	return nil
+	return source.FetchEach(ctx, refs, s.Fetch, fn)
 }
 
 // Wait returns the watched folders that changed, as the mailbox's streaming

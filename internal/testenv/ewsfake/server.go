@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emaillistener/emaillistener/internal/testenv/loopcert"
 )
 
 // Paths the fake serves (matched case-insensitively, as IIS does).
@@ -80,7 +82,7 @@ func Start(opts Options) (*Server, error) {
 	s.backends = newBackends(opts.Backends)
 	scheme := "http"
 	if opts.TLS {
-		cert, certPEM, err := selfSignedCert()
+		cert, certPEM, err := loopcert.New("ewsfake")
 		if err != nil {
 			ln.Close()
 			return nil, err

@@ -18,13 +18,12 @@ import (
 // serveAPI, so that faults, throttling and counting treat a batched request like
 // any other, as Graph does.
 type apiRequest struct {
-	ctx     context.Context
-	method  string
-	path    string // below the version root, escaped, e.g. /users/x/messages
-	query   url.Values
-	header  http.Header
-	body    []byte
-	batched bool
+	ctx    context.Context
+	method string
+	path   string // below the version root, escaped, e.g. /users/x/messages
+	query  url.Values
+	header http.Header
+	body   []byte
 }
 
 // apiResponse is a complete answer; bodies are small (the biggest is a MIME
@@ -141,6 +140,7 @@ func (s *Server) serveAPI(req *apiRequest) (resp *apiResponse) {
 	if r := s.stall(rc); r != nil {
 		return r
 	}
+	s.logIgnored(rc)
 	return rt.h(rc)
 }
 
@@ -166,7 +166,7 @@ const jsonType = "application/json;odata.metadata=minimal;odata.streaming=true;I
 
 // json answers a JSON body.
 func (rc *reqCtx) json(status int, v any) *apiResponse {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		panic("graphfake: marshal: " + err.Error()) // only the fake's own values get here
 	}
@@ -223,10 +223,10 @@ func (o obj) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, _ := json.Marshal(e.k)
+		k, _ := marshal(e.k)
 		b.Write(k)
 		b.WriteByte(':')
-		v, err := json.Marshal(e.v)
+		v, err := marshal(e.v)
 		if err != nil {
 			return nil, err
 		}
@@ -236,14 +236,16 @@ func (o obj) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// get returns the value of a member.
-func (o obj) get(k string) (any, bool) {
-	for _, e := range o {
-		if e.k == k {
-			return e.v, true
-		}
+// marshal is json.Marshal without HTML escaping: Graph writes "<" and "&" as
+// they are (Message-IDs, links), and so does the fake.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
-	return nil, false
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // graphTime renders a time as Graph renders message times.
@@ -293,10 +295,33 @@ func (rc *reqCtx) pageSize(def int) int {
 
 // preferImmutable echoes Prefer: IdType="ImmutableId".
 func (rc *reqCtx) preferImmutable() {
+	if rc.prefers(`IdType="ImmutableId"`) {
+		rc.applied = append(rc.applied, `IdType="ImmutableId"`)
+	}
+}
+
+// prefers tells whether the Prefer header holds a preference (compared
+// case-insensitively).
+func (rc *reqCtx) prefers(pref string) bool {
 	for _, v := range rc.header.Values("Prefer") {
-		if strings.Contains(strings.ToLower(v), `idtype="immutableid"`) {
-			rc.applied = append(rc.applied, `IdType="ImmutableId"`)
-			return
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), pref) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// knownOptions are the query options some operation of the fake reads; others
+// are ignored, which is logged.
+var knownOptions = map[string]bool{"$top": true, "$skip": true, "$select": true, "$filter": true, "$orderby": true,
+	"$skiptoken": true, "$deltatoken": true, "changetype": true, "includehiddenfolders": true}
+
+func (s *Server) logIgnored(rc *reqCtx) {
+	for k := range rc.query {
+		if !knownOptions[strings.ToLower(k)] {
+			s.logf("graphfake: %s %s: query option %s ignored", rc.method, rc.path, k)
 		}
 	}
 }

@@ -139,11 +139,11 @@ func (s *Server) subRequest(outer *apiRequest, method, rawURL string, headers ma
 	if err != nil || u.IsAbs() || u.Host != "" {
 		return nil, "The url of a batched request must be relative to the version root, e.g. /users/{id}/messages."
 	}
+	// Only the batch's authorization applies to its requests; other headers
+	// (Prefer above all) must be given per request, as in Graph.
 	h := http.Header{}
-	for _, k := range []string{"Authorization", "Prefer", "client-request-id"} {
-		if v := outer.header.Values(k); len(v) > 0 {
-			h[http.CanonicalHeaderKey(k)] = v
-		}
+	if v := outer.header.Values("Authorization"); len(v) > 0 {
+		h["Authorization"] = v
 	}
 	for k, v := range headers {
 		h.Set(k, v)
@@ -152,7 +152,7 @@ func (s *Server) subRequest(outer *apiRequest, method, rawURL string, headers ma
 	if !strings.HasPrefix(p, "/") {
 		p = "/" + p
 	}
-	sub := &apiRequest{ctx: outer.ctx, method: strings.ToUpper(method), path: p, query: u.Query(), header: h, batched: true}
+	sub := &apiRequest{ctx: outer.ctx, method: strings.ToUpper(method), path: p, query: u.Query(), header: h}
 	if b := bytes.TrimSpace(body); len(b) > 0 && !bytes.Equal(b, []byte("null")) {
 		ct := h.Get("Content-Type")
 		if ct == "" {

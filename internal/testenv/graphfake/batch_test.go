@@ -129,7 +129,7 @@ func TestBatch(t *testing.T) {
 	msg := base64.StdEncoding.EncodeToString([]byte("To: " + bob + "\r\nSubject: batched\r\n\r\nx\r\n"))
 	rs = c.batch([]map[string]any{{"id": "s", "method": "POST", "url": "/users/" + alice + "/sendMail", "body": msg,
 		"headers": map[string]string{"Content-Type": "text/plain"}}})
-	if rs["s"].Status != 202 || len(s.Sent(alice)) != 1 {
+	if sent := s.Sent(alice); rs["s"].Status != 202 || len(sent) != 1 || !strings.Contains(string(sent[0]), "From: <"+alice+">\r\n") {
 		t.Errorf("batched sendMail: %+v", rs["s"])
 	}
 }
@@ -144,47 +144,42 @@ func TestThrottling(t *testing.T) {
 	s, c := newFake(t, Options{MailboxRequestLimit: 5, RequestWindow: time.Hour})
 	inbox := "/users/" + alice + "/mailFolders/inbox"
 
-	// Concurrency: with every request stalled, the fifth concurrent one to the
-	// same mailbox is refused; another mailbox is not affected.
-	s.Stall(300 * time.Millisecond)
+	// Concurrency: with four requests held in the fake, a fifth one to the same
+	// mailbox is refused at once; another mailbox is not affected.
+	inflight := func(upn string) int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.byName[upn].inflight
+	}
+	s.Stall(time.Minute)
 	var wg sync.WaitGroup
 	codes := make([]int, 5)
-	var retry string
-	var mu sync.Mutex
-	for i := range 5 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, body := c.do("GET", inbox, nil)
+	for i := range 4 {
+		wg.Go(func() {
+			resp, _ := c.do("GET", inbox, nil)
 			codes[i] = resp.StatusCode
-			if resp.StatusCode == 429 {
-				mu.Lock()
-				retry = resp.Header.Get("Retry-After")
-				mu.Unlock()
-				if !strings.Contains(string(body), "MailboxConcurrency") || errCode(t, body) != "ApplicationThrottled" {
-					t.Errorf("429 body: %s", body)
-				}
-			}
-		}()
-		if i == 3 {
-			time.Sleep(100 * time.Millisecond) // the first four hold their slots
-		}
+		})
 	}
-	c.call(200, "GET", "/users/"+bob+"/mailFolders/inbox", nil)
-	wg.Wait()
+	wg.Go(func() {
+		resp, _ := c.do("GET", "/users/"+bob+"/mailFolders/inbox", nil)
+		codes[4] = resp.StatusCode
+	})
+	waitFor(t, 5*time.Second, "four requests in flight", func() bool { return inflight(alice) == 4 && inflight(bob) == 1 })
+	resp, body := c.do("GET", inbox, nil)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "1" || errCode(t, body) != "ApplicationThrottled" ||
+		!strings.Contains(string(body), "MailboxConcurrency") {
+		t.Errorf("fifth concurrent request: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
 	s.Stall(0)
-	n429 := 0
-	for _, code := range codes {
-		if code == 429 {
-			n429++
+	wg.Wait()
+	for i, code := range codes {
+		if code != 200 {
+			t.Errorf("held request %d: %d", i, code)
 		}
-	}
-	if n429 != 1 || retry != "1" {
-		t.Errorf("concurrency: codes %v, Retry-After %q", codes, retry)
 	}
 
 	// Rate: five requests per window were allowed (throttled ones count too).
-	resp, body := c.do("GET", inbox, nil)
+	resp, body = c.do("GET", inbox, nil)
 	if resp.StatusCode != 429 || !strings.Contains(string(body), "RequestRate") || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("rate: %d %s", resp.StatusCode, body)
 	}
@@ -203,7 +198,7 @@ func TestThrottling(t *testing.T) {
 		t.Errorf("ThrottleNext(1, 0): %d %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	st := s.Stats()
-	if st.Throttled != 3 || st.ByUser[alice] != 6 || st.Requests != 10 {
+	if st.Throttled != 3 || st.ByUser[alice] != 6 || st.ByUser[bob] != 2 || st.Requests != 10 {
 		t.Errorf("stats: %+v", st)
 	}
 }

@@ -83,7 +83,8 @@
 //     Retry-After; ThrottleNext answers Graph's global 429 TooManyRequests. A
 //     $batch runs four of its requests at a time, each counted on its own.
 //   - FailNext and ThrottleNext hit API requests (each batched one on its own),
-//     not the $batch envelope nor the token endpoint.
+//     not the $batch envelope nor the token endpoint. Stall holds requests after
+//     admission, so held requests occupy their mailbox's concurrency slots.
 //   - Notification URLs must be loopback http or https URLs (Graph requires
 //     public HTTPS); the validation answer must be 200, text/plain, the decoded
 //     token (surrounding white space ignored). A lifecycle URL equal to the
@@ -101,7 +102,9 @@
 //     hasAttachments means a part with Content-Disposition attachment;
 //     Mail.ReadBasic does not hide bodies. $select on folders is accepted and
 //     not applied; unknown $select names on messages are ignored.
-//   - A batched request's string body is taken as is for text and JSON content
+//   - Of the $batch request's own headers only Authorization applies to the
+//     requests inside (Prefer and the rest go in each request's headers). A
+//     batched request's string body is taken as is for text and JSON content
 //     types and base64-decoded otherwise; a non-JSON answer body is returned in
 //     base64.
 //   - The token endpoint issues tokens for any resource's "/.default" scope

@@ -13,6 +13,7 @@ type knobs struct {
 	failNext      int
 	failStatus    int
 	stall         time.Duration
+	stallWake     chan struct{} // closed by the next Stall call
 	dropNotify    bool
 }
 
@@ -39,11 +40,17 @@ func (s *Server) FailNext(n, status int) {
 
 // Stall makes every API request, once admitted (so it holds one of its mailbox's
 // concurrent slots meanwhile), wait d before it is answered; zero turns it off.
-// A waiting request ends early when its client goes away or the server closes.
+// Each call releases the requests waiting for an earlier one, so a test can hold
+// requests with a long stall and let them go with Stall(0). A waiting request
+// also ends when its client goes away or the server closes.
 func (s *Server) Stall(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.knobs.stall = d
+	if s.knobs.stallWake != nil {
+		close(s.knobs.stallWake)
+	}
+	s.knobs.stallWake = make(chan struct{})
 }
 
 // DropNotifications makes changes produce no change notifications while on, as
@@ -142,7 +149,7 @@ func (s *Server) admit(rc *reqCtx) (func(), *apiResponse) {
 // stall waits out Stall; a gone client gets nothing useful, so any answer will do.
 func (s *Server) stall(rc *reqCtx) *apiResponse {
 	s.mu.Lock()
-	d := s.knobs.stall
+	d, wake := s.knobs.stall, s.knobs.stallWake
 	s.mu.Unlock()
 	if d <= 0 {
 		return nil
@@ -151,6 +158,8 @@ func (s *Server) stall(rc *reqCtx) *apiResponse {
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return nil
+	case <-wake:
 		return nil
 	case <-rc.ctx.Done():
 	case <-s.ctx.Done():

@@ -255,6 +255,12 @@ func (r *receiver) items() []map[string]any {
 	return out
 }
 
+func (r *receiver) tokenList() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.tokens...)
+}
+
 func (r *receiver) postCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -254,6 +254,10 @@ func (s *Server) patchMessage(rc *reqCtx) *apiResponse {
 	if changed {
 		s.updated(m)
 	}
+	if rc.prefers("return=minimal") {
+		rc.applied = append(rc.applied, "return=minimal")
+		return rc.empty(http.StatusNoContent)
+	}
 	return rc.json(http.StatusOK, s.messageEntity(rc, m, nil))
 }
 

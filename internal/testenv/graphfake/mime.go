@@ -195,13 +195,16 @@ func stripSpace(b []byte) []byte {
 	}, b)
 }
 
-// prepareSend turns what a client submitted into the transmitted message: a
-// Message-ID and Date are added when missing (as Exchange's transport does) and
-// Bcc is removed. It returns the transmitted MIME, the copy saved to Sent Items
-// (which keeps Bcc) and the recipients.
-func prepareSend(raw []byte, now time.Time, newID func() string) (sent, saved []byte, rcpts []string) {
+// prepareSend turns what a client submitted into the transmitted message: From
+// (the mailbox), Message-ID and Date are added when missing (as Exchange's
+// transport does) and Bcc is removed. It returns the transmitted MIME, the copy
+// saved to Sent Items (which keeps Bcc) and the recipients.
+func prepareSend(raw []byte, from string, now time.Time, newID func() string) (sent, saved []byte, rcpts []string) {
 	h := parseMessage(raw)
 	var add bytes.Buffer
+	if h.from == nil {
+		fmt.Fprintf(&add, "From: %s\r\n", (&mail.Address{Address: from}).String())
+	}
 	if h.messageID == "" {
 		fmt.Fprintf(&add, "Message-ID: %s\r\n", newID())
 	}

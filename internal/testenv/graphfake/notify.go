@@ -73,7 +73,7 @@ func (s *Server) notifyChange(f *folder, m *message, kind changeKind) {
 		}
 		id := s.msgID(m)
 		res := "Users/" + mb.id + "/Messages/" + id
-		b, _ := json.Marshal(obj{
+		b, _ := marshal(obj{
 			{"subscriptionId", sub.id},
 			{"subscriptionExpirationDateTime", notifyTime(sub.expiration)},
 			{"changeType", kind.String()},
@@ -98,7 +98,7 @@ func (s *Server) lifecycle(sub *subscription, event string) {
 		s.logf("graphfake: subscription %s has no lifecycleNotificationUrl; %s not sent", sub.id, event)
 		return
 	}
-	b, _ := json.Marshal(obj{
+	b, _ := marshal(obj{
 		{"subscriptionId", sub.id},
 		{"subscriptionExpirationDateTime", notifyTime(sub.expiration)},
 		{"tenantId", s.opts.Tenant},

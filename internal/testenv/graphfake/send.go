@@ -52,30 +52,31 @@ func (s *Server) sendMail(rc *reqCtx) *apiResponse {
 	if len(h.fields) == 0 {
 		return rc.fail(http.StatusBadRequest, "ErrorMimeContentInvalid", "The MIME content is not a valid message.")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	mb := rc.mb
+	mb := rc.mb // its UPN never changes: no lock needed to read it
 	if h.from != nil && !strings.EqualFold(h.from.Address, mb.upn) {
 		return rc.fail(http.StatusForbidden, "ErrorSendAsDenied",
 			"The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account.")
 	}
 	now := s.opts.Now().UTC().Truncate(time.Second)
-	sent, saved, rcpts := prepareSend(raw, now, func() string {
+	sent, saved, rcpts := prepareSend(raw, mb.upn, now, func() string {
 		_, dom, _ := strings.Cut(mb.upn, "@")
 		return "<" + strings.ReplaceAll(newGUID(), "-", "") + "@" + dom + ">"
 	})
 	if len(rcpts) == 0 {
 		return rc.fail(http.StatusBadRequest, "ErrorInvalidRecipients", "At least one recipient is required.")
 	}
+	savedHdr, sentHdr := parseMessage(saved), parseMessage(sent)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	mb.sent = append(mb.sent, sent)
 	if save {
-		s.addMessage(mb.wk["sentitems"], saved, parseMessage(saved), now, true)
+		s.addMessage(mb.wk["sentitems"], saved, savedHdr, now, true)
 	}
 	seen := map[*mailbox]bool{}
 	for _, a := range rcpts {
 		if to := s.byName[strings.ToLower(a)]; to != nil && !seen[to] {
 			seen[to] = true
-			s.addMessage(to.wk["inbox"], bytes.Clone(sent), parseMessage(sent), now, false)
+			s.addMessage(to.wk["inbox"], bytes.Clone(sent), sentHdr, now, false)
 		}
 	}
 	return rc.empty(http.StatusAccepted)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emaillistener/emaillistener/internal/testenv/loopcert"
 )
 
 // APIVersion is the version segment of URL: the fake serves v1.0 only.
@@ -46,6 +48,7 @@ type Server struct {
 	mailboxes []*mailbox          // by number - 1
 	byName    map[string]*mailbox // lower-case UPN and lower-case user id
 	subs      map[string]*subscription
+	subSeq    uint64
 	endpoints map[string]*endpoint // notification queues by URL
 	timers    map[*time.Timer]struct{}
 	knobs     knobs
@@ -75,7 +78,7 @@ func Start(o Options) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	scheme := "http"
 	if o.TLS {
-		cert, certPEM, err := selfSignedCert()
+		cert, certPEM, err := loopcert.New("graphfake")
 		if err != nil {
 			ln.Close()
 			return nil, err

@@ -17,6 +17,7 @@ import (
 // subscription is a change notification subscription to a mailbox's messages.
 // Guarded by Server.mu.
 type subscription struct {
+	n                       uint64 // creation order
 	id                      string
 	mb                      *mailbox
 	folder                  *folder // nil: every message of the mailbox
@@ -60,7 +61,7 @@ func (s *Server) Subscriptions() []Subscription {
 }
 
 // sortedSubs prunes expired subscriptions (Graph deletes them) and lists the
-// others by id. Callers hold s.mu.
+// others, oldest first. Callers hold s.mu.
 func (s *Server) sortedSubs() []*subscription {
 	now := s.opts.Now()
 	var out []*subscription
@@ -71,7 +72,7 @@ func (s *Server) sortedSubs() []*subscription {
 		}
 		out = append(out, sub)
 	}
-	slices.SortFunc(out, func(a, b *subscription) int { return strings.Compare(a.id, b.id) })
+	slices.SortFunc(out, func(a, b *subscription) int { return cmpU64(a.n, b.n) })
 	return out
 }
 
@@ -349,6 +350,8 @@ func (s *Server) createSubscription(rc *reqCtx) *apiResponse {
 	if s.closed {
 		return rc.fail(http.StatusServiceUnavailable, "ServiceUnavailable", "The service is shutting down.")
 	}
+	s.subSeq++
+	sub.n = s.subSeq
 	s.subs[sub.id] = sub
 	mb.subs[sub] = struct{}{}
 	return rc.json(http.StatusCreated, s.subObj(sub, true))

@@ -1,4 +1,6 @@
-package ewsfake
+// Package loopcert makes the TLS certificates of the fake servers tests run
+// on loopback (ewsfake, graphfake).
+package loopcert
 
 import (
 	"crypto/ecdsa"
@@ -14,22 +16,23 @@ import (
 	"time"
 )
 
-// selfSignedCert makes an EC P-256 certificate for localhost and 127.0.0.1, marked as
-// a CA so that CertPEM can be used directly as a client's root (Go's RootCAs, Python's
+// New makes an EC P-256 certificate for localhost, 127.0.0.1 and ::1, its
+// organization naming the fake server, marked as a CA so that its PEM can be
+// used directly as a client's root (Go's RootCAs, Python's
 // REQUESTS_CA_BUNDLE). EC keys are generated in well under a millisecond.
-func selfSignedCert() (tls.Certificate, []byte, error) {
+func New(name string) (tls.Certificate, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("ewsfake: generate key: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("loopcert: generate key: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("ewsfake: serial: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("loopcert: serial: %w", err)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"emaillistener ewsfake"}},
+		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"emaillistener " + name}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
 		IsCA:                  true,
@@ -41,7 +44,7 @@ func selfSignedCert() (tls.Certificate, []byte, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("ewsfake: create certificate: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("loopcert: create certificate: %w", err)
 	}
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
