@@ -329,3 +329,22 @@ func TestGraphDelegatedToken(t *testing.T) {
 		t.Errorf("%d client-credentials token requests without application credentials", n)
 	}
 }
+
+// A delegated Graph token expires: Creatio is asked for a new one
+// (RefreshToken), and once it updates the mailbox, mail flows again and
+// nothing is delivered twice.
+func TestGraphTokenRefresh(t *testing.T) {
+	e := newGraphEnv(t, graphSetup{})
+	const id = "e0000000-0000-4000-8000-00000000a004"
+	first := e.g.DelegatedToken("carol@example.com", []string{"Mail.ReadWrite", "Mail.Send"}, 4*time.Second)
+	e.mustPost("/api/listeners/create", "["+e.creds(id, "carol@example.com", first, nil, false)+"]")
+	e.waitState(id, "exists", 10*time.Second)
+	e.deliver("carol@example.com", "inbox", simpleMail("refresh-1", "r1@example.com"))
+	e.waitEmails("refresh-1", 1, 10*time.Second)
+	e.waitRequests("RefreshToken", 1)
+	second := e.g.DelegatedToken("carol@example.com", []string{"Mail.ReadWrite", "Mail.Send"}, time.Hour)
+	e.mustPost("/api/listeners/update", "["+e.creds(id, "carol@example.com", second, nil, false)+"]")
+	e.deliver("carol@example.com", "inbox", simpleMail("refresh-2", "r2@example.com"))
+	e.waitEmails("refresh-2", 1, 15*time.Second)
+	e.once("refresh-1", "refresh-2")
+}
