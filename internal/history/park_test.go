@@ -63,7 +63,14 @@ func TestDeadClientDoesNotHoldSlots(t *testing.T) {
 		t.Fatalf("live load: %+v", p)
 	}
 	t.Logf("the healthy load finished %v after its start, behind 4 dead clients", time.Since(start))
-	p, _ := l.Progress("dead1")
+	// A dead client's load alternates between a try (running) and parking
+	// (queued, with the reason); it must be seen parked.
+	var p mail.HistoryProgress
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if p, _ = l.Progress("dead1"); p.State == mail.HistoryQueued && p.Error != "" {
+			break
+		}
+	}
 	if p.State != mail.HistoryQueued || p.Error == "" {
 		t.Errorf("a parked load shows %+v, want queued with the reason", p)
 	}

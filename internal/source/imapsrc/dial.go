@@ -241,6 +241,12 @@ func greet(ctx context.Context, raw net.Conn, ep Endpoint, tcfg *tls.Config, cop
 	}
 	cl := imapclient.New(g, copts)
 	if err := cl.WaitGreeting(); err != nil {
+		if ctx.Err() == nil && strings.Contains(err.Error(), "connection closed before greeting") {
+			// go-imap says so when the connection ended, whether or not the
+			// greeting came first (a server that greets and hangs up): the
+			// server closed it.
+			err = mail.Errorf(mail.ClassConnect, op, "connection closed by the server")
+		}
 		err = readFailure(ctx, g, op, err)
 		cl.Close()
 		return nil, nil, err

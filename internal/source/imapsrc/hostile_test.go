@@ -48,7 +48,7 @@ func checkHostile(t *testing.T, err error, want mail.ErrorClass, text string, li
 	switch {
 	case want == "" && err != nil:
 		t.Errorf("err = %v, want none", err)
-	case want != "" && (mail.ClassOf(err) != want || !strings.Contains(errText(err), text)):
+	case want != "" && (mail.ClassOf(err) != want || !containsAny(errText(err), strings.Split(text, " | "))):
 		t.Errorf("err = %v (class %s), want class %s containing %q", err, mail.ClassOf(err), want, text)
 	}
 	if u.Took > limit {
@@ -156,7 +156,9 @@ func TestHostileDial(t *testing.T) {
 		// tries plain text, which fails the same way.
 		{"endless greeting, opportunistic", testenv.RogueGreetingEndlessLine, mail.SecureAuto, mail.ClassProtocol,
 			"greeting: imap: the server sent a response line longer than 65536 bytes", 2},
-		{"greeting then close", testenv.RogueGreetClose, mail.SecureNone, mail.ClassConnect, "login", 1},
+		// The close races the greeting: it ends the login or the wait for
+		// the greeting.
+		{"greeting then close", testenv.RogueGreetClose, mail.SecureNone, mail.ClassConnect, "login: | greeting: connection closed by the server", 1},
 		{"silent", testenv.RogueSilent, mail.SecureNone, mail.ClassTimeout, "imap dial timeout", 1},
 		{"silent, starttls", testenv.RogueSilent, mail.SecureStartTLS, mail.ClassTimeout, "imap dial timeout", 1},
 	}
@@ -178,4 +180,14 @@ func TestHostileDial(t *testing.T) {
 			}
 		})
 	}
+}
+
+// containsAny reports whether s contains one of subs.
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }
