@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -38,7 +40,14 @@ type MessageRef struct {
 	UID  uint32
 	Size int64     // RFC822.SIZE; 0 when unknown
 	Date time.Time // INTERNALDATE; zero when unknown
+	// MessageID is the Message-ID header's value as the server has it (in
+	// listings of new mail), to recognise the message across a UIDVALIDITY
+	// change; empty when unknown or absent.
+	MessageID string
 }
+
+// messageIDSection is the header field listings fetch with every message.
+var messageIDSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
 
 // Fetched is a downloaded message of the selected folder.
 type Fetched struct {
@@ -180,7 +189,8 @@ func (c *Conn) ListRange(ctx context.Context, from, to uint32) ([]MessageRef, er
 func (c *Conn) listUIDs(ctx context.Context, op string, r imap.UIDRange, lim *limits) ([]MessageRef, error) {
 	var refs []MessageRef
 	err := c.run(ctx, op, lim, func() error {
-		cmd := c.c.Fetch(imap.UIDSet{r}, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true})
+		cmd := c.c.Fetch(imap.UIDSet{r}, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true,
+			BodySection: []*imap.FetchItemBodySection{messageIDSection}})
 		defer cmd.Close()
 		for {
 			m := cmd.Next()
@@ -193,13 +203,39 @@ func (c *Conn) listUIDs(ctx context.Context, op string, r imap.UIDRange, lim *li
 			}
 			// "n:*" always matches the last message, even below n (RFC 9051 §6.4.8).
 			if uid := buf.UID; uid >= r.Start && (r.Stop == 0 || uid <= r.Stop) {
-				refs = append(refs, MessageRef{UID: uint32(uid), Size: buf.RFC822Size, Date: buf.InternalDate})
+				refs = append(refs, MessageRef{UID: uint32(uid), Size: buf.RFC822Size, Date: buf.InternalDate,
+					MessageID: headerValue(buf.FindBodySection(messageIDSection))})
 			}
 		}
 		return cmd.Close()
 	})
 	sortRefs(refs)
 	return refs, err
+}
+
+// LastUID returns the UID of the selected folder's last message (0 when the
+// folder is empty), for servers whose EXAMINE leaves UIDNEXT out: "n:*"
+// always matches the last message (RFC 9051 §6.4.8), so the highest n asks
+// for it alone.
+func (c *Conn) LastUID(ctx context.Context) (uint32, error) {
+	var last uint32
+	err := c.run(ctx, "last uid", commandLimits(commandBudget), func() error {
+		cmd := c.c.Fetch(imap.UIDSet{{Start: imap.UID(math.MaxUint32), Stop: 0}}, &imap.FetchOptions{UID: true})
+		defer cmd.Close()
+		for {
+			m := cmd.Next()
+			if m == nil {
+				break
+			}
+			buf, err := m.Collect()
+			if err != nil {
+				return err
+			}
+			last = max(last, uint32(buf.UID))
+		}
+		return cmd.Close()
+	})
+	return last, err
 }
 
 // SearchSince returns messages of the selected folder that arrived on or after
@@ -259,4 +295,15 @@ func (c *Conn) Search(ctx context.Context, q mail.Query) ([]uint32, error) {
 	})
 	slices.Sort(out)
 	return out, err
+}
+
+// headerValue is the value of the one header field in a HEADER.FIELDS
+// answer ("Message-ID: <x@y>\r\n\r\n"), unfolded and trimmed; empty when
+// there is none.
+func headerValue(b []byte) string {
+	_, v, ok := strings.Cut(string(b), ":")
+	if !ok {
+		return ""
+	}
+	return strings.Join(strings.Fields(v), " ")
 }

@@ -133,8 +133,9 @@ func (s *Session) Changes(ctx context.Context, folder, cur string) (source.Chang
 	c, err := parseCursor(cur)
 	if err != nil {
 		// Another transport's cursor (an Exchange mailbox moved from EWS to
-		// IMAP): start over like after a UIDVALIDITY change, from now.
-		c = cursor{Date: time.Now()}
+		// IMAP): start over like after a UIDVALIDITY change, re-delivering
+		// the last day (the client deduplicates by Message-ID).
+		c = cursor{Date: time.Now().Add(-uidValidityLookback).UTC().Truncate(time.Second)}
 	}
 	st, known, err := s.status(ctx, folder)
 	if err != nil {
@@ -170,7 +171,7 @@ func (s *Session) Changes(ctx context.Context, folder, cur string) (source.Chang
 	}
 	ch := source.Changes{Refs: s.refs(folder, c, refs), More: more}
 	if more {
-		ch.Next = c.after(c.UID+s.page, time.Time{}).String()
+		ch.Next = c.after(MessageRef{UID: c.UID + s.page}).String()
 	}
 	return ch, nil
 }
@@ -184,29 +185,91 @@ func (s *Session) start(ctx context.Context, folder string) (source.Changes, err
 	if err != nil {
 		return source.Changes{}, err
 	}
-	c := cursor{UIDValidity: st.UIDValidity, Date: time.Now().UTC()}
+	if st.UIDNext == 0 {
+		// The server left UIDNEXT out of its answer (Courier's EXAMINE):
+		// never start at 0, which would deliver the whole folder.
+		if st, err = s.uidNext(ctx, folder, st); err != nil {
+			return source.Changes{}, err
+		}
+	}
+	c := cursor{UIDValidity: st.UIDValidity, Date: time.Now().UTC().Truncate(time.Second)}
 	if st.UIDNext > 0 {
 		c.UID = st.UIDNext - 1
 	}
 	return source.Changes{Next: c.String()}, nil
 }
 
+// uidNext completes a status without UIDNEXT: STATUS (UIDNEXT), else the last
+// message's UID + 1 (UID FETCH of "*"), which needs the folder selected.
+func (s *Session) uidNext(ctx context.Context, folder string, st FolderStatus) (FolderStatus, error) {
+	if x, err := s.c.Status(ctx, folder); err == nil && x.UIDNext > 0 && (st.UIDValidity == 0 || x.UIDValidity == st.UIDValidity) {
+		st.UIDNext = x.UIDNext
+		if st.UIDValidity == 0 {
+			st.UIDValidity = x.UIDValidity
+		}
+		return st, nil
+	} else if err != nil && mail.ClassOf(err) != mail.ClassProtocol {
+		return st, err
+	}
+	if folder != s.selected {
+		var err error
+		if st, err = s.examine(ctx, folder); err != nil {
+			return st, err
+		}
+	}
+	last, err := s.c.LastUID(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.UIDNext = last + 1
+	return st, nil
+}
+
 // reset handles a UIDVALIDITY change: the mail since a day before the last
 // delivered message, under the new UIDVALIDITY.
 func (s *Session) reset(ctx context.Context, folder string, old cursor, st FolderStatus) (source.Changes, error) {
 	since := old.Date.Add(-uidValidityLookback)
-	s.c.log.Warn("UIDVALIDITY changed, re-delivering recent mail", "folder", folder,
+	s.c.log.Warn("UIDVALIDITY changed, delivering what was not delivered yet", "folder", folder,
 		"old", old.UIDValidity, "new", st.UIDValidity, "since", since)
-	refs, err := s.c.SearchSince(ctx, since)
+	found, err := s.c.SearchSince(ctx, since)
 	if err != nil {
 		return source.Changes{}, err
 	}
-	c := cursor{UIDValidity: st.UIDValidity, Date: old.Date}
-	ch := source.Changes{Refs: s.refs(folder, c, refs), Reset: true}
-	if len(refs) == 0 && st.UIDNext > 0 {
-		c.UID = st.UIDNext - 1
-		ch.Next = c.String()
+	var listed []MessageRef
+	if len(found) > 0 {
+		// SEARCH gives UIDs only; the listing from the first of them gives
+		// arrival dates and sizes (and what arrived since).
+		if listed, err = s.c.ListAfter(ctx, found[0].UID-1); err != nil {
+			return source.Changes{}, err
+		}
 	}
+	// Skipped messages still move the cursor (Next), so that they are not
+	// listed again; the dates and sizes acknowledged before carry over.
+	base := cursor{UIDValidity: st.UIDValidity, Date: old.Date, Seen: old.Seen}
+	next := base
+	var refs []MessageRef
+	for _, r := range listed {
+		if old.delivered(r) {
+			next.UID = max(next.UID, r.UID)
+			continue
+		}
+		refs = append(refs, r)
+		next = next.after(r)
+	}
+	if len(listed) == 0 {
+		if st.UIDNext == 0 {
+			if st, err = s.uidNext(ctx, folder, st); err != nil {
+				return source.Changes{}, err
+			}
+		}
+		if st.UIDNext > 0 {
+			next.UID = st.UIDNext - 1
+		}
+	}
+	if len(refs) < len(listed) {
+		s.c.log.Info("UIDVALIDITY changed: passed over mail delivered before", "folder", folder, "count", len(listed)-len(refs))
+	}
+	ch := source.Changes{Refs: s.refs(folder, base, refs), Reset: true, Next: next.String()}
 	return ch, nil
 }
 
@@ -215,7 +278,7 @@ func (s *Session) reset(ctx context.Context, folder string, old cursor, st Folde
 func (s *Session) refs(folder string, c cursor, in []MessageRef) []source.Ref {
 	out := make([]source.Ref, len(in))
 	for i, r := range in {
-		c = c.after(r.UID, r.Date)
+		c = c.after(r)
 		out[i] = source.Ref{Folder: folder, ID: uidID(r.UID), Size: r.Size, Date: r.Date, Cursor: c.String()}
 	}
 	return out
