@@ -38,6 +38,9 @@ func SubscriptionStateOf(st *mail.Status, hist *mail.HistoryProgress) Subscripti
 	if st.Transport != "" {
 		extra["Transport"] = st.Transport
 	}
+	if st.Push != "" {
+		extra["Push"] = st.Push
+	}
 	if !st.LastEventAt.IsZero() {
 		extra["LastEventTime"] = st.LastEventAt.UTC().Format(time.RFC3339)
 	}

@@ -47,6 +47,10 @@ type Status struct {
 	// (an Exchange mailbox: "ews", "graph" or "imap"); empty until a session
 	// opened.
 	Transport string
+	// Push is how new mail is noticed when the session can tell: "idle" (the
+	// server pushes), "poll" (an IMAP server that accepts IDLE but was found
+	// never to push, checked every few seconds instead).
+	Push string
 	// Stale marks a published status whose node no longer serves the
 	// mailbox (it crashed, handed it over, or restarted and cannot open it):
 	// State and Node are then only what was last known. Never stored.

@@ -68,6 +68,7 @@ const (
 	stFolder      = 9 // repeated
 	stKind        = 10
 	stTransport   = 11
+	stPush        = 12
 )
 
 var errCorrupt = errors.New("corrupt record")
@@ -351,6 +352,7 @@ func encodeStatus(st mail.Status) []byte {
 	}
 	e.uint(stKind, uint64(st.Kind))
 	e.str(stTransport, st.Transport)
+	e.str(stPush, st.Push)
 	return e.b
 }
 
@@ -385,6 +387,8 @@ func decodeStatus(b []byte) (mail.Status, error) {
 			st.Kind = mail.ServerKind(d.varint(wire))
 		case stTransport:
 			st.Transport = d.str(wire)
+		case stPush:
+			st.Push = d.str(wire)
 		default:
 			d.skip(wire)
 		}

@@ -73,6 +73,11 @@ func (w *worker) wait(ctx context.Context, sess Session, waiter Waiter, signalle
 	}
 	if waiter != nil {
 		changed, err := waiter.Wait(ctx, folders, d)
+		if p, ok := sess.(interface{ Push() string }); ok {
+			if push := p.Push(); push != w.snapshot().Push {
+				w.update(func(s *mail.Status) { s.Push = push })
+			}
+		}
 		if changed != nil {
 			w.found = time.Now()
 			if pt, ok := sess.(pushTimer); ok {

@@ -391,7 +391,7 @@ func (w *worker) session(ctx context.Context, b *backoff.Backoff) error {
 	}
 	w.update(func(s *mail.Status) {
 		s.State, s.ErrorClass, s.LastError, s.RetryAt, s.Folders = mail.StateExists, "", "", time.Time{}, folders
-		s.Transport = transport
+		s.Transport, s.Push = transport, ""
 	})
 	b.Reset()
 	w.reportRecovery(ctx)

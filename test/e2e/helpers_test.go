@@ -52,6 +52,7 @@ type envOptions struct {
 	trustCA      bool
 	dovecotExtra string // appended to dovecot.conf
 	postfix      bool   // also start a Postfix (SMTP AUTH via Dovecot) delivering into the Dovecot
+	hibernate    bool   // Dovecot moves IDLE connections to imap-hibernate after 2 s
 	// peers adjusts the configuration once Dovecot (and Postfix) run.
 	peers func(c *config.Config, dc *testenv.Dovecot, pf *testenv.Postfix)
 }
@@ -65,6 +66,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 		// No fsync per APPEND: seeding thousands of messages would take half a
 		// minute, and a test server needs no durability across power loss.
 		ExtraConf: "mail_fsync = never\n" + o.dovecotExtra + postfixSASL(o.postfix),
+		Hibernate: o.hibernate,
 	})
 	var pf *testenv.Postfix
 	var smtpTLS *tls.Config

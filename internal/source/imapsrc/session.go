@@ -40,6 +40,26 @@ const uidValidityLookback = 24 * time.Hour
 // pageUIDs is the most UIDs one Changes call lists.
 const pageUIDs = 20_000
 
+// Lost pushes are bounded by re-checks: after any activity on the mailbox (it
+// connected, the server pushed, mail was delivered) the watched folder is
+// listed again at these offsets, whether or not the server announced
+// anything. Servers drop pushes: Dovecot moving a connection to
+// imap-hibernate (2 s into an IDLE with imap_hibernate_timeout = 2s) sends no
+// EXISTS for mail arriving at that moment. Each re-check starts a new IDLE,
+// and so a new such moment 2 s later, which the next re-check covers: with
+// these offsets a lost push is found within 1, 3 and 5 s for the moments at
+// +2, +5 and +10 s. A mailbox that stays quiet costs nothing more.
+var recheckAfter = []time.Duration{3 * time.Second, 8 * time.Second, 15 * time.Second}
+
+// A server that accepts IDLE but never pushes (Cyrus without idled, Courier
+// without IMAP_ENHANCEDIDLE) is found out when re-checks keep finding mail
+// it did not announce; its IDLE rounds are then cut to silentRound, each
+// followed by a listing. A push lifts that.
+const (
+	silentRound = 15 * time.Second
+	silentLimit = 2 // finds without any push before a mailbox is taken as not pushed
+)
+
 // DefaultIdleMax re-selects the watched folder at least this often (see the
 // notes above); the syncer's IDLE rounds are no longer than this either.
 const DefaultIdleMax = 10 * time.Minute
@@ -57,6 +77,11 @@ type Session struct {
 	woke   atomic.Int64  // unix nanos of the first push not yet consumed
 
 	// owned by the caller's goroutine
+	active   time.Time // last activity: connected, pushed, delivered
+	rechecks int       // re-checks done since active
+	quiet    bool      // the last Wait ended without a push
+	pushes   int       // pushes this session
+	silent   int       // mail found that no push announced
 	selected string
 	st       FolderStatus // of selected, from its EXAMINE; zero: unknown (pushed since)
 	examined time.Time
@@ -68,7 +93,7 @@ func Open(ctx context.Context, mb *mail.Mailbox, opts *Options, idleMax time.Dur
 	if idleMax <= 0 {
 		idleMax = DefaultIdleMax
 	}
-	s := &Session{idleMax: idleMax, page: pageUIDs, folders: mb.FolderIDs, exists: make(chan struct{}, 1)}
+	s := &Session{idleMax: idleMax, page: pageUIDs, folders: mb.FolderIDs, exists: make(chan struct{}, 1), active: time.Now()}
 	c, err := Dial(ctx, mb, opts, s.onExists)
 	if err != nil {
 		return nil, err
@@ -168,6 +193,9 @@ func (s *Session) Changes(ctx context.Context, folder, cur string) (source.Chang
 	}
 	if err != nil {
 		return source.Changes{}, err
+	}
+	if len(refs) > 0 {
+		s.noticed()
 	}
 	ch := source.Changes{Refs: s.refs(folder, c, refs), More: more}
 	if more {
@@ -304,11 +332,13 @@ func (s *Session) Fetch(ctx context.Context, ref source.Ref) (*source.Fetched, e
 }
 
 // Wait waits for new mail in the first of folders, which it keeps selected,
-// in IDLE (NOOP polling on servers without IDLE), for at most max. It
-// returns that folder when the server pushed, nil when max passed. When
-// another folder was selected, it selects the watched one and returns it at
-// once: mail that arrived meanwhile was not pushed.
-func (s *Session) Wait(ctx context.Context, folders []string, max time.Duration) ([]string, error) {
+// in IDLE (NOOP polling on servers without IDLE), for at most limit, and less
+// when a re-check is due (see recheckAfter) or the server does not push. It
+// returns that folder when the server pushed, nil otherwise; after nil the
+// caller re-checks the watched folder. When another folder was selected, it
+// selects the watched one and returns it at once: mail that arrived
+// meanwhile was not pushed.
+func (s *Session) Wait(ctx context.Context, folders []string, limit time.Duration) ([]string, error) {
 	if len(folders) == 0 {
 		return nil, mail.Errorf(mail.ClassInternal, "wait", "no folder to watch")
 	}
@@ -319,14 +349,62 @@ func (s *Session) Wait(ctx context.Context, folders []string, max time.Duration)
 		}
 		return folders[:1], nil
 	}
-	if err := s.c.Idle(ctx, s.exists, max); err != nil {
+	d, recheck := limit, false
+	if s.rechecks < len(recheckAfter) {
+		if until := time.Until(s.active.Add(recheckAfter[s.rechecks])); until < d {
+			d, recheck = max(until, time.Millisecond), true
+		}
+	}
+	if s.silentServer() && silentRound < d {
+		d, recheck = silentRound, true
+	}
+	s.quiet = false
+	if err := s.c.Idle(ctx, s.exists, d); err != nil {
 		return nil, err
 	}
-	if s.woke.Load() == 0 {
-		return nil, nil
+	if s.woke.Load() != 0 {
+		s.pushes++
+		s.touch()
+		s.st = FolderStatus{} // pushed: only a listing tells what is new
+		return folders[:1], nil
 	}
-	s.st = FolderStatus{} // pushed: only a listing tells what is new
-	return folders[:1], nil
+	s.quiet = true
+	if recheck {
+		// The caller re-checks the watched folder after a quiet round; an
+		// unknown status makes that a listing, not the cached EXAMINE.
+		s.rechecks++
+		s.st = FolderStatus{}
+	}
+	return nil, nil
+}
+
+// touch records activity: the re-checks start over.
+func (s *Session) touch() { s.active, s.rechecks = time.Now(), 0 }
+
+// noticed records that a listing found new mail: activity, and, when no
+// push announced it, a sign of a server that does not push.
+func (s *Session) noticed() {
+	if s.quiet {
+		s.silent++
+		if s.silentServer() && s.silent == silentLimit {
+			s.c.log.Info("the server does not push new mail in IDLE: checking every "+silentRound.String(),
+				"hint", "Cyrus: run idled; Courier: IMAP_ENHANCEDIDLE=1")
+		}
+	}
+	s.quiet = false
+	s.touch()
+}
+
+// silentServer reports whether the server is taken as one that never pushes.
+func (s *Session) silentServer() bool { return s.pushes == 0 && s.silent >= silentLimit }
+
+// Push says how new mail is noticed, for the mailbox's state: "idle" (the
+// server pushes), or "poll" when it was found not to.
+func (s *Session) Push() string {
+	if s.silentServer() {
+		return "poll"
+	}
+	return "idle"
 }
 
 // Pushed returns when the server's last push arrived (zero if none since the

@@ -298,7 +298,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store, notFound error) {
 			Since:       time.Date(2026, 11, 1, 12, 0, 0, 123456789, msk),
 			RetryAt:     time.Date(2026, 11, 1, 12, 0, 30, 0, time.UTC),
 			LastEventAt: time.Date(1969, 12, 31, 23, 59, 59, 500000000, time.UTC),
-			Delivered:   1<<64 - 1, Folders: []string{"INBOX", "Sent Items", ""}, Kind: mail.ServerExchange, Transport: "graph"}
+			Delivered:   1<<64 - 1, Folders: []string{"INBOX", "Sent Items", ""}, Kind: mail.ServerExchange, Transport: "graph", Push: "idle"}
 		if err := s.PutStatus(ctx, "a", in); err != nil { // no mailbox record needed
 			t.Fatal(err)
 		}
@@ -314,7 +314,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store, notFound error) {
 			Since:       time.Date(2026, 11, 1, 9, 0, 0, 123000000, time.UTC),
 			RetryAt:     time.Date(2026, 11, 1, 12, 0, 30, 0, time.UTC),
 			LastEventAt: time.Date(1969, 12, 31, 23, 59, 59, 500000000, time.UTC),
-			Delivered:   1<<64 - 1, Folders: []string{"INBOX", "Sent Items", ""}, Kind: mail.ServerExchange, Transport: "graph"}
+			Delivered:   1<<64 - 1, Folders: []string{"INBOX", "Sent Items", ""}, Kind: mail.ServerExchange, Transport: "graph", Push: "idle"}
 		want := map[mail.MailboxID]mail.Status{"a": wantA, "b": {State: "exists"}}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("Statuses =\n%#v\nwant\n%#v", got, want)
