@@ -172,7 +172,11 @@ type Address struct {
 	Address string
 }
 
-// String renders the address as `Name <addr>` or the bare address.
+// String renders the address as `Name <addr>` or the bare address, the
+// way MailKit's MailboxAddress.ToString() shows it to .NET code: a display
+// name with RFC 5322 specials (a comma, a dot, quotes, …) in double quotes
+// with '\\' and '"' escaped, so "Doe, John" stays one address; other names,
+// non-ASCII ones included, as they are.
 func (a Address) String() string {
 	if a.Name == "" {
 		return a.Address
@@ -180,7 +184,25 @@ func (a Address) String() string {
 	if a.Address == "" {
 		return a.Name
 	}
-	return a.Name + " <" + a.Address + ">"
+	return quotePhrase(a.Name) + " <" + a.Address + ">"
+}
+
+// quotePhrase quotes a display name that needs it.
+func quotePhrase(name string) string {
+	if !strings.ContainsAny(name, "()<>[]:;@\\,.\"") {
+		return name
+	}
+	var b strings.Builder
+	b.Grow(len(name) + 4)
+	b.WriteByte('"')
+	for i := 0; i < len(name); i++ {
+		if name[i] == '\\' || name[i] == '"' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(name[i])
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 // Header is one message header field, decoded to UTF-8.

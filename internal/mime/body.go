@@ -154,8 +154,12 @@ func (a *assembler) attachments(leaves []*part) {
 			ContentID:   cid,
 			Data:        p.content,
 		}
+		// Inline means shown inside the HTML body, which is all the client
+		// does with inline parts: a part whose Content-ID the HTML never
+		// names is an attachment whatever its disposition says, or it would
+		// be shown nowhere.
 		if cid != "" {
-			att.Inline = p.disposition == "inline" || a.referenced(cid)
+			att.Inline = a.referenced(cid)
 		}
 		if limit := a.opts.MaxAttachmentBytes; limit > 0 && int64(len(p.content)) > limit {
 			att.Data = nil

@@ -155,8 +155,9 @@ func collapseSpace(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// importance reads Importance (RFC 2156), then X-Priority, then
-// X-MSMail-Priority; a header with an unknown value is skipped.
+// importance reads Importance (RFC 2156), then Priority (RFC 2156: urgent,
+// normal, non-urgent), then X-Priority, then X-MSMail-Priority; a header with
+// an unknown value is skipped.
 func importance(h header) mail.Importance {
 	switch strings.ToLower(strings.TrimSpace(h.get("Importance"))) {
 	case "high":
@@ -164,6 +165,14 @@ func importance(h header) mail.Importance {
 	case "normal":
 		return mail.ImportanceNormal
 	case "low":
+		return mail.ImportanceLow
+	}
+	switch strings.ToLower(strings.TrimSpace(h.get("Priority"))) {
+	case "urgent":
+		return mail.ImportanceHigh
+	case "normal":
+		return mail.ImportanceNormal
+	case "non-urgent":
 		return mail.ImportanceLow
 	}
 	if m := xPriorityRe.FindStringSubmatch(h.get("X-Priority")); m != nil {

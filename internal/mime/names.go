@@ -143,11 +143,14 @@ func rfc2231Param(v, param string) string {
 			continue
 		}
 		n, _ := strconv.Atoi(m[2])
-		val := m[4]
+		// A quoted section is kept exactly, white space at its ends included:
+		// continuations split names anywhere, also just after a space
+		// (filename*0="Report delivered "; filename*1="equipment.pdf").
+		val := strings.TrimSpace(m[4])
 		if strings.HasPrefix(val, `"`) {
-			val = strings.ReplaceAll(strings.Trim(val, `"`), `\`, "")
+			val = unquote(val)
 		}
-		secs = append(secs, section{n: n, extended: m[3] != "" || m[2] == "", value: strings.TrimSpace(val)})
+		secs = append(secs, section{n: n, extended: m[3] != "" || m[2] == "", value: val})
 	}
 	if len(secs) == 0 {
 		return ""

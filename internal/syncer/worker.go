@@ -319,9 +319,11 @@ func (w *worker) maybeRefreshBeforeExpiry(ctx context.Context, mb *mail.Mailbox)
 	obs.Check(w.log, w.m.opts.Sink.RefreshToken(ctx, mb), "token refresh request")
 }
 
-// reportFailure tells the client once per distinct failure (class and message).
+// reportFailure tells the client once per change of the failure's class: an
+// outage that shows first as a cut connection and then as refused
+// reconnects is one connection failure to the client, not several.
 func (w *worker) reportFailure(ctx context.Context, err error) {
-	if w.reported != nil && mail.ClassOf(w.reported) == mail.ClassOf(err) && w.reported.Error() == err.Error() {
+	if w.reported != nil && mail.ClassOf(w.reported) == mail.ClassOf(err) {
 		return
 	}
 	w.log.Warn("mailbox session failed", "class", mail.ClassOf(err), "err", err)
