@@ -3,8 +3,11 @@ package imapsrc
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -86,10 +89,25 @@ func guarded(g *guard, op string, err error) error {
 	if v := g.violation(); v != nil {
 		return protocolError(op, v)
 	}
-	if cerr := g.connError(); cerr != nil {
+	if cerr := g.connError(); cerr != nil && !closedByPeer(cerr) {
 		return classify(op, cerr)
 	}
+	if bye := g.byeText(); bye != "" {
+		return &mail.Error{Class: mail.ClassConnect, Op: op, Err: fmt.Errorf("the server closed the connection: %s", bye)}
+	}
+	if closedByPeer(err) || closedByPeer(g.connError()) {
+		return &mail.Error{Class: mail.ClassConnect, Op: op, Err: errClosedByServer}
+	}
 	return classify(op, err)
+}
+
+// errClosedByServer replaces what Go says when the server hangs up ("EOF",
+// "use of closed network connection" once go-imap closed its side in turn).
+var errClosedByServer = errors.New("connection closed by the server")
+
+// closedByPeer reports whether err is the connection having ended under us.
+func closedByPeer(err error) bool {
+	return err != nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed))
 }
 
 // readFailure classifies err, the failure of op while reading through g with

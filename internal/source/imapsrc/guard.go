@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -40,7 +41,8 @@ type guard struct {
 	net.Conn
 	lim     atomic.Pointer[limits]
 	failed  atomic.Pointer[limitError]
-	readErr atomic.Pointer[error] // the first failed read of the connection
+	readErr atomic.Pointer[error]  // the first failed read of the connection
+	bye     atomic.Pointer[string] // the text of the server's "* BYE", once seen
 
 	// Reader state.
 	cur     *limits // the limits in force; a new pointer starts a new budget
@@ -228,10 +230,14 @@ func (g *guard) scanLine(b []byte, r, w int, final bool) (int, int, *limitError)
 		return len(b), w, nil
 	}
 	end := r + j + 1
+	start := g.line == 0
 	if err := g.count(int64(end - r)); err != nil {
 		return 0, 0, err
 	}
 	g.line = 0
+	if start {
+		g.noteBye(b[r:end])
+	}
 	size, open, ok := literalHeader(b[r:end])
 	if !ok {
 		return end, move(b, w, r, end), nil
@@ -353,3 +359,29 @@ func headerStart(seg []byte) int {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// maxByeText bounds the BYE text kept for an error message.
+const maxByeText = 200
+
+// noteBye keeps the text of a "* BYE" line (RFC 9051 §7.1.5): go-imap closes
+// the connection on it without saying why, and the server's reason ("Server
+// shutting down", "Disconnected for inactivity") is what the user needs.
+func (g *guard) noteBye(line []byte) {
+	if len(line) < 6 || line[0] != '*' || line[1] != ' ' || !bytes.EqualFold(line[2:5], []byte("BYE")) {
+		return
+	}
+	text := strings.TrimSpace(string(line[5:]))
+	if len(text) > maxByeText {
+		text = text[:maxByeText]
+	}
+	text = strings.ToValidUTF8(text, "?")
+	g.bye.CompareAndSwap(nil, &text)
+}
+
+// byeText returns the server's BYE text, "" when it sent none.
+func (g *guard) byeText() string {
+	if p := g.bye.Load(); p != nil {
+		return *p
+	}
+	return ""
+}

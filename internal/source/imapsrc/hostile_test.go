@@ -114,7 +114,7 @@ func TestHostileCommands(t *testing.T) {
 			return c.Idle(ctx, nil, time.Minute)
 		}, mail.ClassProtocol, "imap: the server sent a 1073741824-byte literal where at most 65536 are allowed", time.Second, false},
 		{"stall", testenv.RogueStall, folders, mail.ClassTimeout, "imap command timeout", stallTimeout + 500*time.Millisecond, false},
-		{"bye in a command", testenv.RogueByeMidCommand, folders, mail.ClassConnect, "list folders", time.Second, false},
+		{"bye in a command", testenv.RogueByeMidCommand, folders, mail.ClassConnect, "list folders: the server closed the connection: rogue: going away", time.Second, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
