@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration tests start by themselves (internal/testenv): a private
-# Dovecot (IMAP, IMAPS, LMTP), a private Postfix (SMTP submission → LMTP → Dovecot) and
-# redis-server, all from the Debian/Ubuntu packages, and raises the inotify limits
+# Dovecot (IMAP, IMAPS, LMTP), Cyrus and Courier IMAP (unpacked beside Dovecot, see
+# install-cyrus.sh and install-courier.sh), a private Postfix (SMTP submission → LMTP →
+# Dovecot) and redis-server, all from the Debian/Ubuntu packages, and raises the inotify limits
 # Dovecot's IDLE needs at scale.
 #
 # Idempotent and fast when everything is already present: it only reads package state and
@@ -96,6 +97,11 @@ raise_sysctl() {
 }
 
 install_packages
+# Cyrus and Courier conflict with Dovecot's package (imap-server): their
+# binaries are unpacked into private roots, next to Dovecot, by their own scripts.
+HERE=$(cd "$(dirname "$0")" && pwd)
+bash "$HERE/install-cyrus.sh"
+bash "$HERE/install-courier.sh"
 raise_sysctl fs.inotify.max_user_instances "$MIN_INOTIFY_INSTANCES"
 raise_sysctl fs.inotify.max_user_watches "$MIN_INOTIFY_WATCHES"
 

@@ -12,6 +12,7 @@
 //	go run ./cmd/elbench failover   -n 3000 [-nodes 3] [-mail 100]
 //	go run ./cmd/elbench exchange   -n 1000 [-tls] [-impersonation] -rate 50 -duration 20s [-size 30KB]
 //	go run ./cmd/elbench graph      -n 1000 [-poll 30s] [-webhook] -rate 20 -duration 20s
+//	go run ./cmd/elbench pairs      -n 1000 -tls [-idle 1m]
 //
 // Every scenario takes -smoke for a tiny run (history: 200 messages), -json FILE (default
 // bench-results/<scenario>-<timestamp>.json) and -h for all flags. See docs/BENCHMARKS.md.
@@ -39,7 +40,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: elbench <density|latency|throughput|history|failover|exchange|graph> [flags]   (elbench <scenario> -h lists the flags)`
+const usage = `usage: elbench <density|latency|throughput|history|failover|exchange|graph|pairs> [flags]   (elbench <scenario> -h lists the flags)`
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -169,6 +170,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 				o.Idle, o.Settle, o.Duration, o.Rate = time.Second, time.Second, 2*time.Second, 10
 			}
 			return runExchange(ctx, o)
+		}
+	case "pairs":
+		o := pairsOptions{Settle: 20 * time.Second, Idle: time.Minute, Gaps: defaultGaps, Spread: 20 * time.Second}
+		fs.IntVar(&co.N, "n", 1000, "mailboxes (one pair of mails each)")
+		fs.DurationVar(&o.Idle, "idle", o.Idle, "idle window in which the service's writes are counted")
+		fs.DurationVar(&o.Spread, "spread", o.Spread, "the pairs' starts are spread over this window")
+		scenarioFn = func(ctx context.Context) (*Result, error) {
+			o.commonOptions, o.Drain = co, or(*drain, 30*time.Second)
+			if *settle > 0 {
+				o.Settle = *settle
+			}
+			if *smoke {
+				o.Idle, o.Spread = 2*time.Second, time.Second
+			}
+			return runPairs(ctx, o)
 		}
 	case "graph":
 		o := graphOptions{Poll: 30 * time.Second, Idle: time.Minute, Rate: 20, Size: 2048}

@@ -1,8 +1,8 @@
 package testenv
 
 // Courier: a private Courier-IMAP 5 instance (IMAP with STARTTLS, IMAPS) on random
-// loopback ports, for testing against the second most common Maildir IMAP server and
-// its quirks (see the package comment of courier_test.go's tests and the Courier type).
+// loopback ports, for testing against another common Maildir IMAP server and its quirks
+// (listed at the Courier type; courier_test.go asserts them).
 //
 // Courier cannot be pointed at another configuration directory: /etc/courier (userdb,
 // authdaemonrc) and the authdaemon socket /run/courier/authdaemon/socket are compiled
@@ -57,9 +57,6 @@ const (
 	// down after SIGTERM (they exit within a few ms) before it SIGKILLs it, which makes
 	// the kernel kill the rest of the namespace.
 	courierStopGrace = time.Second
-	// courierScriptExit is what the namespace script exits with when it cannot set the
-	// namespace up (so the start error names the reason, not just "exit status").
-	courierScriptExit = 111
 )
 
 // ErrNoCourier means a part of the Courier installation is missing.
@@ -76,10 +73,10 @@ type CourierOptions struct {
 	// Users maps user name to password (required, at least one). Every user gets a
 	// Maildir (userdb entry with uid 0, like a system account with home DIR/mail/<user>).
 	Users map[string]string
-	// EnhancedIdle sets IMAP_ENHANCEDIDLE=1: IDLE then reports new mail within ~0.5 s
-	// (gamin/inotify). The default, false, is Debian's shipped setting: IDLE re-scans the
-	// folder only every IMAP_IDLE_TIMEOUT = 60 s, which is what most real Courier servers
-	// do.
+	// EnhancedIdle sets IMAP_ENHANCEDIDLE=1: IDLE then reports new mail within
+	// 0.06-1.1 s (gamin, measured). The default, false, is Debian's shipped setting:
+	// IDLE re-scans the folder only every IMAP_IDLE_TIMEOUT = 60 s, as on a server left
+	// at Debian's defaults.
 	EnhancedIdle bool
 	// Logf receives progress messages (start/stop durations). Nil discards them.
 	Logf func(format string, args ...any)
@@ -100,8 +97,8 @@ type CourierOptions struct {
 //     is answered after 5 s.
 //   - Without EnhancedIdle, IDLE notices new mail only every 60 s.
 //   - Before STARTTLS only LOGIN is offered (no AUTH=PLAIN); after it AUTH=PLAIN too.
-//   - Debian's connection limits apply: MAXDAEMONS=40 connections in total and
-//     MAXPERIP=20 per client IP (i.e. per test, all from 127.0.0.1) on each port.
+//   - Debian's connection limits apply on each port: MAXDAEMONS=40 connections in total
+//     and MAXPERIP=20 per client IP (every test client comes from 127.0.0.1).
 type Courier struct {
 	Dir       string // instance directory (absolute)
 	IMAPAddr  string // plain IMAP (STARTTLS offered), 127.0.0.1:port
@@ -112,8 +109,9 @@ type Courier struct {
 	opts CourierOptions
 	bins courierBins
 	// gamID is GAM_CLIENT_ID for the instance: gamin's socket is an abstract unix socket
-	// named after uid and this ID, shared by every network namespace, so without it
-	// imapd of one instance would talk to (and lose, at Stop) another's gam_server.
+	// named after uid and this ID, and abstract sockets are per network namespace, which
+	// all instances share with the host; without it imapd of one instance would talk to
+	// (and lose, at Stop) another instance's gam_server.
 	gamID string
 	// courierUID/GID: the courier system user (courier-base), as which imaplogin and
 	// couriertls handle connections before login.
@@ -934,8 +932,8 @@ func (c *Courier) Seed(user, folder string, msgs [][]byte) error {
 		}
 	}
 	// maildir(5) delivery: write into tmp/, then rename, so a reader never sees a
-	// partial file. The modification times increase with the order, and Courier sorts
-	// new files by name, so UIDs follow the slice order.
+	// partial file. Names (leading timestamp) and modification times both increase
+	// with the slice order; Courier assigns the UIDs in that order (TestCourierSeed).
 	base := time.Now().Add(-time.Duration(len(msgs)) * time.Second)
 	for i, raw := range msgs {
 		seq := c.seedSeq.Add(1)

@@ -25,23 +25,29 @@ package testenv
 //          package reads into Dir/cyrus.log. Nothing outside the instance sees any of
 //          it, so parallel test binaries (each with their own instances) and a real
 //          syslog daemon, if any, are unaffected; nothing is created on the host's /dev.
-//       2. Stop is exact and quick: killing PID 1 of a PID namespace makes the kernel kill
-//          every process in it, so Stop never has to guess which processes are Cyrus's
-//          (imapd rewrites its process title; no path identifies it).
+//       2. Stop is exact and quick: master shuts its children down on SIGTERM (10-20
+//          ms), and if anything is left after a second, killing PID 1 of the PID
+//          namespace makes the kernel kill every process in it. Stop never has to guess
+//          which processes are Cyrus's (imapd rewrites its process title; no path
+//          identifies it).
 //       3. No leftovers: the shell gets SIGKILL when the test binary dies (Pdeathsig;
 //          master itself loses that setting when it drops privileges), which takes the
 //          whole instance down with it.
+//     master runs in a session of its own (Setsid): on SIGTERM it kill(0, SIGTERM)s its
+//     process group, which would otherwise stop every other instance of the test binary.
 //   - Ready means: the IMAP port greets with this instance's unique servername.
 //   - Users are created with saslpasswd2 in config/sasldb2 (auxprop/sasldb, PLAIN and
 //     LOGIN, plaintext allowed on loopback); each user's INBOX is created at its first
 //     login (autocreate_quota: 0), and StartCyrus logs every user in once, so INBOX
 //     exists before a test appends. "user@domain" names use Cyrus virtual domains.
+//   - failedloginpause is 0: by default imapd answers a wrong password after 3 s.
 //
-// Without root (no CAP_SYS_ADMIN for namespaces) the master runs directly, as the
-// invoking user (cyrus_user), Stop signals the master's process tree, and the syslog is
-// not captured (Log says so).
+// Without namespaces (not root, or root without CAP_SYS_ADMIN, e.g. in an unprivileged
+// container; detected and logged) master runs directly (as the invoking user when not
+// root), Stop signals its process tree, and the syslog is not captured (Log says so).
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
@@ -76,10 +82,10 @@ const (
 
 // Timing budgets of the Cyrus life cycle.
 const (
-	// cyrusReadyTimeout bounds one start; a healthy start takes ~100 ms.
+	// cyrusReadyTimeout bounds one start; a healthy start takes 80-200 ms.
 	cyrusReadyTimeout = 10 * time.Second
 	// cyrusStopGrace is how long Stop waits for master's own clean shutdown (measured
-	// 20-40 ms, with IDLE clients connected) before it kills the namespace.
+	// 6-20 ms, with IDLE clients connected) before it kills the namespace.
 	cyrusStopGrace = time.Second
 )
 
@@ -99,7 +105,7 @@ type CyrusOptions struct {
 	Users map[string]string
 	// NoIdled disables idled: IDLE then learns of new mail only by polling every 60 s
 	// (imapidlepoll), as on a Cyrus whose administrator did not enable it. With idled
-	// (the default) EXISTS arrives ~50 ms after an APPEND from another connection.
+	// (the default) EXISTS arrives 10-50 ms after an APPEND from another connection.
 	NoIdled bool
 	// AltNamespace selects altnamespace and unixhierarchysep: folders are siblings of
 	// INBOX ("Projects/2024") with "/" as separator. Default: Debian's defaults, folders
@@ -353,9 +359,26 @@ func (c *Cyrus) addSASLUser(sasldb, name, password string) error {
 	if !c.opts.AltNamespace && strings.Contains(local, ".") {
 		return fmt.Errorf("testenv: cyrus user %q: \".\" is the hierarchy separator of the default namespace; use CyrusOptions.AltNamespace for such names", name)
 	}
-	cmd := exec.Command(saslpasswd2, "-f", sasldb, "-p", "-c", "-u", realm, local)
-	cmd.Stdin = strings.NewReader(password + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	args := []string{"-f", sasldb, "-p", "-c", "-u", realm, local}
+	run := func(cmd *exec.Cmd) ([]byte, error) {
+		cmd.Stdin = strings.NewReader(password + "\n")
+		return cmd.CombinedOutput()
+	}
+	// saslpasswd2 syslogs three "error deleting entry from sasldb" lines per new user.
+	// Where a syslog daemon listens, keep them out of the host's log: in a private
+	// mount namespace /dev/log is /dev/null, to which syslog(3) cannot connect.
+	var out []byte
+	var err error = syscall.EPERM
+	if c.ns {
+		cmd := exec.Command("/bin/sh", append([]string{"-c",
+			`[ -e /dev/log ] && mount --bind /dev/null /dev/log; exec "$@"`, "sh", saslpasswd2}, args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+		out, err = run(cmd)
+	}
+	if errors.Is(err, syscall.EPERM) { // no namespaces: log where syslog(3) goes
+		out, err = run(exec.Command(saslpasswd2, args...))
+	}
+	if err != nil {
 		return fmt.Errorf("testenv: saslpasswd2 %s: %w: %s", name, err, out)
 	}
 	return nil
@@ -575,13 +598,24 @@ func (c *Cyrus) waitReady(p *cyrusProc, logPath string, logOff int64) error {
 	defer deadline.Stop()
 	tick := time.NewTicker(readyPollInterval)
 	defer tick.Stop()
+	greets := func(line string, ok bool) bool {
+		return ok && strings.HasPrefix(line, "* OK ") && strings.Contains(line, " "+c.servername+" ")
+	}
 	for {
-		if line, ok := firstLine(c.IMAPAddr, "a LOGOUT\r\n"); ok && strings.HasPrefix(line, "* OK ") && strings.Contains(line, " "+c.servername+" ") {
-			return nil
-		}
-		// master keeps running when it cannot bind a service; it only logs it.
-		if logs := readTail(logPath, logOff, logTailBytes); strings.Contains(logs, "Address already in use") {
-			return fmt.Errorf("%w: cyrus could not bind its ports", errAddrInUse)
+		// Both ports: master binds them one by one and greets on the first before it
+		// has found the second taken.
+		// master keeps running when it cannot bind a service; it only logs it (and
+		// startError classifies the message as errAddrInUse).
+		if greets(firstLine(c.IMAPAddr, "a LOGOUT\r\n")) {
+			if c.logs != nil {
+				c.logs.sync()
+			}
+			if logs := readTail(logPath, logOff, logTailBytes); strings.Contains(logs, "Address already in use") {
+				return errors.New("cyrus could not bind its ports")
+			}
+			if greets(c.tlsFirstLine()) {
+				return nil
+			}
 		}
 		select {
 		case <-p.done:
@@ -591,6 +625,23 @@ func (c *Cyrus) waitReady(p *cyrusProc, logPath string, logOff int64) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// tlsFirstLine reads the greeting on the IMAPS port, checking the certificate.
+func (c *Cyrus) tlsFirstLine() (string, bool) {
+	d := &net.Dialer{Timeout: greetingTimeout}
+	conn, err := tls.DialWithDialer(d, "tcp", c.IMAPSAddr, c.TLSConfig())
+	if err != nil {
+		return "", false
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(greetingTimeout))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return "", false
+	}
+	_, _ = conn.Write([]byte("a LOGOUT\r\n"))
+	return line, true
 }
 
 // loginAll logs every user in once, in parallel, so autocreate makes each INBOX now
@@ -619,7 +670,7 @@ func (c *Cyrus) loginAll() error {
 
 // Stop shuts the instance down and returns once every process of it is gone and the
 // ports are free; on a stopped instance it is a no-op. It sends SIGTERM (master shuts
-// its children down cleanly, measured 20-40 ms) and after cyrusStopGrace kills the
+// its children down cleanly, measured 6-20 ms) and after cyrusStopGrace kills the
 // namespace's init, which makes the kernel kill everything left in it.
 func (c *Cyrus) Stop() error {
 	c.mu.Lock()

@@ -75,6 +75,27 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 			Recipients: []string{"alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com"}})
 		smtpTLS = pf.TLSConfig()
 	}
+	var tlsCfg *tls.Config
+	if trustCA {
+		tlsCfg = dc.TLSConfig()
+	}
+	e := startService(t, tlsCfg, smtpTLS, func(cfg *config.Config) {
+		if tweak != nil {
+			tweak(cfg)
+		}
+		if o.peers != nil {
+			o.peers(cfg, dc, pf)
+		}
+	})
+	e.dc, e.pf = dc, pf
+	return e
+}
+
+// startService starts the Creatio stand-in and the service (mail servers
+// trusted through imapTLS and smtpTLS when set), with the test defaults and
+// then tweak applied to its configuration, and stops it when the test ends.
+func startService(t *testing.T, imapTLS, smtpTLS *tls.Config, tweak func(*config.Config)) *env {
+	t.Helper()
 	col := testenv.NewCollectorT(t)
 	cfg := config.Default()
 	cfg.ListenAddr = "127.0.0.1:0"
@@ -84,17 +105,10 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	if o.peers != nil {
-		o.peers(&cfg, dc, pf)
-	}
 	logs := &logBuffer{t: t}
 	log, _ := obs.NewLogger(logs, "text", "debug")
-	var tlsCfg *tls.Config
-	if trustCA {
-		tlsCfg = dc.TLSConfig()
-	}
 	a, err := app.New(cfg, log, "e2e", &app.Options{
-		IMAPTLS:         tlsCfg,
+		IMAPTLS:         imapTLS,
 		SMTPTLS:         smtpTLS,
 		Reconnect:       backoff.Policy{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond},
 		DeliveryBackoff: backoff.Policy{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond},
@@ -121,7 +135,7 @@ func newEnvWith(t *testing.T, o envOptions) *env {
 			}
 		}
 	})
-	return &env{t: t, logs: logs, dc: dc, pf: pf, col: col, app: a, base: "http://" + a.Addr()}
+	return &env{t: t, logs: logs, col: col, app: a, base: "http://" + a.Addr()}
 }
 
 // wrongPassword is distinctive so the secrets check cannot miss it.

@@ -231,6 +231,23 @@ func (c *Conn) listUIDs(ctx context.Context, op string, r imap.UIDRange, lim *li
 	return refs, err
 }
 
+// Persist selects folder read-write and then read-only again. Courier keeps
+// a folder's UIDVALIDITY and UIDs only in memory, following the clock and
+// renumbering at will, until a read-write SELECT (or a new message) makes it
+// store them; a listener that only EXAMINEs would see them change on every
+// connection. Servers that store them anyway lose nothing but the \Recent
+// flags of the folder.
+func (c *Conn) Persist(ctx context.Context, folder string) (FolderStatus, error) {
+	err := c.run(ctx, "select "+folder, commandLimits(commandBudget), func() error {
+		_, err := c.c.Select(folder, nil).Wait()
+		return err
+	})
+	if err != nil {
+		return FolderStatus{}, err
+	}
+	return c.Examine(ctx, folder)
+}
+
 // LastUID returns the UID of the selected folder's last message (0 when the
 // folder is empty), for servers whose EXAMINE leaves UIDNEXT out: "n:*"
 // always matches the last message (RFC 9051 §6.4.8), so the highest n asks

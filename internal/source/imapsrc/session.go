@@ -214,8 +214,13 @@ func (s *Session) start(ctx context.Context, folder string) (source.Changes, err
 		return source.Changes{}, err
 	}
 	if st.UIDNext == 0 {
-		// The server left UIDNEXT out of its answer (Courier's EXAMINE):
-		// never start at 0, which would deliver the whole folder.
+		// The server left UIDNEXT out of its answer (Courier's EXAMINE),
+		// and such a server may not have stored the folder's UIDs yet:
+		// make it (see Conn.Persist), then never start at 0, which would
+		// deliver the whole folder.
+		if st, err = s.persist(ctx, folder); err != nil {
+			return source.Changes{}, err
+		}
 		if st, err = s.uidNext(ctx, folder, st); err != nil {
 			return source.Changes{}, err
 		}
@@ -225,6 +230,18 @@ func (s *Session) start(ctx context.Context, folder string) (source.Changes, err
 		c.UID = st.UIDNext - 1
 	}
 	return source.Changes{Next: c.String()}, nil
+}
+
+// persist makes the server store folder's UIDs (Conn.Persist) and leaves it
+// selected read-only.
+func (s *Session) persist(ctx context.Context, folder string) (FolderStatus, error) {
+	st, err := s.c.Persist(ctx, folder)
+	if err != nil {
+		s.selected, s.st = "", FolderStatus{}
+		return st, err
+	}
+	s.selected, s.st, s.examined = folder, st, time.Now()
+	return st, nil
 }
 
 // uidNext completes a status without UIDNEXT: STATUS (UIDNEXT), else the last
@@ -259,6 +276,15 @@ func (s *Session) reset(ctx context.Context, folder string, old cursor, st Folde
 	since := old.Date.Add(-uidValidityLookback)
 	s.c.log.Warn("UIDVALIDITY changed, delivering what was not delivered yet", "folder", folder,
 		"old", old.UIDValidity, "new", st.UIDValidity, "since", since)
+	if st.UIDNext == 0 {
+		// See start: a server that does not say UIDNEXT may renumber until
+		// it stored the folder's UIDs.
+		p, err := s.persist(ctx, folder)
+		if err != nil {
+			return source.Changes{}, err
+		}
+		st = p
+	}
 	found, err := s.c.SearchSince(ctx, since)
 	if err != nil {
 		return source.Changes{}, err
@@ -272,7 +298,7 @@ func (s *Session) reset(ctx context.Context, folder string, old cursor, st Folde
 		}
 	}
 	// Skipped messages still move the cursor (Next), so that they are not
-	// listed again; the dates and sizes acknowledged before carry over.
+	// listed again; the arrival date and Seen acknowledged before carry over.
 	base := cursor{UIDValidity: st.UIDValidity, Date: old.Date, Seen: old.Seen}
 	next := base
 	var refs []MessageRef
@@ -370,10 +396,13 @@ func (s *Session) Wait(ctx context.Context, folders []string, limit time.Duratio
 	}
 	s.quiet = true
 	if recheck {
-		// The caller re-checks the watched folder after a quiet round; an
-		// unknown status makes that a listing, not the cached EXAMINE.
+		// The caller re-checks the watched folder after a quiet round; a
+		// fresh EXAMINE makes that a real check: the cached status says
+		// nothing new, and a server may show new mail (and a new
+		// UIDVALIDITY) to a selected folder only when it is selected again
+		// (Courier without a push).
 		s.rechecks++
-		s.st = FolderStatus{}
+		s.st, s.examined = FolderStatus{}, time.Time{}
 	}
 	return nil, nil
 }
