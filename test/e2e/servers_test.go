@@ -230,3 +230,53 @@ func TestCourierOldAndFirstMail(t *testing.T) {
 	}
 	e.once("courier-first", "courier-new")
 }
+
+// Servers that accept IDLE but never push — Cyrus without idled, Courier
+// without IMAP_ENHANCEDIDLE — are found out: after mail that no push
+// announced was found twice, the mailbox is checked every 15 s and its state
+// says Push "poll"; mail then arrives within seconds, not at the end of a
+// 10-minute IDLE.
+func TestServersThatDoNotPush(t *testing.T) {
+	for _, srv := range []struct {
+		name  string
+		start func(*testing.T) imapServer
+	}{
+		{"cyrus-without-idled", func(t *testing.T) imapServer {
+			c := testenv.NewCyrusT(t, testenv.CyrusOptions{Users: serverUsers, NoIdled: true})
+			return imapServer{name: "cyrus", tlsAddr: c.IMAPSAddr, tls: c.TLSConfig(),
+				append: func(u, p, f string, raw []byte) error { _, err := c.Append(u, p, f, raw); return err }}
+		}},
+		{"courier-default-idle", func(t *testing.T) imapServer { s, _ := courierServer(t, testenv.CourierOptions{}); return s }},
+	} {
+		t.Run(srv.name, func(t *testing.T) {
+			t.Parallel()
+			s := srv.start(t)
+			e := startService(t, s.tls, nil, nil)
+			const id = "5e1f0000-0000-4000-8000-00000000c201"
+			e.mustPost("/api/listeners/create", e.createBody(mailboxSpec{ID: id, User: "alice@example.com", Password: "alicepw",
+				Addr: s.tlsAddr, SecureOption: 2, UseSsl: true}))
+			e.waitState(id, "exists", 15*time.Second)
+			deliver := func(subject string, within time.Duration) time.Duration {
+				t.Helper()
+				start := time.Now()
+				if err := s.append("alice@example.com", "alicepw", "INBOX", simpleMail(subject, subject+"@example.com")); err != nil {
+					t.Fatal(err)
+				}
+				e.waitEmails(subject, 1, within)
+				return time.Since(start)
+			}
+			// Two mails within the re-checks after connecting and after a
+			// delivery: both found by a re-check, none announced.
+			a := deliver(srv.name+"-silent-1", 10*time.Second)
+			b := deliver(srv.name+"-silent-2", 10*time.Second)
+			// Long after any activity: only the silent-server rounds find it.
+			time.Sleep(20 * time.Second)
+			c := deliver(srv.name+"-silent-3", 20*time.Second)
+			lat := []time.Duration{a, b, c}
+			if st := e.state(id); st["Push"] != "poll" {
+				t.Errorf("state Push = %v, want poll", st["Push"])
+			}
+			t.Logf("FIGURE %s: latencies %v", srv.name, lat)
+		})
+	}
+}
