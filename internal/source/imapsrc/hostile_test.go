@@ -111,7 +111,8 @@ func TestHostileCommands(t *testing.T) {
 			if err := examine(ctx, c); err != nil {
 				return err
 			}
-			return c.Idle(ctx, nil, time.Minute)
+			_, err := c.Idle(ctx, nil, time.Minute)
+			return err
 		}, mail.ClassProtocol, "imap: the server sent a 1073741824-byte literal where at most 65536 are allowed", time.Second, false},
 		{"stall", testenv.RogueStall, folders, mail.ClassTimeout, "imap command timeout", stallTimeout + 500*time.Millisecond, false},
 		{"bye in a command", testenv.RogueByeMidCommand, folders, mail.ClassConnect, "list folders: the server closed the connection: rogue: going away", time.Second, false},

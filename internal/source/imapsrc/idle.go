@@ -9,10 +9,12 @@ import (
 // exists callback or an outside request), max elapses, or ctx ends; then it ends
 // IDLE and waits for the server to confirm, which also proves the connection is
 // still alive. Servers without IDLE are polled with NOOP at the same cadence.
+// woken reports that wake fired while idling: a push, as opposed to news the
+// server only gave when IDLE ended or the NOOP asked.
 //
 // max must stay below 29 minutes: servers may drop an IDLE client after 30
 // (RFC 2177 §3).
-func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration) error {
+func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration) (woken bool, err error) {
 	if !c.HasIdle() {
 		return c.pollWait(ctx, wake, max)
 	}
@@ -25,7 +27,7 @@ func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration
 		cmd = ic
 		return err
 	}); err != nil {
-		return err
+		return false, err
 	}
 	c.g.set(idleLimits()) // updates go to the exists callback: nothing to budget
 	t := time.NewTimer(max)
@@ -37,12 +39,13 @@ func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration
 		// (~12 ms of server CPU each), which made stopping 1,000 mailboxes take
 		// 15 s; a closed socket costs the server nothing.
 		_ = c.c.Close()
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-wake:
+		woken = true
 	case <-t.C:
 	case <-c.c.Closed():
 	}
-	return c.run(ctx, "idle done", commandLimits(commandBudget), func() error {
+	return woken, c.run(ctx, "idle done", commandLimits(commandBudget), func() error {
 		if err := cmd.Close(); err != nil {
 			return err
 		}
@@ -50,14 +53,16 @@ func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration
 	})
 }
 
-func (c *Conn) pollWait(ctx context.Context, wake <-chan struct{}, max time.Duration) error {
+func (c *Conn) pollWait(ctx context.Context, wake <-chan struct{}, max time.Duration) (bool, error) {
 	t := time.NewTimer(min(max, 30*time.Second))
 	defer t.Stop()
+	woken := false
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-wake:
+		woken = true
 	case <-t.C:
 	}
-	return c.Noop(ctx)
+	return woken, c.Noop(ctx)
 }

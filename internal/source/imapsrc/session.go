@@ -51,13 +51,13 @@ const pageUIDs = 20_000
 // +2, +5 and +10 s. A mailbox that stays quiet costs nothing more.
 var recheckAfter = []time.Duration{3 * time.Second, 8 * time.Second, 15 * time.Second}
 
-// A server that accepts IDLE but never pushes (Cyrus without idled, Courier
+// A server that accepts IDLE but does not push (Cyrus without idled, Courier
 // without IMAP_ENHANCEDIDLE) is found out when re-checks keep finding mail
 // it did not announce; its IDLE rounds are then cut to silentRound, each
-// followed by a listing. A push lifts that.
+// followed by a listing, until pushes outnumber such finds again.
 const (
 	silentRound = 15 * time.Second
-	silentLimit = 2 // finds without any push before a mailbox is taken as not pushed
+	silentLimit = 2 // finds no push announced before a mailbox is taken as not pushed
 )
 
 // DefaultIdleMax re-selects the watched folder at least this often (see the
@@ -384,17 +384,22 @@ func (s *Session) Wait(ctx context.Context, folders []string, limit time.Duratio
 	if s.silentServer() && silentRound < d {
 		d, recheck = silentRound, true
 	}
-	s.quiet = false
-	if err := s.c.Idle(ctx, s.exists, d); err != nil {
+	pushed, err := s.c.Idle(ctx, s.exists, d)
+	if err != nil {
 		return nil, err
 	}
+	// A push woke the IDLE; news the server only gave when IDLE ended (an
+	// EXISTS before DONE's OK) is what a re-check found: the server kept
+	// it to itself.
+	s.quiet = !pushed
 	if s.woke.Load() != 0 {
-		s.pushes++
+		if pushed {
+			s.pushes++
+		}
 		s.touch()
-		s.st = FolderStatus{} // pushed: only a listing tells what is new
+		s.st = FolderStatus{} // only a listing tells what is new
 		return folders[:1], nil
 	}
-	s.quiet = true
 	if recheck {
 		// The caller re-checks the watched folder after a quiet round; a
 		// fresh EXAMINE makes that a real check: the cached status says
@@ -415,7 +420,7 @@ func (s *Session) touch() { s.active, s.rechecks = time.Now(), 0 }
 func (s *Session) noticed() {
 	if s.quiet {
 		s.silent++
-		if s.silentServer() && s.silent == silentLimit {
+		if s.silentServer() && s.silent == max(silentLimit, s.pushes) {
 			s.c.log.Info("the server does not push new mail in IDLE: checking every "+silentRound.String(),
 				"hint", "Cyrus: run idled; Courier: IMAP_ENHANCEDIDLE=1")
 		}
@@ -424,8 +429,11 @@ func (s *Session) noticed() {
 	s.touch()
 }
 
-// silentServer reports whether the server is taken as one that never pushes.
-func (s *Session) silentServer() bool { return s.pushes == 0 && s.silent >= silentLimit }
+// silentServer reports whether the server is taken as one that does not
+// push: re-checks found mail twice or more, and at least as often as pushes
+// announced any (Cyrus without idled and Courier without enhanced IDLE do
+// push, from their own once-a-minute poll, which must not pass for push).
+func (s *Session) silentServer() bool { return s.silent >= silentLimit && s.silent >= s.pushes }
 
 // Push says how new mail is noticed, for the mailbox's state: "idle" (the
 // server pushes), or "poll" when it was found not to.
