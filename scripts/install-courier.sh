@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs a private Courier-IMAP for the integration tests (internal/testenv/courier.go)
 # without touching the system's IMAP server.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs Cyrus IMAP for the tests (internal/testenv/cyrus.go) without touching Dovecot.
 #
 # The Debian package cyrus-imapd declares "Conflicts: imap-server", so a plain

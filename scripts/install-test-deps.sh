@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what the integration tests start by themselves (internal/testenv): a private
 # Dovecot (IMAP, IMAPS, LMTP), Cyrus and Courier IMAP (unpacked beside Dovecot, see
 # install-cyrus.sh and install-courier.sh), a private Postfix (SMTP submission → LMTP →

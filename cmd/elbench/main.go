@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command elbench is the reproducible benchmark of the service. It starts everything
 // itself on loopback and stops it again: a private Dovecot with hibernation (users
 // u0..uN-1@example.com), the testenv Collector as Creatio, and the service built from

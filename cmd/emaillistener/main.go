@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command emaillistener is a drop-in replacement for Creatio's Email Listener
 // microservice: it keeps IMAP IDLE subscriptions for many mailboxes and delivers
 // every new email to Creatio the moment it arrives.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package app wires the service together and owns its lifecycle: New builds
 // every component without I/O, Start starts them in order and listens, Stop
 // stops them in reverse order within a deadline (a failed Start stops what it

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package backoff computes exponential backoff delays with full jitter and waits
 // for them under a context.
 package backoff

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package budget bounds the memory of messages in flight: every message being
 // fetched, parsed and delivered holds a share of one node-wide budget, counted
 // in raw message bytes, and waits while the budget is spent. A message takes

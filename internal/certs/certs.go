@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package certs loads the extra certificate authorities an operator asks the
 // service to trust (for mail servers and for Redis).
 package certs

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package clock is the time source of the background loops (lease renewal,
 // cluster heartbeats), so that tests can drive them with a simulated clock:
 // code that judges expiry or due-ness takes its time as an input.

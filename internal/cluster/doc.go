@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package cluster owns node membership and mailbox placement.
 //
 // A node's life in the cluster:

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package config defines the service configuration: every setting has a
 // documented default, an environment variable and a command-line flag (flags win
 // over the environment). Load validates strictly: an unparsable value is an

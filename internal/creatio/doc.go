@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package creatio is the Creatio wire format in one place. Comments cite the
 // reconstructed contract, docs/CREATIO-PROTOCOL.md, by section
 // ("docs/CREATIO-PROTOCOL.md §n"). It owns:

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package delivery posts JSON payloads to the client application (Creatio) with
 // retries: each attempt is classified by Check, retryable failures wait on an
 // exponential backoff with jitter (honouring Retry-After), and at most N requests

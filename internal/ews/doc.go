@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package ews is an EWS (Exchange Web Services) SOAP client with exactly the
 // operations the listener needs: list folders (GetFolder, FindFolder), learn
 // what changed in a folder (SyncFolderItems, FindItem), download a message as

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package ews
 
 // Implementation notes: a message comes base64-encoded inside one XML text

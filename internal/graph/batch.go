@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package graph
 
 // JSON batching (POST /$batch): the sub-requests travel in one HTTP

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package graph is a Microsoft Graph client for Exchange Online mail with
 // exactly the calls the listener needs: the folder tree, per-folder delta
 // sync, a bounded date-ordered listing, a message as MIME or its header

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package history loads a mailbox's existing mail on the client's request
 // (Creatio's synchronize call), whatever its protocol: for every watched
 // folder, INBOX first, it searches the messages matching the query and

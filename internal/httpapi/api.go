@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package httpapi is the REST transport of the Creatio-compatible API: routing
 // (at / and under an optional ingress prefix, case-insensitive like the .NET
 // original), decoding, the single error-to-status mapping, and middleware

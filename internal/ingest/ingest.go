@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package ingest is the one step from a downloaded message to an
 // acknowledged email, shared by live subscriptions (syncer) and history loads
 // (history):

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package jwtclaims reads the claims of an OAuth access token that is a JWT,
 // without verifying it: the service only needs hints (when the token
 // expires, which API it is for, which scopes it carries) and leaves

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package lease gives one node of a cluster exclusive ownership of a mailbox,
 // proven by a monotonic fencing token, with leases kept in Redis.
 //

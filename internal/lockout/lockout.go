@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package lockout keeps the service from locking users out of their mail
 // accounts. Directory services lock an account after a few failed logins in a
 // window (Active Directory: e.g. 5 in 30 minutes), and a listener that

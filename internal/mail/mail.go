@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package mail holds the domain types shared by every other package: the mailbox a
 // client registered, the parsed message that is delivered, sync cursors and the
 // error classes that decide retries and what the client is told. It does no I/O.

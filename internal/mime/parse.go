@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package mime turns a raw RFC 5322 message into a mail.Message: decoded
 // headers, the text and HTML bodies in UTF-8, and attachments with their data.
 //

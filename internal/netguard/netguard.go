@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package netguard restricts the addresses the service connects to: an
 // optional allow-list of networks for the callbacks (Creatio) and one for the
 // mail servers, for deployments that must stop the API from being used to

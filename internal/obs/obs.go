@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package obs holds the observability plumbing every component shares: the slog
 // logger setup, the Check helper that keeps expected shutdown errors out of
 // error logs, and panic recovery with a counter.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package outbox sends the client's outgoing mail for IMAP mailboxes: SMTP
 // submission (package sender) with the send credentials, then a copy in the
 // Sent folder of the mailbox's IMAP account, unless the provider files sent

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package placement decides which node runs a registered mailbox and answers
 // where each one runs, behind one interface for the service:
 //

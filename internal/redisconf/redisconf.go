@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package redisconf turns the operator's Redis settings (a URL, a
 // StackExchange.Redis connection string, or the original service's host and
 // database variables) into go-redis client options for the store, the leases

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package runner runs one goroutine per key (a mailbox's subscription, a
 // mailbox's history load) with the lifecycle both need: a new run for a key
 // replaces the running one, starting only once the old one has returned, so

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package secret seals credentials at rest with AES-256-GCM, so that mailbox
 // passwords and OAuth tokens kept in a shared store (Redis) are useless to
 // whoever can read the store but not the key.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package sender sends an outgoing email over SMTP on behalf of a mailbox: the
 // SendCommand Creatio posts to /apiv2/email/send (docs/CREATIO-PROTOCOL.md
 // §10), mapped to a *mail.Message by creatio.Email.Message.

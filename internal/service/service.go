@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package service is what the API does, in the client's terms: register and
 // close subscriptions (through a placement, local or clustered), report their
 // states, and the calls that work on one mailbox's server at once (validate,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package source holds the vocabulary that mail-server adapters (IMAP in
 // source/imapsrc; Exchange and Microsoft Graph to come) share with the
 // packages that use them: a reference to a message, the changes of a folder

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package store keeps the service's shared state: the mailbox registry (what the
 // client registered), the per-folder sync cursors and the subscription status
 // records that let any node answer subscriptionsstate. The embedded in-memory

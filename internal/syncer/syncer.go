@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package syncer runs one supervisor per subscribed mailbox, whatever its
 // protocol. A supervisor, in order:
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package testenv
 
 // Courier: a private Courier-IMAP 5 instance (IMAP with STARTTLS, IMAPS) on random

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package testenv
 
 // Cyrus IMAP 3.6 (Debian 12) as a second, differently built IMAP server for the tests:

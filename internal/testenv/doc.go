@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package testenv starts real protocol peers for tests and benchmarks, so that the
 // service is exercised against the servers it meets in production rather than mocks:
 //

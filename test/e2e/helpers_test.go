@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package e2e runs the whole service in-process against a real Dovecot started by
 // the test and a Creatio stand-in (testenv.Collector), and checks the Creatio
 // wire contract end to end.

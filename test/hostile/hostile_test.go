@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package hostile runs the service binary, as a separate process, against
 // clients and peers that behave as an attacker or a broken system would:
 // huge and endless request bodies, clients that drip, browsers on the

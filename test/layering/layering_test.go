@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package layering checks the import graph against the layers the code is
 // built in (docs/ARCHITECTURE.md): base packages import nothing of ours,
 // protocol adapters only base packages, the consumers (syncer, history,

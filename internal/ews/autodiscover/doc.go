@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package autodiscover finds a mailbox's Exchange Web Services URL (and its
 // GroupingInformation, for streaming affinity) from the e-mail address, the
 // way Outlook and the EWS Managed API do. Discover runs these steps in order

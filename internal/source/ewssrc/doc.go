@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package ewssrc serves Exchange mailboxes over EWS (Exchange Web Services)
 // through the protocol-neutral source contract that syncer, history and
 // service declare: the Exchange counterpart of source/imapsrc. It speaks EWS

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package exo decides how a mailbox Creatio registers with the Exchange server
 // type is reached when it lives in Exchange Online, where Microsoft blocks EWS
 // from 2026-10-01 and switches it off on 2027-04-01: through Microsoft Graph,

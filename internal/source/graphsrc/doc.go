@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package graphsrc serves Exchange Online mailboxes over Microsoft Graph
 // through the protocol-neutral source contract that syncer, history and
 // service declare: the Graph counterpart of source/ewssrc, for the tenants

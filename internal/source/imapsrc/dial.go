@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package imapsrc is the IMAP adapter: it connects and logs in (plain, STARTTLS or
 // implicit TLS; LOGIN, AUTHENTICATE PLAIN or XOAUTH2), lists the folders worth
 // syncing, reads folder status, lists and fetches new messages with BODY.PEEK[]

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package wake is the meeting point of a mailbox session and a hub that
 // learns of its changes for it (an Exchange streaming connection shared by
 // many mailboxes, a Graph poller or webhook): the hub records which watched

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package storetest is the contract test suite every store implementation must
 // pass, so the in-memory and Redis stores keep identical semantics.
 package storetest

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package ewsfake is a fake Microsoft Exchange server for tests and benchmarks: EWS
 // (SOAP 1.1 over HTTP(S) on 127.0.0.1) and Autodiscover for in-memory mailboxes,
 // with streaming notifications and the failure modes a real server shows. It aims to

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package ewsfake
 
 var errCrossMailbox = &ewsError{"ErrorMoveCopyFailed", "Moving or copying items between mailboxes is not supported by this server."}

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package graphfake is a fake Microsoft Graph for tests and benchmarks: the mail
 // part of the v1.0 API (folders, messages, delta query, MIME download, sendMail,
 // translateExchangeIds), change notification subscriptions with webhook

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package loopcert makes the TLS certificates of the fake servers tests run
 // on loopback (ewsfake, graphfake).
 package loopcert

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package msgfixture holds the messages and readers that tests of outbound
 // mail share: a rich Creatio message (HTML, inline image, PDF, Cyrillic
 // text) and helpers that read a built message back with enmime.

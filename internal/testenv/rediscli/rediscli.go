@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package rediscli gives tests a go-redis client for a testenv Redis. It is
 // separate from testenv, which speaks RESP itself so that the harness does not
 // depend on a client library.
