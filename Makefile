@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # deadline (golang/go#75804, fixed in Go 1.27).
 FUZZTIME  ?= 20000x
 
-.PHONY: run build test test-deps unit vet fuzz bench clean
+.PHONY: run build image compose-check test test-deps unit vet fuzz bench clean
 
 ## run: start the service on :10000 with the embedded memory store (no Redis needed)
 run:
@@ -16,6 +16,16 @@ run:
 ## build: build bin/emaillistener
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/emaillistener ./cmd/emaillistener
+
+## image: build the container image without a Docker engine (OCI layout in bin/image,
+## `docker load -i bin/emaillistener.tar`); IMAGE_ARCH=amd64,arm64 for several platforms
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+image:
+	$(GO) run ./cmd/elimage -out bin/image -tar bin/emaillistener.tar -version '$(VERSION)' -arch '$(IMAGE_ARCH)'
+
+## compose-check: check compose.yaml and its demo files (no Docker needed), and the image build
+compose-check:
+	$(GO) test -count=1 ./test/compose/ ./test/image/
 
 ## test: install the real servers tests need (Dovecot, Redis via apt), then run every test
 test: test-deps vet

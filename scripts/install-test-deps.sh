@@ -12,7 +12,7 @@
 # usage: scripts/install-test-deps.sh
 set -euo pipefail
 
-PACKAGES=(dovecot-imapd dovecot-lmtpd openssl redis-server redis-tools postfix python3-exchangelib)
+PACKAGES=(dovecot-imapd dovecot-lmtpd openssl redis-server redis-tools postfix python3-exchangelib chromium)
 # Dovecot silently falls back to 30 s polling for IDLE (and hibernation silently stops)
 # once its uid exceeds max_user_instances inotify instances; the default is 128, which
 # parallel test instances under the same uid exhaust quickly.

@@ -97,6 +97,8 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Webhooks:        w.webhooks,
 		Pprof:           cfg.Pprof,
+		UI:              w.ui,
+		AdminToken:      cfg.AdminToken.Reveal(),
 		Logger:          log,
 		Registerer:      reg,
 		Panics:          a.panics,

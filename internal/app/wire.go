@@ -34,12 +34,14 @@ import (
 	"github.com/emaillistener/emaillistener/internal/source/imapsrc"
 	"github.com/emaillistener/emaillistener/internal/store"
 	"github.com/emaillistener/emaillistener/internal/syncer"
+	"github.com/emaillistener/emaillistener/internal/ui"
 )
 
 // wired is what New hands to the HTTP layer.
 type wired struct {
 	service    *service.Service
 	clusterAPI httpapi.Cluster // nil on a single node
+	ui         *ui.Handler     // the dashboard
 	inflight   *budget.Budget
 	webhooks   map[string]http.Handler // endpoints mail services call
 }
@@ -219,6 +221,13 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		PingClient: service.PingClient(callbackNets.Control()), Restricted: callbackNets != nil, Logger: log})
 	if err != nil {
 		return nil, err
+	}
+	w.ui, err = ui.New(ui.Options{Source: w.service, Node: cfg.NodeID, Version: version, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AdminToken == "" {
+		log.Warn("the dashboard (/ui/), /api/cluster and /debug/pprof/ answer without a token: set EL_ADMIN_TOKEN where others reach the API port")
 	}
 
 	// Lifecycles, in start order; Stop runs them backwards. In a cluster the

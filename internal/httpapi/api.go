@@ -88,7 +88,13 @@ type Options struct {
 	Webhooks map[string]http.Handler
 	// Pprof serves Go's profiles at /debug/pprof/ (EL_PPROF): internals,
 	// off by default.
-	Pprof      bool
+	Pprof bool
+	// UI, when set, is the dashboard, served under /ui/ (its paths are
+	// given to it without the /ui prefix).
+	UI http.Handler
+	// AdminToken, when set, is required (Bearer header, or the dashboard's
+	// cookie) by the dashboard, /api/cluster and /debug/pprof/.
+	AdminToken string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Panics     *obs.Panics
@@ -184,7 +190,15 @@ func (a *API) routes() {
 	a.handle("POST /api/listeners/close", idList, a.close)
 	a.handle("POST /api/listeners/subscriptionsstate", idList, a.states)
 	a.mailboxRoutes()
-	a.handle("GET /api/cluster", plain, a.clusterView)
+	a.handle("GET /api/cluster", plain, a.admin(a.clusterView))
+	if a.opts.UI != nil {
+		a.handle("GET /ui", plain, func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("Location", "ui/") // relative: keeps the prefix
+			w.WriteHeader(http.StatusMovedPermanently)
+			return nil
+		})
+		a.handle("GET /ui/", plain, a.ui)
+	}
 	a.handle("GET /readyz", health, a.ready)
 	for path, h := range a.opts.Webhooks {
 		a.handle("POST "+strings.ToLower(path), webhook, func(w http.ResponseWriter, r *http.Request) error {
@@ -197,7 +211,7 @@ func (a *API) routes() {
 		a.health.Handle("GET /metrics", a.opts.Metrics)
 	}
 	if a.opts.Pprof {
-		a.mux.Handle("/debug/pprof/", a.guard(plain, pprofHandler()))
+		a.mux.Handle("/debug/pprof/", a.guard(plain, a.requireAdmin(pprofHandler())))
 	}
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -276,6 +290,9 @@ func (a *API) fail(w *statusWriter, r *http.Request, err error) {
 		code = http.StatusNotImplemented
 	case errors.Is(err, ErrUnavailable):
 		code = http.StatusServiceUnavailable
+	case errors.Is(err, ErrUnauthorized):
+		code = http.StatusUnauthorized
+		a.refused.WithLabelValues("unauthorized").Inc()
 	case errors.As(err, &me):
 		// The mail server failed the request: not our fault, not the caller's.
 		switch me.Class {

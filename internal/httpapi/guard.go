@@ -67,7 +67,7 @@ const (
 )
 
 // Refusal reasons (metric label values).
-var refusalReasons = []string{"host", "overflow", "content_type", "cross_origin", "too_large", "budget", "connections"}
+var refusalReasons = []string{"host", "overflow", "content_type", "cross_origin", "too_large", "budget", "connections", "unauthorized"}
 
 var errBodyTimeout = errors.New("request body not received in time")
 
