@@ -66,7 +66,7 @@ break strategic-merge and server-side apply).
 {{- define "emaillistener.userEnvNames" -}}
 {{- $names := dict }}
 {{- range $k, $v := .Values.env }}
-{{- if not (kindIs "invalid" $v) }}
+{{- if and (not (kindIs "invalid" $v)) (not (has $k (include "emaillistener.compatEnvKeys" $ | fromYamlArray))) }}
 {{- $_ := set $names $k true }}
 {{- end }}
 {{- end }}
@@ -77,12 +77,92 @@ break strategic-merge and server-side apply).
 {{- end }}
 
 {{/*
+Keys of `env` that are the original Creatio chart's values rather than variable names:
+env.host / env.port / env.base were its Redis host, port and database. The service reads no
+variable of these (lower-case) names, so the chart translates them instead of passing them on.
+*/}}
+{{- define "emaillistener.compatEnvKeys" -}}
+{{- list "host" "port" "base" | toYaml }}
+{{- end }}
+
+{{/*
+ExchangeListenerRedisHost from the original chart's env.host and env.port; empty without
+env.host. A host that already carries a port is kept as it is.
+*/}}
+{{- define "emaillistener.compatRedisHost" -}}
+{{- $e := .Values.env | default dict }}
+{{- with $e.host }}
+{{- $h := toString . }}
+{{- if and (include "emaillistener.isSet" $e.port) (not (contains ":" $h)) }}
+{{- printf "%s:%s" $h (include "emaillistener.envValue" $e.port) }}
+{{- else }}
+{{- $h }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The path prefix the service serves its API under (EL_PATH_PREFIX): config.pathPrefix, else
+the original chart's ingress.path when the ingress is enabled and the path is not "/" (the
+original service was published under such a path, e.g. /exchangelistener).
+*/}}
+{{- define "emaillistener.pathPrefix" -}}
+{{- if .Values.config.pathPrefix }}
+{{- toString .Values.config.pathPrefix | trimSuffix "/" }}
+{{- else if and .Values.ingress.enabled .Values.ingress.path (ne (toString .Values.ingress.path) "/") }}
+{{- toString .Values.ingress.path | trimSuffix "/" }}
+{{- end }}
+{{- end }}
+
+{{/*
+A Go duration ("20s", "1m30s", "1.5m", "500ms") in whole seconds, rounded up; fails on
+anything else. Templates have no duration parser, and the grace-period check below must
+compare EL_SHUTDOWN_TIMEOUT with terminationGracePeriodSeconds.
+*/}}
+{{- define "emaillistener.durationSeconds" -}}
+{{- $s := toString . | trim }}
+{{- if eq $s "0" }}0{{ else }}
+{{- $parts := regexFindAll "[0-9]*\\.?[0-9]+(ns|us|µs|ms|s|m|h)" $s -1 }}
+{{- if or (not $parts) (ne (join "" $parts) $s) }}
+{{- fail (printf "%q is not a duration (e.g. 20s, 1m30s)" $s) }}
+{{- end }}
+{{- $unit := dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 }}
+{{- $total := 0.0 }}
+{{- range $parts }}
+{{- $num := regexFind "^[0-9]*\\.?[0-9]+" . }}
+{{- $u := trimPrefix $num . }}
+{{- $total = addf $total (mulf (float64 $num) (get $unit $u)) }}
+{{- end }}
+{{- ceil $total | int }}
+{{- end }}
+{{- end }}
+
+{{/*
+EL_SHUTDOWN_TIMEOUT as the pod will see it: env / extraEnv win over config.shutdownTimeout;
+the service's default (20s) when none is set. A valueFrom cannot be read at render time, so
+the chart's value is used for it.
+*/}}
+{{- define "emaillistener.shutdownTimeout" -}}
+{{- $v := .Values.config.shutdownTimeout | default "20s" }}
+{{- $e := .Values.env | default dict }}
+{{- if include "emaillistener.isSet" (get $e "EL_SHUTDOWN_TIMEOUT") }}
+{{- $v = get $e "EL_SHUTDOWN_TIMEOUT" }}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- if and (eq .name "EL_SHUTDOWN_TIMEOUT") .value }}
+{{- $v = .value }}
+{{- end }}
+{{- end }}
+{{- toString $v }}
+{{- end }}
+
+{{/*
 "true" when a Redis connection is configured through first-class values, env or extraEnv.
 */}}
 {{- define "emaillistener.redisConfigured" -}}
 {{- $user := include "emaillistener.userEnvNames" . | fromYaml }}
 {{- $r := .Values.redis }}
-{{- $found := or $r.url $r.urlSecret.name $r.host }}
+{{- $found := or $r.url $r.urlSecret.name $r.host (include "emaillistener.compatRedisHost" .) }}
 {{- range (list "EL_REDIS_URL" "EL_REDIS_CONNECTION" "Redis__Connection" "RedisConnection" "ExchangeListenerRedisHost") }}
 {{- if hasKey $user . }}
 {{- $found = true }}
@@ -129,15 +209,48 @@ Included by the StatefulSet, so every install, upgrade and template run checks t
 {{- if and .Values.autoscaling.enabled (not $redis) }}
 {{- fail "autoscaling.enabled needs Redis: Redis is required for more than one replica. Set redis.url, redis.urlSecret.name or redis.host (ExchangeListenerRedisHost)." }}
 {{- end }}
+{{- $k := .Values.keda }}
+{{- if and .Values.autoscaling.enabled $k.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled are mutually exclusive: KEDA creates and owns its own HorizontalPodAutoscaler for the StatefulSet, and two autoscalers would fight over its replicas. Enable only one." }}
+{{- end }}
+{{- if $k.enabled }}
+{{- if not $redis }}
+{{- fail "keda.enabled needs Redis: Redis is required for more than one replica. Set redis.url, redis.urlSecret.name or redis.host (ExchangeListenerRedisHost)." }}
+{{- end }}
+{{- if lt (int $k.minReplicaCount) 1 }}
+{{- fail "keda.minReplicaCount must be at least 1: with no pod Creatio's calls fail and no mailbox is watched" }}
+{{- end }}
+{{- if gt (int $k.minReplicaCount) (int $k.maxReplicaCount) }}
+{{- fail "keda.minReplicaCount must not be greater than keda.maxReplicaCount" }}
+{{- end }}
+{{- if not $k.prometheus.serverAddress }}
+{{- fail "keda.enabled needs keda.prometheus.serverAddress, the Prometheus KEDA queries (e.g. http://prometheus-operated.monitoring.svc:9090)" }}
+{{- end }}
+{{- end }}
+{{- if and (include "emaillistener.isSet" .Values.service.nodePort) (eq (toString .Values.service.type) "ClusterIP") }}
+{{- fail "service.nodePort needs service.type NodePort or LoadBalancer" }}
+{{- end }}
+{{- $e := .Values.env | default dict }}
+{{- if and (or (include "emaillistener.isSet" $e.port) (include "emaillistener.isSet" $e.base)) (not $e.host) }}
+{{- fail "env.port and env.base (the original chart's Redis port and database) need env.host" }}
+{{- end }}
+{{- $grace := int .Values.terminationGracePeriodSeconds }}
+{{- $timeout := include "emaillistener.durationSeconds" (include "emaillistener.shutdownTimeout" .) | int }}
+{{- $sleep := 0 }}
+{{- with .Values.lifecycle }}{{ with .preStop }}{{ with .sleep }}{{ $sleep = int .seconds }}{{ end }}{{ end }}{{ end }}
+{{- $need := add $sleep $timeout (int .Values.shutdownHandoffSeconds) }}
+{{- if lt $grace $need }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least %d: EL_SHUTDOWN_TIMEOUT (%ds) + preStop sleep (%ds) + shutdownHandoffSeconds (%d). Kubernetes kills the pod after the grace period, and a pod killed while handing its mailboxes over leaves them unwatched until their leases expire." $grace $need $timeout $sleep (int .Values.shutdownHandoffSeconds)) }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not be greater than autoscaling.maxReplicas" }}
 {{- end }}
 {{- $sources := 0 }}
-{{- range (list $r.url $r.urlSecret.name $r.host) }}
+{{- range (list $r.url $r.urlSecret.name $r.host (include "emaillistener.compatRedisHost" .)) }}
 {{- if . }}{{ $sources = add1 $sources }}{{ end }}
 {{- end }}
 {{- if gt $sources 1 }}
-{{- fail "set only one of redis.url, redis.urlSecret.name and redis.host" }}
+{{- fail "set only one of redis.url, redis.urlSecret.name, redis.host and env.host (the original chart's Redis host)" }}
 {{- end }}
 {{- if and $r.password $r.passwordSecret.name }}
 {{- fail "set redis.password or redis.passwordSecret.name, not both" }}
@@ -154,8 +267,12 @@ Included by the StatefulSet, so every install, upgrade and template run checks t
 {{- if and $redis (not $hasKey) }}
 {{- fail "Redis is configured but no secret key: the service refuses to store mailbox credentials unencrypted. Set secretKey.existingSecret (recommended; kubectl create secret generic <name> --from-literal=secret-key=\"$(openssl rand -base64 32)\") or secretKey.value, or secretKey.allowPlaintextSecrets=true (unsafe)." }}
 {{- end }}
-{{- if and .Values.config.pathPrefix (or (not (hasPrefix "/" (toString .Values.config.pathPrefix))) (eq (toString .Values.config.pathPrefix) "/")) }}
-{{- fail "config.pathPrefix must start with / and not be /, e.g. /exchangelistener" }}
+{{- $prefix := include "emaillistener.pathPrefix" . }}
+{{- if and $prefix (not (hasPrefix "/" $prefix)) }}
+{{- fail "config.pathPrefix and ingress.path must start with /, e.g. /exchangelistener" }}
+{{- end }}
+{{- if and .Values.config.pathPrefix (eq (toString .Values.config.pathPrefix) "/") }}
+{{- fail "config.pathPrefix must not be / (leave it empty to serve at the root only)" }}
 {{- end }}
 {{- with .Values.podDisruptionBudget }}
 {{- if .enabled }}
@@ -181,10 +298,13 @@ then env, then extraEnv.
 {{- if .logLevel }}{{ $own = append $own (dict "name" "EL_LOG_LEVEL" "value" (toString .logLevel)) }}{{ end }}
 {{- if .logFormat }}{{ $own = append $own (dict "name" "EL_LOG_FORMAT" "value" (toString .logFormat)) }}{{ end }}
 {{- if .maxSubscriptions }}{{ $own = append $own (dict "name" "EL_MAX_SUBSCRIPTIONS" "value" (toString (int64 .maxSubscriptions))) }}{{ end }}
-{{- if .pathPrefix }}{{ $own = append $own (dict "name" "EL_PATH_PREFIX" "value" (toString .pathPrefix)) }}{{ end }}
 {{- if .shutdownTimeout }}{{ $own = append $own (dict "name" "EL_SHUTDOWN_TIMEOUT" "value" (toString .shutdownTimeout)) }}{{ end }}
 {{- end }}
+{{- with include "emaillistener.pathPrefix" . }}
+{{- $own = append $own (dict "name" "EL_PATH_PREFIX" "value" .) }}
+{{- end }}
 {{- $r := .Values.redis }}
+{{- $compatHost := include "emaillistener.compatRedisHost" . }}
 {{- if $r.url }}
 {{- $own = append $own (dict "name" "EL_REDIS_URL" "value" (toString $r.url)) }}
 {{- else if $r.urlSecret.name }}
@@ -192,6 +312,11 @@ then env, then extraEnv.
 {{- else if $r.host }}
 {{- $own = append $own (dict "name" "ExchangeListenerRedisHost" "value" (toString $r.host)) }}
 {{- $own = append $own (dict "name" "ExchangeListenerRedisDatabase" "value" (toString (int64 ($r.database | default 0)))) }}
+{{- else if $compatHost }}
+{{- $own = append $own (dict "name" "ExchangeListenerRedisHost" "value" $compatHost) }}
+{{- $db := $r.database | default 0 }}
+{{- if include "emaillistener.isSet" .Values.env.base }}{{ $db = .Values.env.base }}{{ end }}
+{{- $own = append $own (dict "name" "ExchangeListenerRedisDatabase" "value" (include "emaillistener.envValue" $db)) }}
 {{- end }}
 {{- if $r.passwordSecret.name }}
 {{- $own = append $own (dict "name" "ExchangeListenerRedisPassword" "valueFrom" (dict "secretKeyRef" (dict "name" $r.passwordSecret.name "key" ($r.passwordSecret.key | default "redis-password")))) }}
@@ -212,8 +337,9 @@ then env, then extraEnv.
 {{- $out = append $out . }}
 {{- end }}
 {{- end }}
+{{- $compat := include "emaillistener.compatEnvKeys" . | fromYamlArray }}
 {{- range $k, $v := .Values.env }}
-{{- if not (kindIs "invalid" $v) }}
+{{- if and (not (kindIs "invalid" $v)) (not (has $k $compat)) }}
 {{- $out = append $out (dict "name" $k "value" (include "emaillistener.envValue" $v)) }}
 {{- end }}
 {{- end }}
