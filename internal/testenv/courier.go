@@ -896,14 +896,14 @@ func (c *Courier) FolderName(parts ...string) string {
 // and returns the new message's UID (APPENDUID). It uses its own short-lived
 // connection, so it does not disturb the clients under test.
 func (c *Courier) Append(user, password, folder string, raw []byte) (uint32, error) {
-	return AppendToListed(c.IMAPAddr, nil, user, password, folder, raw)
+	return AppendTo(c.IMAPAddr, nil, user, password, folder, raw)
 }
 
 // CreateFolder creates and subscribes name (a full name, e.g. FolderName("a", "b")).
 // A folder that already exists is not an error (Courier answers CREATE of an existing
 // folder with a plain NO, so the folder list is asked first).
 func (c *Courier) CreateFolder(user, password, name string) error {
-	return EnsureFolderAt(c.IMAPAddr, nil, user, password, name)
+	return CreateFolderAt(c.IMAPAddr, nil, user, password, name)
 }
 
 // Seed puts raw messages straight into user's Maildir folder without IMAP, for tests

@@ -292,7 +292,7 @@ func TestCourierTLS(t *testing.T) {
 	if err := st.Login(courierUser, courierPW).Wait(); err != nil {
 		t.Fatalf("login after STARTTLS: %v", err)
 	}
-	if _, err := AppendToListed(c.IMAPSAddr, c.TLSConfig(), courierUser, courierPW, c.FolderName("tls"), courierMsg("via imaps")); err != nil {
+	if _, err := AppendTo(c.IMAPSAddr, c.TLSConfig(), courierUser, courierPW, c.FolderName("tls"), courierMsg("via imaps")); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -64,22 +64,7 @@ func AppendTo(addr string, tlsConf *tls.Config, user, password, folder string, r
 			return 0, err
 		}
 	}
-	cmd := c.Append(folder, int64(len(raw)), nil)
-	if _, err := cmd.Write(raw); err != nil {
-		cmd.Close()
-		return 0, fmt.Errorf("testenv: append to %s: %w", folder, err)
-	}
-	if err := cmd.Close(); err != nil {
-		return 0, fmt.Errorf("testenv: append to %s: %w", folder, err)
-	}
-	data, err := cmd.Wait()
-	if err != nil {
-		return 0, fmt.Errorf("testenv: append to %s: %w", folder, err)
-	}
-	if data.UID == 0 {
-		return 0, fmt.Errorf("testenv: append to %s: server sent no APPENDUID", folder)
-	}
-	return uint32(data.UID), nil
+	return appendLiteral(c, folder, raw)
 }
 
 // CreateFolderAt creates and subscribes name (in the server's own naming and hierarchy
@@ -95,63 +80,10 @@ func CreateFolderAt(addr string, tlsConf *tls.Config, user, password, name strin
 }
 
 // ensureFolder creates and subscribes name unless it exists. Servers disagree on how
-// they refuse to create an existing folder: Dovecot sends NO [ALREADYEXISTS] (RFC
-// 5530), Cyrus 3.6 a bare "NO Mailbox already exists"; so after any NO, a LIST of the
-// exact name decides.
+// they refuse to create an existing folder (Dovecot: NO [ALREADYEXISTS], RFC 5530;
+// Cyrus 3.6: a bare "NO Mailbox already exists"; Courier: "NO Cannot create this
+// folder."), so a LIST of the exact name decides first.
 func ensureFolder(c *imapclient.Client, name string) error {
-	err := c.Create(name, nil).Wait()
-	var imapErr *imap.Error
-	if errors.As(err, &imapErr) {
-		if imapErr.Code == imap.ResponseCodeAlreadyExists {
-			return nil
-		}
-		if list, lerr := c.List("", name, nil).Collect(); lerr == nil && len(list) == 1 && list[0].Mailbox == name {
-			return nil
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("testenv: create folder %s: %w", name, err)
-	}
-	// Clients that list with LSUB (RFC 3501 §6.3.9) only see subscribed folders.
-	if err := c.Subscribe(name).Wait(); err != nil {
-		return fmt.Errorf("testenv: subscribe %s: %w", name, err)
-	}
-	return nil
-}
-
-// EnsureFolderAt is CreateFolderAt for servers that answer CREATE of an existing folder
-// with a plain NO instead of [ALREADYEXISTS] (Courier: "NO Cannot create this folder."):
-// it asks LIST first and creates and subscribes name only if it is not listed.
-func EnsureFolderAt(addr string, tlsConf *tls.Config, user, password, name string) error {
-	c, err := LoginAt(addr, tlsConf, user, password, nil)
-	if err != nil {
-		return err
-	}
-	defer closeClient(c)
-	return ensureFolderListed(c, name)
-}
-
-// AppendToListed is AppendTo with EnsureFolderAt's existence check instead of relying
-// on [ALREADYEXISTS], so it works on every server; it returns the APPENDUID.
-func AppendToListed(addr string, tlsConf *tls.Config, user, password, folder string, raw []byte) (uint32, error) {
-	if folder == "" {
-		folder = "INBOX"
-	}
-	c, err := LoginAt(addr, tlsConf, user, password, nil)
-	if err != nil {
-		return 0, err
-	}
-	defer closeClient(c)
-	if !strings.EqualFold(folder, "INBOX") {
-		if err := ensureFolderListed(c, folder); err != nil {
-			return 0, err
-		}
-	}
-	return appendLiteral(c, folder, raw)
-}
-
-// ensureFolderListed creates and subscribes name unless LIST "" name returns it.
-func ensureFolderListed(c *imapclient.Client, name string) error {
 	found, err := c.List("", name, nil).Collect()
 	if err != nil {
 		return fmt.Errorf("testenv: list %s: %w", name, err)
@@ -161,7 +93,19 @@ func ensureFolderListed(c *imapclient.Client, name string) error {
 			return nil
 		}
 	}
-	return createFolder(c, name)
+	err = c.Create(name, nil).Wait()
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) && imapErr.Code == imap.ResponseCodeAlreadyExists {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("testenv: create folder %s: %w", name, err)
+	}
+	// Clients that list with LSUB (RFC 3501 §6.3.9) only see subscribed folders.
+	if err := c.Subscribe(name).Wait(); err != nil {
+		return fmt.Errorf("testenv: subscribe %s: %w", name, err)
+	}
+	return nil
 }
 
 // appendLiteral appends raw to folder on a logged-in client and returns the APPENDUID.
