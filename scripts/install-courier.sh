@@ -29,23 +29,8 @@ COURIER_ROOT=${COURIER_ROOT:-/opt/emaillistener-test/courier}
 PACKAGES=(courier-base courier-authlib courier-authlib-userdb courier-authdaemon gamin
   libgamin0 libcourier-unicode4 libgdbm6 libidn12)
 
-log() { printf 'install-courier: %s\n' "$*" >&2; }
-
-SUDO=()
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo -n)
-  else
-    SUDO=(__no_root__)
-  fi
-fi
-as_root() {
-  if [ "${SUDO[0]:-}" = __no_root__ ]; then
-    log "need root for: $* (not root and sudo is not available)"
-    return 1
-  fi
-  "${SUDO[@]}" "$@"
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 missing_packages() {
   local p status

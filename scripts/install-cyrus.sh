@@ -29,23 +29,8 @@ STAMP=$CYRUS_ROOT/.emaillistener-cyrus-version
 # Wait for a concurrent apt/dpkg run (e.g. another install script) instead of failing.
 APT_LOCK=(-o DPkg::Lock::Timeout=600)
 
-log() { printf 'install-cyrus: %s\n' "$*" >&2; }
-
-SUDO=()
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo -n)
-  else
-    SUDO=(__no_root__)
-  fi
-fi
-as_root() {
-  if [ "${SUDO[0]:-}" = __no_root__ ]; then
-    log "need root for: $* (not root and sudo is not available)"
-    return 1
-  fi
-  "${SUDO[@]}" "$@"
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 installed() {
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]

@@ -19,23 +19,8 @@ PACKAGES=(dovecot-imapd dovecot-lmtpd openssl redis-server redis-tools postfix p
 MIN_INOTIFY_INSTANCES=65536
 MIN_INOTIFY_WATCHES=1048576
 
-log() { printf 'install-test-deps: %s\n' "$*" >&2; }
-
-SUDO=()
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo -n)
-  else
-    SUDO=(__no_root__)
-  fi
-fi
-as_root() {
-  if [ "${SUDO[0]:-}" = __no_root__ ]; then
-    log "need root for: $* (not root and sudo is not available)"
-    return 1
-  fi
-  "${SUDO[@]}" "$@"
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 missing_packages() {
   local p status
