@@ -91,36 +91,13 @@ func runExchange(ctx context.Context, o exchangeOptions) (res *Result, err error
 		env = append(env, "EL_EWS_IMPERSONATION_USER="+fo.ServiceAccount, "EL_EWS_IMPERSONATION_PASSWORD="+benchPassword,
 			fmt.Sprintf("EL_EWS_GROUP_SIZE=%d", o.GroupSize))
 	}
-	svc, err := startService(ctx, bin, dir, append(env, o.Env...))
+	sv, err := startSolo(ctx, bin, dir, append(env, o.Env...), res)
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		if serr := svc.stop(); serr != nil {
-			res.warn("%v", serr)
-		}
-		if n, lines := scanLog(svc.logPath, func(l string) bool {
-			return strings.Contains(l, "level=ERROR") || strings.Contains(l, "level=WARN")
-		}); n > 0 {
-			res.Notes["service_log_warnings"] = n
-			res.Notes["service_log_sample"] = lines
-		}
-	}()
-	api := newAPI(svc.base, 64)
-	defer api.close()
-	pid := svc.Pid()
+	defer sv.close(res)
+	api, pid, rss0, g0 := sv.api, sv.pid, sv.rss0, sv.g0
 	none := func() []int { return nil }
-	if err := sleepCtx(ctx, time.Second); err != nil {
-		return res, err
-	}
-	rss0, err := rssBytes(pid)
-	if err != nil {
-		return res, err
-	}
-	g0, err := api.goroutines(ctx)
-	if err != nil {
-		return res, err
-	}
 
 	o.Logf("registering %d Exchange mailboxes", o.N)
 	t0 := time.Now()

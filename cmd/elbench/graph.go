@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/testenv"
@@ -80,36 +79,13 @@ func runGraph(ctx context.Context, o graphOptions) (res *Result, err error) {
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		env = append(env, "EL_LISTEN_ADDR="+addr, "EL_GRAPH_NOTIFICATION_URL=http://"+addr+"/graph/notifications")
 	}
-	svc, err := startService(ctx, bin, dir, append(env, o.Env...))
+	sv, err := startSolo(ctx, bin, dir, append(env, o.Env...), res)
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		if serr := svc.stop(); serr != nil {
-			res.warn("%v", serr)
-		}
-		if n, lines := scanLog(svc.logPath, func(l string) bool {
-			return strings.Contains(l, "level=ERROR") || strings.Contains(l, "level=WARN")
-		}); n > 0 {
-			res.Notes["service_log_warnings"] = n
-			res.Notes["service_log_sample"] = lines
-		}
-	}()
-	api := newAPI(svc.base, 64)
-	defer api.close()
-	pid := svc.Pid()
+	defer sv.close(res)
+	api, pid, rss0, g0 := sv.api, sv.pid, sv.rss0, sv.g0
 	none := func() []int { return nil }
-	if err := sleepCtx(ctx, time.Second); err != nil {
-		return res, err
-	}
-	rss0, err := rssBytes(pid)
-	if err != nil {
-		return res, err
-	}
-	g0, err := api.goroutines(ctx)
-	if err != nil {
-		return res, err
-	}
 
 	o.Logf("registering %d Exchange Online mailboxes (Graph, %s)", o.N, map[bool]string{false: "polling", true: "webhook"}[o.Webhook])
 	t0 := time.Now()

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -323,4 +324,49 @@ func dovecotBinary() string {
 		return p
 	}
 	return "/usr/sbin/dovecot"
+}
+
+// solo is the service process of a scenario against an in-process fake
+// server (exchange, graph): started, with its API and its baseline before
+// any mailbox.
+type solo struct {
+	svc  *service
+	api  *api
+	pid  int
+	rss0 int64 // VmRSS before registering
+	g0   int   // goroutines before registering
+}
+
+// startSolo starts the service with env, waits a second for it to settle and
+// records its baseline. close stops it, adding a warning and the log's
+// warnings and errors to res.
+func startSolo(ctx context.Context, bin, dir string, env []string, res *Result) (*solo, error) {
+	svc, err := startService(ctx, bin, dir, env)
+	if err != nil {
+		return nil, err
+	}
+	s := &solo{svc: svc, api: newAPI(svc.base, 64), pid: svc.Pid()}
+	if err = sleepCtx(ctx, time.Second); err == nil {
+		if s.rss0, err = rssBytes(s.pid); err == nil {
+			s.g0, err = s.api.goroutines(ctx)
+		}
+	}
+	if err != nil {
+		s.close(res)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *solo) close(res *Result) {
+	s.api.close()
+	if err := s.svc.stop(); err != nil {
+		res.warn("%v", err)
+	}
+	if n, lines := scanLog(s.svc.logPath, func(l string) bool {
+		return strings.Contains(l, "level=ERROR") || strings.Contains(l, "level=WARN")
+	}); n > 0 {
+		res.Notes["service_log_warnings"] = n
+		res.Notes["service_log_sample"] = lines
+	}
 }
