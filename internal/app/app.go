@@ -98,6 +98,7 @@ func New(cfg config.Config, log *slog.Logger, version string, opts *Options) (*A
 		Webhooks:        w.webhooks,
 		Pprof:           cfg.Pprof,
 		UI:              w.ui,
+		V1:              w.native,
 		AdminToken:      cfg.AdminToken.Reveal(),
 		Logger:          log,
 		Registerer:      reg,

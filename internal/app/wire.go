@@ -23,6 +23,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/lockout"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/mime"
+	"github.com/emaillistener/emaillistener/internal/nativeapi"
 	"github.com/emaillistener/emaillistener/internal/netguard"
 	"github.com/emaillistener/emaillistener/internal/outbox"
 	"github.com/emaillistener/emaillistener/internal/placement"
@@ -44,6 +45,7 @@ type wired struct {
 	ui         *ui.Handler     // the dashboard
 	inflight   *budget.Budget
 	webhooks   map[string]http.Handler // endpoints mail services call
+	native     http.Handler            // the native API, /v1/
 }
 
 // protocol is one mail protocol as every consumer sees it.
@@ -100,7 +102,7 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		TLSConfig: mailTLS, MaxMessageBytes: cfg.MaxMessageBytes, Control: mailNets.Control(), Logger: log}
 	post := delivery.New(&delivery.Options{PerHost: cfg.DeliveryPerHost, AttemptTimeout: cfg.DeliveryTimeout,
 		Backoff: policy(opts.DeliveryBackoff, cfg.DeliveryMaxBackoff), Control: callbackNets.Control(), Logger: log, Registerer: reg})
-	sink := &service.Sink{Post: post}
+	sink := &service.Sink{Post: post, Webhook: post}
 	parse := func(raw []byte) (*mail.Message, error) {
 		return mime.Parse(raw, &mime.Options{MaxAttachmentBytes: cfg.MaxAttachmentBytes})
 	}
@@ -220,6 +222,13 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		Version: version, Store: a.store, Node: node, ProbeTimeout: cfg.ValidateTimeout, ProbeConcurrency: cfg.ProbeConcurrency,
 		PingClient: service.PingClient(callbackNets.Control()), Restricted: callbackNets != nil, Logger: log})
 	if err != nil {
+		return nil, err
+	}
+	tokens, err := nativeapi.ParseTokens(cfg.APITokens.Reveal())
+	if err != nil {
+		return nil, err
+	}
+	if w.native, err = nativeapi.New(nativeapi.Options{Accounts: w.service, Tokens: tokens, Logger: log}); err != nil {
 		return nil, err
 	}
 	w.ui, err = ui.New(ui.Options{Source: w.service, Node: cfg.NodeID, Version: version, Logger: log})

@@ -113,6 +113,9 @@ type Config struct {
 	// AdminToken, when set, guards the dashboard (/ui/), /api/cluster and
 	// /debug/pprof/ (EL_ADMIN_TOKEN).
 	AdminToken Secret
+	// APITokens are the bearer tokens of the native API (/v1/): comma-separated
+	// "name:token" or bare tokens (EL_API_TOKENS); empty disables the API.
+	APITokens Secret
 	// MaxSubscriptions caps the mailboxes one node serves (its capacity, and
 	// its placement weight in a cluster).
 	MaxSubscriptions int
@@ -226,6 +229,7 @@ var Settings = []Setting{
 	{"log-format", "EL_LOG_FORMAT", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"pprof", "EL_PPROF", "false", "serve Go's profiles at /debug/pprof/ on the API port, for diagnosing CPU and memory use; exposes internals, keep it off in production", boolean(func(c *Config) *bool { return &c.Pprof })},
 	{"", "EL_ADMIN_TOKEN", "", "token the dashboard (/ui/), /api/cluster and /debug/pprof/ require (Authorization: Bearer <token>, or open /ui/?token=<token> once); they show mailbox addresses and internals, set it wherever others reach the port (empty: no token); environment only", secret(func(c *Config) *Secret { return &c.AdminToken })},
+	{"", "EL_API_TOKENS", "", "bearer tokens of the native API (/v1/, for clients other than Creatio), comma-separated, each name:token or a bare token (empty: the native API answers 503); environment only", secret(func(c *Config) *Secret { return &c.APITokens })},
 	{"shutdown-timeout", "EL_SHUTDOWN_TIMEOUT", "20s", "grace period on SIGTERM for in-flight requests and deliveries", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"max-request-bytes", "EL_MAX_REQUEST_BYTES", "1MiB", "largest request body of every API route but send (Creatio sends one credentials object; close and subscriptionsstate take up to 100,000 ids in at least 4 MiB)", size(func(c *Config) *int64 { return &c.MaxRequestBytes })},
 	{"max-send-bytes", "EL_MAX_SEND_BYTES", "48MiB", "largest send request body, attachments included as base64 (about 35 MB of files); its size is taken from EL_MAX_INFLIGHT_BYTES while it is sent", size(func(c *Config) *int64 { return &c.MaxSendBytes })},

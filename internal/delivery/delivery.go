@@ -130,7 +130,16 @@ var ErrGaveUp = errors.New("delivery: gave up retrying for now")
 // a permanent refusal, or the end of ctx. op names the operation for metrics and
 // logs (e.g. "ProcessFullEmail"); it must come from a small fixed set.
 func (c *Client) Post(ctx context.Context, op, target string, body []byte) error {
-	return c.post(ctx, op, target, body, time.Time{}, c.opts.AttemptTimeout)
+	return c.post(ctx, op, target, body, nil, time.Time{}, c.opts.AttemptTimeout)
+}
+
+// PostSigned is Post (patience 0) or PostWithin with extra headers made anew
+// for every attempt (a signature over a fresh timestamp).
+func (c *Client) PostSigned(ctx context.Context, op, target string, body []byte, headers func() http.Header, patience time.Duration) error {
+	if patience <= 0 {
+		return c.post(ctx, op, target, body, headers, time.Time{}, c.opts.AttemptTimeout)
+	}
+	return c.post(ctx, op, target, body, headers, time.Now().Add(patience), min(c.opts.AttemptTimeout, patiencePerAttempt*patience))
 }
 
 // PostWithin is Post that stops retrying once patience has passed: it returns
@@ -142,13 +151,13 @@ func (c *Client) Post(ctx context.Context, op, target string, body []byte) error
 // the payload aside (a history load) use it so that a dead client does not
 // keep them busy.
 func (c *Client) PostWithin(ctx context.Context, op, target string, body []byte, patience time.Duration) error {
-	return c.post(ctx, op, target, body, time.Now().Add(patience), min(c.opts.AttemptTimeout, patiencePerAttempt*patience))
+	return c.post(ctx, op, target, body, nil, time.Now().Add(patience), min(c.opts.AttemptTimeout, patiencePerAttempt*patience))
 }
 
 // patiencePerAttempt: see PostWithin.
 const patiencePerAttempt = 6
 
-func (c *Client) post(ctx context.Context, op, target string, body []byte, giveUpAt time.Time, attemptTimeout time.Duration) error {
+func (c *Client) post(ctx context.Context, op, target string, body []byte, headers func() http.Header, giveUpAt time.Time, attemptTimeout time.Duration) error {
 	u, err := url.Parse(target)
 	if err != nil || u.Host == "" {
 		return &Error{Reason: ReasonEndpoint, Permanent: true, Err: fmt.Errorf("bad callback url")}
@@ -158,7 +167,7 @@ func (c *Client) post(ctx context.Context, op, target string, body []byte, giveU
 	var lastReason Reason
 	rejected := 0
 	for attempt := 1; ; attempt++ {
-		status, hdr, err := c.attempt(ctx, op, u.Host, target, body, attemptTimeout)
+		status, hdr, err := c.attempt(ctx, op, u.Host, target, body, headers, attemptTimeout)
 		verdict, reason := Check(status, err)
 		if verdict == Success {
 			if lastReason != ReasonNone {
@@ -200,7 +209,7 @@ func (c *Client) post(ctx context.Context, op, target string, body []byte, giveU
 }
 
 // attempt performs one request under the per-host limit.
-func (c *Client) attempt(ctx context.Context, op, host, target string, body []byte, timeout time.Duration) (int, http.Header, error) {
+func (c *Client) attempt(ctx context.Context, op, host, target string, body []byte, headers func() http.Header, timeout time.Duration) (int, http.Header, error) {
 	sem := c.semaphore(host)
 	select {
 	case sem <- struct{}{}:
@@ -216,6 +225,11 @@ func (c *Client) attempt(ctx context.Context, op, host, target string, body []by
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	if headers != nil {
+		for k, v := range headers() {
+			req.Header[k] = v
+		}
+	}
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	c.metrics.requestDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -198,5 +199,29 @@ func TestPostWithinGivesUpAfterPatience(t *testing.T) {
 	defer ok.Close()
 	if err := c.PostWithin(context.Background(), "ProcessFullEmail", ok.URL, []byte(`{}`), time.Millisecond); err != nil {
 		t.Fatalf("a first attempt that succeeds: %v", err)
+	}
+}
+
+func TestPostSignedSignsEveryAttempt(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("webhook-id") != "e1" || r.Header.Get("webhook-signature") != "sig"+r.Header.Get("webhook-timestamp") {
+			t.Errorf("headers %v", r.Header)
+		}
+		if n.Add(1) < 3 {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	defer srv.Close()
+	var made atomic.Int32
+	headers := func() http.Header {
+		k := strconv.Itoa(int(made.Add(1)))
+		return http.Header{"Webhook-Id": {"e1"}, "Webhook-Timestamp": {k}, "Webhook-Signature": {"sig" + k}}
+	}
+	if err := fastClient().PostSigned(context.Background(), "WebhookMessage", srv.URL, []byte(`{}`), headers, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() != 3 || made.Load() != 3 {
+		t.Fatalf("%d attempts, %d signatures", n.Load(), made.Load())
 	}
 }

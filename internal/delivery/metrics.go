@@ -14,7 +14,7 @@ type metrics struct {
 }
 
 // ops are the operations we post; labels are pre-initialized for them.
-var ops = []string{"ProcessFullEmail", "ProcessMailboxState", "RefreshToken"}
+var ops = []string{"ProcessFullEmail", "ProcessMailboxState", "RefreshToken", "WebhookMessage"}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)

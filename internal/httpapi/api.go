@@ -92,6 +92,11 @@ type Options struct {
 	// UI, when set, is the dashboard, served under /ui/ (its paths are
 	// given to it without the /ui prefix).
 	UI http.Handler
+	// V1, when set, is the native API (package nativeapi), served under
+	// /v1/ with the guards and body limit of the credentials routes (a JSON
+	// content type on POST); it authenticates its callers itself and is
+	// given the lower-cased path without the prefix.
+	V1 http.Handler
 	// AdminToken, when set, is required (Bearer header, or the dashboard's
 	// cookie) by the dashboard, /api/cluster and /debug/pprof/.
 	AdminToken string
@@ -200,6 +205,14 @@ func (a *API) routes() {
 		a.handle("GET /ui/", plain, a.ui)
 	}
 	a.handle("GET /readyz", health, a.ready)
+	if a.opts.V1 != nil {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+			a.handle(m+" /v1/", small, func(w http.ResponseWriter, r *http.Request) error {
+				a.opts.V1.ServeHTTP(w, r)
+				return nil
+			})
+		}
+	}
 	for path, h := range a.opts.Webhooks {
 		a.handle("POST "+strings.ToLower(path), webhook, func(w http.ResponseWriter, r *http.Request) error {
 			h.ServeHTTP(w, r)

@@ -59,6 +59,7 @@ func (s Step) Run(ctx context.Context, log *slog.Logger, mb *mail.Mailbox, f *so
 	if f.Truncated {
 		msg.MarkTruncated()
 	}
+	msg.Folder, msg.SourceID = f.Ref.Folder, f.Ref.ID
 	if err := s.Deliver(ctx, mb, msg); err != nil {
 		var p permanent
 		if !errors.As(err, &p) || !p.PermanentFailure() {

@@ -77,7 +77,21 @@ type Mailbox struct {
 	SubscriptionTTL int               // minutes as sent by the client; informational
 	Features        map[string]bool   // FeatureValues
 	Extra           map[string]string // fields we keep but do not interpret
+
+	// Client is who registered the mailbox and how its mail is delivered:
+	// "" for Creatio (Endpoint), ClientNative for the native API (signed
+	// webhooks to WebhookURL). WebhookSecret is a secret like Password.
+	Client        string
+	WebhookURL    string
+	WebhookSecret string
 }
+
+// ClientNative marks a mailbox registered through the native API (/v1/):
+// its emails go to its webhook, not to Creatio.
+const ClientNative = "native"
+
+// Native reports whether m was registered through the native API.
+func (m *Mailbox) Native() bool { return m.Client == ClientNative }
 
 // SameConnection reports whether m and o would open the same server session, so
 // that a re-registration with identical settings need not restart a healthy
@@ -85,7 +99,8 @@ type Mailbox struct {
 func (m *Mailbox) SameConnection(o *Mailbox) bool {
 	if m.Kind != o.Kind || m.Host != o.Host || m.Port != o.Port || m.UseSSL != o.UseSSL ||
 		m.Secure != o.Secure || m.UserName != o.UserName || m.Password != o.Password ||
-		m.AccessToken != o.AccessToken || m.UseOAuth != o.UseOAuth || len(m.FolderIDs) != len(o.FolderIDs) {
+		m.AccessToken != o.AccessToken || m.UseOAuth != o.UseOAuth || len(m.FolderIDs) != len(o.FolderIDs) ||
+		m.Client != o.Client || m.WebhookURL != o.WebhookURL || m.WebhookSecret != o.WebhookSecret {
 		return false
 	}
 	for i := range m.FolderIDs {
@@ -252,6 +267,10 @@ type Message struct {
 	Attachments []Attachment
 	// Size is the raw message size in bytes.
 	Size int
+	// Folder and SourceID say where the message was fetched from (the
+	// folder's name and the message's id in it, e.g. the IMAP UID); set by
+	// the ingest step, empty when the message did not come from a folder.
+	Folder, SourceID string
 	// Warnings lists what the parser had to repair; informational.
 	Warnings []string
 }

@@ -83,3 +83,27 @@ func (s *Service) Inventory(ctx context.Context) (Inventory, error) {
 	}
 	return inv, nil
 }
+
+// Mailboxes returns every registered mailbox (credentials included: for the
+// native API, which shows its own accounts without them).
+func (s *Service) Mailboxes(ctx context.Context) ([]*mail.Mailbox, error) {
+	lister, ok := s.opts.Placement.(Lister)
+	if !ok {
+		return nil, httpapi.ErrUnsupported
+	}
+	mbs, err := lister.Mailboxes(ctx)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return mbs, nil
+}
+
+// Statuses returns the status of the ids some node serves, as
+// subscriptionsstate reads them.
+func (s *Service) Statuses(ctx context.Context, ids []mail.MailboxID) (map[mail.MailboxID]mail.Status, error) {
+	states, err := s.opts.Placement.States(ctx, ids)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return states, nil
+}

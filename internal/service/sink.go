@@ -5,11 +5,13 @@ package service
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/syncer"
+	"github.com/emaillistener/emaillistener/internal/webhook"
 )
 
 // stateReportTimeout bounds a ProcessMailboxState call: the report is advisory,
@@ -27,8 +29,19 @@ type Poster interface {
 // Sink delivers parsed emails and mailbox states to Creatio's
 // ExchangeListenerService.svc, one email per ProcessFullEmail call
 // (docs/CREATIO-PROTOCOL.md §11).
+//
+// Mailboxes registered through the native API (mail.Mailbox.Native) get
+// their emails as signed webhook events (package webhook) instead, through
+// Webhook; they have no mailbox state reports or token refreshes.
 type Sink struct {
-	Post Poster
+	Post    Poster
+	Webhook SignedPoster
+}
+
+// SignedPoster posts with headers made anew for every attempt
+// (delivery.Client.PostSigned); patience 0 retries until ctx ends.
+type SignedPoster interface {
+	PostSigned(ctx context.Context, op, target string, body []byte, headers func() http.Header, patience time.Duration) error
 }
 
 var _ syncer.Sink = (*Sink)(nil)
@@ -52,6 +65,9 @@ func (s *Sink) DeliverWithin(patience time.Duration) func(ctx context.Context, m
 
 // deliver posts msg to ProcessFullEmail; patience 0 retries until ctx ends.
 func (s *Sink) deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.Message, patience time.Duration) error {
+	if mb.Native() {
+		return s.deliverWebhook(ctx, mb, msg, patience)
+	}
 	url, err := creatio.CallbackURL(mb.Endpoint, "ProcessFullEmail")
 	if err != nil {
 		return mail.Wrap(mail.ClassConfig, "callback url", err)
@@ -67,7 +83,28 @@ func (s *Sink) deliver(ctx context.Context, mb *mail.Mailbox, msg *mail.Message,
 	return s.Post.Post(ctx, "ProcessFullEmail", url, body)
 }
 
+// deliverWebhook posts msg as a message.new event to mb's webhook; the
+// event's id stays the same on every retry, its signature is made anew.
+func (s *Sink) deliverWebhook(ctx context.Context, mb *mail.Mailbox, msg *mail.Message, patience time.Duration) error {
+	if s.Webhook == nil {
+		return mail.Errorf(mail.ClassInternal, "webhook", "no webhook sender configured")
+	}
+	if mb.WebhookURL == "" {
+		return mail.Errorf(mail.ClassConfig, "webhook", "the account has no webhook url")
+	}
+	ev := webhook.NewMessageEvent(mb.ID, msg, time.Now())
+	body, err := webhook.Marshal(ev)
+	if err != nil {
+		return mail.Wrap(mail.ClassInternal, "encode event", err)
+	}
+	headers := func() http.Header { return webhook.Headers(mb.WebhookSecret, ev.ID, body, time.Now()) }
+	return s.Webhook.PostSigned(ctx, "WebhookMessage", mb.WebhookURL, body, headers, patience)
+}
+
 func (s *Sink) ReportState(ctx context.Context, mb *mail.Mailbox, failure error) error {
+	if mb.Native() {
+		return nil // the state is read with GET /v1/accounts/{id}
+	}
 	url, err := creatio.CallbackURL(mb.Endpoint, "ProcessMailboxState")
 	if err != nil {
 		return mail.Wrap(mail.ClassConfig, "callback url", err)
@@ -84,6 +121,9 @@ func (s *Sink) ReportState(ctx context.Context, mb *mail.Mailbox, failure error)
 // RefreshToken asks Creatio for a fresh OAuth token (docs/CREATIO-PROTOCOL.md §11.7); Creatio
 // answers by calling POST /api/listeners/update with new credentials.
 func (s *Sink) RefreshToken(ctx context.Context, mb *mail.Mailbox) error {
+	if mb.Native() {
+		return mail.Errorf(mail.ClassConfig, "refresh token", "native accounts have no token to refresh")
+	}
 	url, err := creatio.CallbackURL(mb.Endpoint, "RefreshToken")
 	if err != nil {
 		return mail.Wrap(mail.ClassConfig, "callback url", err)

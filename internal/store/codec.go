@@ -55,6 +55,9 @@ const (
 	mbSubscriptionTTL = 19
 	mbFeature         = 20 // repeated entry {1: key, 2: bool}
 	mbExtra           = 21 // repeated entry {1: key, 2: value}
+	mbClient          = 22
+	mbWebhookURL      = 23
+	mbWebhookSecret   = 24
 )
 
 // Field numbers of the status record.
@@ -239,6 +242,9 @@ func encodeMailbox(m *mail.Mailbox) []byte {
 		en.str(2, m.Extra[k])
 		e.bytes(mbExtra, en.b)
 	}
+	e.str(mbClient, m.Client)
+	e.str(mbWebhookURL, m.WebhookURL)
+	e.str(mbWebhookSecret, m.WebhookSecret)
 	return e.b
 }
 
@@ -299,6 +305,12 @@ func decodeMailbox(id mail.MailboxID, b []byte) (*mail.Mailbox, error) {
 				m.Extra = make(map[string]string)
 			}
 			m.Extra[k] = v
+		case mbClient:
+			m.Client = d.str(wire)
+		case mbWebhookURL:
+			m.WebhookURL = d.str(wire)
+		case mbWebhookSecret:
+			m.WebhookSecret = d.str(wire)
 		default:
 			d.skip(wire)
 		}

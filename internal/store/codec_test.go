@@ -15,7 +15,8 @@ func sampleMailbox() *mail.Mailbox {
 		Secure: mail.SecureStartTLS, UserName: "u", Password: "p", AccessToken: "t", UseOAuth: true,
 		FolderIDs: []string{"INBOX", "", "a/b"}, Endpoint: "https://e", User: "Supervisor", Workspace: "Default",
 		TimeZone: "UTC", SenderAddress: "s@x", Context: "{}", SubscriptionTTL: -5,
-		Features: map[string]bool{"on": true, "off": false, "": true}, Extra: map[string]string{"k": "v", "e": ""}}
+		Features: map[string]bool{"on": true, "off": false, "": true}, Extra: map[string]string{"k": "v", "e": ""},
+		Client: mail.ClientNative, WebhookURL: "https://hook", WebhookSecret: "whsec_x"}
 }
 
 func TestMailboxCodecRoundTrip(t *testing.T) {

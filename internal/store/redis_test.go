@@ -96,7 +96,8 @@ func TestRedisRecordHidesCredentials(t *testing.T) {
 	ctx := context.Background()
 	m := storetest.FullMailbox("1111aaaa-2222-4bbb-8ccc-333333dddddd")
 	m.Password, m.AccessToken = "Pa55-w0rd-in-the-clear", "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.access-token-in-the-clear"
-	secrets := []string{m.Password, m.AccessToken, m.UserName, m.Host, m.Endpoint, m.Context}
+	m.Client, m.WebhookURL, m.WebhookSecret = mail.ClientNative, "https://hooks.example.com/in-the-clear", "webhook-secret-in-the-clear"
+	secrets := []string{m.Password, m.AccessToken, m.UserName, m.Host, m.Endpoint, m.Context, m.WebhookURL, m.WebhookSecret}
 
 	s := newRedisStore(t, c, &store.RedisOptions{Box: newBox(t)})
 	if err := s.PutMailbox(ctx, m); err != nil {

@@ -20,11 +20,11 @@ const module = "github.com/emaillistener/emaillistener/"
 var (
 	base = []string{"mail", "backoff", "budget", "certs", "clock", "config", "jwtclaims", "netguard", "obs", "runner", "secret"}
 	// pure: wire formats and pure steps on domain types.
-	pure = []string{"creatio", "mime", "compose", "lockout", "ingest", "source", "source/exo", "source/wake", "redisconf"}
+	pure = []string{"creatio", "mime", "compose", "lockout", "ingest", "source", "source/exo", "source/wake", "redisconf", "webhook"}
 	// adapters talk to one kind of peer (mail servers, Redis, the client).
 	adapters = []string{"source/imapsrc", "source/ewssrc", "source/graphsrc", "graph", "ews", "ews/autodiscover", "sender", "store", "lease", "cluster", "delivery"}
 	// consumers use adapters only through interfaces they declare.
-	consumers = []string{"syncer", "history", "placement", "service", "httpapi", "ui"}
+	consumers = []string{"syncer", "history", "placement", "service", "httpapi", "ui", "nativeapi"}
 )
 
 // exceptions lists what a package may import beyond its layer's rule.

@@ -48,6 +48,15 @@ func FullMailbox(id string) *mail.Mailbox {
 	}
 }
 
+// NativeMailbox returns a mailbox registered through the native API, with
+// its webhook target and secret.
+func NativeMailbox(id string) *mail.Mailbox {
+	return &mail.Mailbox{ID: mail.MailboxID(id), Kind: mail.ServerIMAP, ServerType: "imap", Host: "imap.example.com", Port: 993,
+		UseSSL: true, Secure: mail.SecureSSL, UserName: "jane@example.com", Password: "pw", FolderIDs: []string{"INBOX"},
+		SenderAddress: "jane@example.com", Client: mail.ClientNative, WebhookURL: "https://hooks.example.com/mail?x=1",
+		WebhookSecret: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="}
+}
+
 // Run runs the contract against the store newStore returns (a fresh, empty one
 // per subtest). notFound is the implementation's not-found error.
 func Run(t *testing.T, newStore func(t *testing.T) Store, notFound error) {
@@ -56,6 +65,17 @@ func Run(t *testing.T, newStore func(t *testing.T) Store, notFound error) {
 		return &mail.Mailbox{ID: mail.MailboxID(id), Kind: mail.ServerIMAP, Host: "imap.example.com", Port: 993,
 			UserName: "u", Password: "secret", FolderIDs: []string{"INBOX", "Sent"}, Features: map[string]bool{"x": true}}
 	}
+	t.Run("native mailbox", func(t *testing.T) {
+		s := newStore(t)
+		want := NativeMailbox("native-1")
+		if err := s.PutMailbox(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Mailbox(ctx, want.ID)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("native mailbox: %#v, %v\nwant %#v", got, err, want)
+		}
+	})
 	t.Run("put get list delete", func(t *testing.T) {
 		s := newStore(t)
 		if _, err := s.Mailbox(ctx, "nope"); !errors.Is(err, notFound) {

@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package e2e
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emaillistener/emaillistener/internal/config"
+)
+
+// webhookReceiver is a native client's webhook: it checks every request's
+// signature with its own Standard Webhooks verifier, and answers 500 while
+// failing is set.
+type webhookReceiver struct {
+	t      *testing.T
+	key    []byte
+	mu     sync.Mutex
+	fail   bool
+	acked  map[string]int // 2xx answers per webhook-id
+	events []map[string]any
+	failed int // 500 answers
+	bad    []string
+}
+
+func (r *webhookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	id, ts, sig := req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp"), req.Header.Get("webhook-signature")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	mac := hmac.New(sha256.New, r.key)
+	fmt.Fprintf(mac, "%s.%s.%s", id, ts, body)
+	want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	sec, _ := strconv.ParseInt(ts, 10, 64)
+	switch {
+	case err != nil:
+		r.bad = append(r.bad, "body: "+err.Error())
+	case id == "" || !hmac.Equal([]byte(sig), []byte(want)):
+		r.bad = append(r.bad, fmt.Sprintf("bad signature %q for id %q ts %q", sig, id, ts))
+	case time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute:
+		r.bad = append(r.bad, "stale timestamp "+ts)
+	}
+	if r.fail {
+		r.failed++
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(body, &ev); err != nil || ev["id"] != id {
+		r.bad = append(r.bad, fmt.Sprintf("event %s: %v", body, err))
+	}
+	r.acked[id]++
+	if r.acked[id] == 1 {
+		r.events = append(r.events, ev)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *webhookReceiver) setFail(v bool) {
+	r.mu.Lock()
+	r.fail = v
+	r.mu.Unlock()
+}
+
+// waitEvents waits for n distinct acknowledged events.
+func (r *webhookReceiver) waitEvents(n int, within time.Duration) []map[string]any {
+	r.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r.mu.Lock()
+		got := append([]map[string]any(nil), r.events...)
+		r.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%d webhook events, want %d", len(got), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestNativeAccountWebhooks(t *testing.T) {
+	const apiToken = "e2e-native-api-token-0123456789"
+	e := newEnv(t, func(c *config.Config) { c.APITokens = config.Secret("e2e:" + apiToken) })
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	recv := &webhookReceiver{t: t, key: key, acked: map[string]int{}}
+	hook := httptest.NewServer(recv) // 127.0.0.1
+	defer hook.Close()
+	t.Cleanup(func() {
+		for _, s := range []string{apiToken, secret} {
+			if strings.Contains(e.logs.String(), s) {
+				t.Errorf("the service logged a secret")
+			}
+		}
+	})
+
+	call := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, e.base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+apiToken)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		b, _ := io.ReadAll(resp.Body)
+		_ = json.Unmarshal(b, &out)
+		return resp.StatusCode, out
+	}
+
+	// Without a token the API refuses; the document is public.
+	if resp, err := http.Get(e.base + "/v1/accounts"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: %v %v", resp, err)
+	}
+	if resp, err := http.Get(e.base + "/v1/openapi.json"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("openapi.json: %v %v", resp, err)
+	}
+
+	host, port, _ := strings.Cut(e.dc.IMAPAddr, ":")
+	body, _ := json.Marshal(map[string]any{
+		"id": "alice-native", "email": "alice@example.com",
+		"imap":    map[string]any{"host": host, "port": json.Number(port), "secure": "none", "password": "alicepw"},
+		"folders": []string{"INBOX"},
+		"webhook": map[string]any{"url": hook.URL + "/hook", "secret": secret},
+	})
+	code, acc := call("POST", "/v1/accounts", string(body))
+	if code != http.StatusCreated || acc["id"] != "alice-native" {
+		t.Fatalf("create: %d %v", code, acc)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, acc = call("GET", "/v1/accounts/alice-native", "")
+		if code == http.StatusOK && acc["state"] == "exists" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("account: %d %v", code, acc)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The Creatio route sees the same registration.
+	if st := e.state("alice-native"); st["State"] != "exists" {
+		t.Fatalf("subscriptionsstate: %v", st)
+	}
+
+	for i := 1; i <= 3; i++ {
+		e.appendMail("alice@example.com", "alicepw", "INBOX", simpleMail(fmt.Sprintf("native %d", i), fmt.Sprintf("native-%d@example.com", i)))
+	}
+	events := recv.waitEvents(3, 10*time.Second)
+	for _, ev := range events {
+		msg, _ := ev["message"].(map[string]any)
+		if ev["type"] != "message.new" || ev["account"] != "alice-native" || ev["folder"] != "INBOX" ||
+			!strings.HasPrefix(fmt.Sprint(msg["subject"]), "native ") || !strings.Contains(fmt.Sprint(msg["text"]), "body of native") {
+			t.Fatalf("event %v", ev)
+		}
+	}
+
+	// The webhook fails for 5 s while two more emails arrive: nothing is
+	// lost, nothing is acknowledged twice.
+	recv.setFail(true)
+	for i := 4; i <= 5; i++ {
+		e.appendMail("alice@example.com", "alicepw", "INBOX", simpleMail(fmt.Sprintf("native %d", i), fmt.Sprintf("native-%d@example.com", i)))
+	}
+	time.Sleep(5 * time.Second)
+	recv.setFail(false)
+	recv.waitEvents(5, 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // a duplicate would come now
+
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	if recv.failed == 0 {
+		t.Error("the webhook was not called while failing")
+	}
+	if len(recv.bad) > 0 {
+		t.Errorf("bad requests: %v", recv.bad)
+	}
+	subjects := map[string]int{}
+	for _, ev := range recv.events {
+		msg, _ := ev["message"].(map[string]any)
+		subjects[fmt.Sprint(msg["subject"])]++
+	}
+	for i := 1; i <= 5; i++ {
+		if n := subjects[fmt.Sprintf("native %d", i)]; n != 1 {
+			t.Errorf("email %d delivered %d times", i, n)
+		}
+	}
+	for id, n := range recv.acked {
+		if n != 1 {
+			t.Errorf("event %s acknowledged %d times", id, n)
+		}
+	}
+	if len(recv.events) != 5 {
+		t.Errorf("%d events, want 5", len(recv.events))
+	}
+	// Nothing went to Creatio.
+	if n := len(e.emails("native")); n != 0 {
+		t.Errorf("%d emails posted to Creatio", n)
+	}
+}
