@@ -10,21 +10,43 @@ import (
 	"strings"
 )
 
-// Tokens are the accepted bearer tokens, kept as SHA-256 hashes only.
+// Tokens are the accepted bearer tokens, kept as SHA-256 hashes only, each
+// with a name (for the logs) and a scope.
 type Tokens struct {
 	names  []string
+	scopes []Scope
 	hashes [][sha256.Size]byte
 }
 
+// Scope is what a token may do: read (GET) or everything.
+type Scope string
+
+const (
+	ScopeRead  Scope = "read"
+	ScopeWrite Scope = "write" // reads too
+)
+
 // ParseTokens reads EL_API_TOKENS: comma-separated entries, each
-// "name:token" or a bare token (named token-<n>). Empty spec: no tokens (the
-// API is disabled). The error never quotes a token.
+// "name:token", "name:token:read" (or ":write", the default) or a bare token
+// (named token-<n>). Empty spec: no tokens (the API is disabled). The error
+// never quotes a token.
 func ParseTokens(spec string) (*Tokens, error) {
 	t := &Tokens{}
 	for i, entry := range strings.Split(spec, ",") {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
 			continue
+		}
+		scope := ScopeWrite
+		if head, sc, ok := strings.Cut(entry, ":"); ok {
+			if rest, last, ok := strings.Cut(sc, ":"); ok {
+				switch Scope(strings.TrimSpace(last)) {
+				case ScopeRead, ScopeWrite:
+					scope, entry = Scope(strings.TrimSpace(last)), head+":"+rest
+				default:
+					return nil, fmt.Errorf("EL_API_TOKENS: entry %d has an unknown scope (read or write)", i+1)
+				}
+			}
 		}
 		name, tok, ok := strings.Cut(entry, ":")
 		if !ok {
@@ -38,6 +60,7 @@ func ParseTokens(spec string) (*Tokens, error) {
 			return nil, fmt.Errorf("EL_API_TOKENS: the token of entry %d (%s) is shorter than %d characters", i+1, name, minTokenLen)
 		}
 		t.names = append(t.names, name)
+		t.scopes = append(t.scopes, scope)
 		t.hashes = append(t.hashes, sha256.Sum256([]byte(tok)))
 	}
 	return t, nil
@@ -51,16 +74,17 @@ func (t *Tokens) Enabled() bool { return t != nil && len(t.hashes) > 0 }
 
 var errNoToken = errors.New("missing or malformed Authorization: Bearer header")
 
-// Check returns the name of the token that header ("Bearer <token>")
-// carries. Every configured hash is compared, in constant time.
-func (t *Tokens) Check(header string) (string, bool) {
+// Check returns the name and scope of the token that header
+// ("Bearer <token>") carries. Every configured hash is compared, in constant
+// time.
+func (t *Tokens) Check(header string) (string, Scope, bool) {
 	scheme, tok, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+		return "", "", false
 	}
 	tok = strings.TrimSpace(tok)
 	if tok == "" || !t.Enabled() {
-		return "", false
+		return "", "", false
 	}
 	h := sha256.Sum256([]byte(tok))
 	found := -1
@@ -70,7 +94,7 @@ func (t *Tokens) Check(header string) (string, bool) {
 		}
 	}
 	if found < 0 {
-		return "", false
+		return "", "", false
 	}
-	return t.names[found], true
+	return t.names[found], t.scopes[found], true
 }

@@ -119,10 +119,14 @@ func (h *Handler) wrap(rt route, op func(http.ResponseWriter, *http.Request) err
 				writeError(w, http.StatusServiceUnavailable, "native API disabled: set EL_API_TOKENS")
 				return
 			}
-			name, ok := h.opts.Tokens.Check(r.Header.Get("Authorization"))
+			name, scope, ok := h.opts.Tokens.Check(r.Header.Get("Authorization"))
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="emaillistener"`)
 				writeError(w, http.StatusUnauthorized, errNoToken.Error()+" with a token of EL_API_TOKENS")
+				return
+			}
+			if scope == ScopeRead && r.Method != http.MethodGet {
+				writeError(w, http.StatusForbidden, "this token may only read (scope read in EL_API_TOKENS)")
 				return
 			}
 			r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, name))

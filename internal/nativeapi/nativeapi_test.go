@@ -96,16 +96,29 @@ func TestParseTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name, ok := tk.Check("Bearer " + token); !ok || name != "ci" {
-		t.Fatalf("named token: %q %v", name, ok)
+	if name, scope, ok := tk.Check("Bearer " + token); !ok || name != "ci" || scope != ScopeWrite {
+		t.Fatalf("named token: %q %q %v", name, scope, ok)
 	}
-	if name, ok := tk.Check("bearer bare-token-0123456789"); !ok || name != "token-2" {
+	if name, _, ok := tk.Check("bearer bare-token-0123456789"); !ok || name != "token-2" {
 		t.Fatalf("bare token: %q %v", name, ok)
 	}
 	for _, bad := range []string{"", "Bearer", "Bearer ", "Basic " + token, "Bearer " + token + "x", token} {
-		if _, ok := tk.Check(bad); ok {
+		if _, _, ok := tk.Check(bad); ok {
 			t.Errorf("Check(%q) accepted", bad)
 		}
+	}
+	ro, err := ParseTokens("dash:read-only-token-0123456789:read, ops:" + token + ":write")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, scope, ok := ro.Check("Bearer read-only-token-0123456789"); !ok || name != "dash" || scope != ScopeRead {
+		t.Fatalf("read token: %q %q %v", name, scope, ok)
+	}
+	if _, scope, ok := ro.Check("Bearer " + token); !ok || scope != ScopeWrite {
+		t.Fatalf("write token: %q %v", scope, ok)
+	}
+	if _, err := ParseTokens("x:" + token + ":admin"); err == nil {
+		t.Error("an unknown scope was accepted")
 	}
 	if _, err := ParseTokens("short"); err == nil {
 		t.Error("a short token was accepted")
@@ -143,6 +156,20 @@ func TestAuth(t *testing.T) {
 	}
 	if w := do(h, "GET", "/v1/accounts", "Bearer "+token, ""); w.Code != 200 {
 		t.Fatalf("good token: %d %s", w.Code, w.Body)
+	}
+	// A read token reads and changes nothing.
+	ro, _ := newHandler(t, "dash:read-only-token-0123456789:read")
+	if w := do(ro, "GET", "/v1/accounts", "Bearer read-only-token-0123456789", ""); w.Code != 200 {
+		t.Errorf("read token, GET: %d", w.Code)
+	}
+	for _, m := range []string{"POST", "DELETE"} {
+		path := "/v1/accounts"
+		if m == "DELETE" {
+			path = "/v1/accounts/creatio-1"
+		}
+		if w := do(ro, m, path, "Bearer read-only-token-0123456789", `{"email":"a@b.c"}`); w.Code != 403 {
+			t.Errorf("read token, %s: %d", m, w.Code)
+		}
 	}
 }
 
