@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/obs"
@@ -43,6 +44,10 @@ type Accounts interface {
 	Mailboxes(ctx context.Context) ([]*mail.Mailbox, error)
 	// Statuses returns the status of the ids some node serves.
 	Statuses(ctx context.Context, ids []mail.MailboxID) (map[mail.MailboxID]mail.Status, error)
+	// Folders lists the mailbox's folders (a session of its own).
+	Folders(ctx context.Context, mb *mail.Mailbox) ([]creatio.MailboxFolder, error)
+	// Validate logs in to the mailbox's server and says what went wrong.
+	Validate(ctx context.Context, mb *mail.Mailbox) creatio.CredentialsValidationInfo
 }
 
 // Options configures New.
@@ -74,6 +79,8 @@ var routes = []route{
 	{Method: http.MethodPost, Path: "/v1/accounts"},
 	{Method: http.MethodGet, Path: "/v1/accounts/{id}"},
 	{Method: http.MethodDelete, Path: "/v1/accounts/{id}"},
+	{Method: http.MethodGet, Path: "/v1/accounts/{id}/folders"},
+	{Method: http.MethodPost, Path: "/v1/accounts/{id}/validate"},
 }
 
 // maxBody bounds a request body when the handler is used on its own (httpapi
@@ -90,11 +97,13 @@ func New(opts Options) (*Handler, error) {
 	}
 	h := &Handler{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
 	ops := map[string]func(http.ResponseWriter, *http.Request) error{
-		"GET /v1/openapi.json":     h.openapi,
-		"GET /v1/accounts":         h.list,
-		"POST /v1/accounts":        h.create,
-		"GET /v1/accounts/{id}":    h.get,
-		"DELETE /v1/accounts/{id}": h.delete,
+		"GET /v1/openapi.json":            h.openapi,
+		"GET /v1/accounts":                h.list,
+		"POST /v1/accounts":               h.create,
+		"GET /v1/accounts/{id}":           h.get,
+		"DELETE /v1/accounts/{id}":        h.delete,
+		"GET /v1/accounts/{id}/folders":   h.folders,
+		"POST /v1/accounts/{id}/validate": h.validate,
 	}
 	for _, r := range routes {
 		op := ops[r.Method+" "+r.Path]
@@ -459,6 +468,47 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.log.Info("native account deleted", "account", mb.ID, "token", tokenName(r.Context()))
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// Folder is one folder of an account: its name on the server (what
+// "folders" in an account takes), display name and parent.
+type Folder struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Parent string `json:"parent,omitempty"`
+}
+
+func (h *Handler) folders(w http.ResponseWriter, r *http.Request) error {
+	mb, err := h.lookup(r)
+	if err != nil {
+		return err
+	}
+	list, err := h.opts.Accounts.Folders(r.Context(), mb)
+	if err != nil {
+		return err
+	}
+	out := make([]Folder, 0, len(list))
+	for _, f := range list {
+		out = append(out, Folder{ID: f.ID, Name: f.Name, Parent: f.ParentID})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// Validation is the answer of validate.
+type Validation struct {
+	Valid   bool   `json:"valid"`
+	Message string `json:"message,omitempty"`
+}
+
+func (h *Handler) validate(w http.ResponseWriter, r *http.Request) error {
+	mb, err := h.lookup(r)
+	if err != nil {
+		return err
+	}
+	v := h.opts.Accounts.Validate(r.Context(), mb)
+	writeJSON(w, http.StatusOK, Validation{Valid: v.IsValid, Message: v.Message})
 	return nil
 }
 

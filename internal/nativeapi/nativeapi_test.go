@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/mail"
 )
 
@@ -50,6 +51,20 @@ func (f *fakeAccounts) Mailboxes(context.Context) ([]*mail.Mailbox, error) {
 		out = append(out, mb)
 	}
 	return out, nil
+}
+
+func (f *fakeAccounts) Folders(_ context.Context, mb *mail.Mailbox) ([]creatio.MailboxFolder, error) {
+	if mb.Password == "wrong" {
+		return nil, mail.Errorf(mail.ClassAuth, "login", "authentication failed")
+	}
+	return []creatio.MailboxFolder{{ID: "INBOX", Name: "INBOX"}, {ID: "INBOX/Projects", Name: "Projects", ParentID: "INBOX"}}, nil
+}
+
+func (f *fakeAccounts) Validate(_ context.Context, mb *mail.Mailbox) creatio.CredentialsValidationInfo {
+	if mb.Password == "wrong" {
+		return creatio.CredentialsValidationInfo{Message: "Authentication failed for " + mb.UserName}
+	}
+	return creatio.CredentialsValidationInfo{IsValid: true}
 }
 
 func (f *fakeAccounts) Statuses(_ context.Context, ids []mail.MailboxID) (map[mail.MailboxID]mail.Status, error) {
@@ -300,5 +315,35 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	}
 	if w := do(h, "GET", "/v1/nothing", "Bearer "+token, ""); w.Code != 404 || !strings.Contains(w.Body.String(), "no such endpoint") {
 		t.Errorf("unknown path: %d %s", w.Code, w.Body)
+	}
+}
+
+// Folders and validate run on the account's credentials; a Creatio
+// mailbox's id is not an account.
+func TestFoldersAndValidate(t *testing.T) {
+	h, f := newHandler(t, token)
+	auth := "Bearer " + token
+	f.mbs["good"] = &mail.Mailbox{ID: "good", Client: mail.ClientNative, UserName: "jane@example.com", Password: "pw"}
+	f.mbs["bad"] = &mail.Mailbox{ID: "bad", Client: mail.ClientNative, UserName: "joe@example.com", Password: "wrong"}
+	var folders []Folder
+	w := do(h, "GET", "/v1/accounts/good/folders", auth, "")
+	if err := json.Unmarshal(w.Body.Bytes(), &folders); err != nil || w.Code != 200 || len(folders) != 2 ||
+		folders[1] != (Folder{ID: "INBOX/Projects", Name: "Projects", Parent: "INBOX"}) {
+		t.Fatalf("folders: %d %s", w.Code, w.Body)
+	}
+	if w := do(h, "GET", "/v1/accounts/bad/folders", auth, ""); w.Code < 400 {
+		t.Errorf("folders with wrong credentials: %d %s", w.Code, w.Body)
+	}
+	var v Validation
+	w = do(h, "POST", "/v1/accounts/bad/validate", auth, "{}")
+	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil || w.Code != 200 || v.Valid || !strings.Contains(v.Message, "joe@example.com") {
+		t.Fatalf("validate bad: %d %s", w.Code, w.Body)
+	}
+	w = do(h, "POST", "/v1/accounts/good/validate", auth, "{}")
+	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil || !v.Valid {
+		t.Fatalf("validate good: %d %s", w.Code, w.Body)
+	}
+	if w := do(h, "GET", "/v1/accounts/creatio-1/folders", auth, ""); w.Code != 404 {
+		t.Errorf("a Creatio mailbox's folders: %d", w.Code)
 	}
 }

@@ -161,6 +161,22 @@ func TestNativeAccountWebhooks(t *testing.T) {
 	if st := e.state("alice-native"); st["State"] != "exists" {
 		t.Fatalf("subscriptionsstate: %v", st)
 	}
+	// Validate and folders log in with the account's credentials.
+	if code, v := call("POST", "/v1/accounts/alice-native/validate", "{}"); code != http.StatusOK || v["valid"] != true {
+		t.Fatalf("validate: %d %v", code, v)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.base+"/v1/accounts/alice-native/folders", nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var folders []map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&folders)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || len(folders) == 0 || folders[0]["id"] != "INBOX" {
+		t.Fatalf("folders: %d %v %v", resp.StatusCode, folders, err)
+	}
 
 	for i := 1; i <= 3; i++ {
 		e.appendMail("alice@example.com", "alicepw", "INBOX", simpleMail(fmt.Sprintf("native %d", i), fmt.Sprintf("native-%d@example.com", i)))
