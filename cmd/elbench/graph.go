@@ -151,46 +151,13 @@ func runGraph(ctx context.Context, o graphOptions) (res *Result, err error) {
 		return res, nil
 	}
 
-	total := max(1, int(o.Rate*o.Duration.Seconds()))
-	o.Logf("delivering %d messages at %.1f/s into %d mailboxes", total, o.Rate, o.N)
-	msgs := newMessages(o.Size, false)
-	recs := make([]sendRecord, total)
-	w = startCPUWindow(pid, none)
-	t1 := time.Now()
-	lag, err := deliverAtRate(ctx, func(user string, raw []byte) error {
+	o.Logf("delivering %d messages at %.1f/s into %d mailboxes", max(1, int(o.Rate*o.Duration.Seconds())), o.Rate, o.N)
+	if _, err := deliverToFake(ctx, func(user string, raw []byte) error {
 		_, err := fake.Deliver(user, "inbox", raw)
 		return err
-	}, msgs, recs, o.Rate, o.N)
-	if err != nil {
+	}, arr, pid, o.N, o.Rate, o.Duration, o.Drain, o.Size, false, res); err != nil {
 		return res, err
 	}
-	sent := 0
-	for _, r := range recs {
-		if !r.sent.IsZero() && !r.failed {
-			sent++
-		}
-	}
-	dctx, cancel := context.WithTimeout(ctx, o.Drain)
-	arr.waitDistinct(dctx, sent)
-	cancel()
-	busy := w.stop()
-	lat, lost, slow := latencies(arr, recs)
-	as := arr.stats()
-	m.Add("sent", float64(sent), "", "messages stored at the fake")
-	m.Add("schedule_lag_max_ms", ms(lag), "ms", "worst delay of the open-loop schedule")
-	m.Add("arrived", float64(len(lat)), "", "distinct messages seen at the Collector")
-	m.Add("lost", float64(lost), "", "stored but not arrived within drain")
-	m.Add("duplicates", float64(as.Duplicates), "", "arrivals beyond the first per Message-ID")
-	addLatencies(m, "latency", lat, "message stored at the fake to Collector arrival")
-	m.Add("service_cpu_seconds", busy.ServiceSec, "s", "send + drain window")
-	m.Add("window_s", time.Since(t1).Seconds(), "s", "send + drain")
-	res.Notes["slowest"] = slow
 	res.Notes["fake_requests"] = fake.Stats().Requests
-	if lost > 0 {
-		res.fail("%d of %d messages did not arrive within %v", lost, sent, o.Drain)
-	}
-	if as.Duplicates > 0 {
-		res.fail("%d duplicate deliveries", as.Duplicates)
-	}
 	return res, nil
 }
