@@ -825,14 +825,7 @@ func (c *Courier) Restart() error {
 	if err := c.stopLocked(); err != nil {
 		return err
 	}
-	var err error
-	for range restartAttempts {
-		if err = c.startLocked(); err == nil || !errors.Is(err, errAddrInUse) {
-			return err
-		}
-		time.Sleep(restartBackoff) // someone else holds our port; nothing to wait on but time
-	}
-	return err
+	return startOnSamePorts(c.startLocked)
 }
 
 // Running reports whether the instance is started and its namespace is alive.

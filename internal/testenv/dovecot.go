@@ -485,14 +485,7 @@ func (d *Dovecot) Restart() error {
 	if err := d.stopLocked(); err != nil {
 		return err
 	}
-	var err error
-	for range restartAttempts {
-		if err = d.startLocked(); err == nil || !errors.Is(err, errAddrInUse) {
-			return err
-		}
-		time.Sleep(restartBackoff) // someone else holds our port; nothing to wait on but time
-	}
-	return err
+	return startOnSamePorts(d.startLocked)
 }
 
 // Running reports whether the instance is started.
@@ -500,6 +493,20 @@ func (d *Dovecot) Running() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.proc != nil
+}
+
+// startOnSamePorts runs start, a restart on the ports an instance already
+// had: while another process holds one of them (errAddrInUse) it can only
+// wait for it to go away, restartAttempts times restartBackoff at most.
+func startOnSamePorts(start func() error) error {
+	var err error
+	for range restartAttempts {
+		if err = start(); err == nil || !errors.Is(err, errAddrInUse) {
+			return err
+		}
+		time.Sleep(restartBackoff) // someone else holds our port; nothing to wait on but time
+	}
+	return err
 }
 
 // PIDs lists the live processes of the instance (master and children), e.g. for a
