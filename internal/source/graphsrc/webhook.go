@@ -264,17 +264,15 @@ func (w *webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		switch n.LifecycleEvent {
-		case "":
+		case "", graph.LifecycleMissed: // a change, or changes Graph could not send: the delta round finds them
 			s.m.Notify([]string{s.folder}, false)
-		case "missed":
-			s.m.Notify([]string{s.folder}, false)
-		case "reauthorizationRequired":
+		case graph.LifecycleReauthorizationRequired:
 			w.async(context.WithoutCancel(r.Context()), func(ctx context.Context) {
 				if err := s.m.s.c.Reauthorize(ctx, s.id); err != nil {
 					w.renew(ctx, s)
 				}
 			})
-		case "subscriptionRemoved":
+		case graph.LifecycleSubscriptionRemoved:
 			w.async(context.WithoutCancel(r.Context()), func(ctx context.Context) { w.replace(ctx, s) })
 		}
 	}
