@@ -17,6 +17,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/certs"
 	"github.com/emaillistener/emaillistener/internal/config"
 	"github.com/emaillistener/emaillistener/internal/delivery"
+	"github.com/emaillistener/emaillistener/internal/events"
 	"github.com/emaillistener/emaillistener/internal/ews"
 	"github.com/emaillistener/emaillistener/internal/history"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
@@ -102,7 +103,11 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		TLSConfig: mailTLS, MaxMessageBytes: cfg.MaxMessageBytes, Control: mailNets.Control(), Logger: log}
 	post := delivery.New(&delivery.Options{PerHost: cfg.DeliveryPerHost, AttemptTimeout: cfg.DeliveryTimeout,
 		Backoff: policy(opts.DeliveryBackoff, cfg.DeliveryMaxBackoff), Control: callbackNets.Control(), Logger: log, Registerer: reg})
-	sink := &service.Sink{Post: post, Webhook: post}
+	sink := &service.Sink{Post: post, Webhook: post, LinkBase: cfg.PublicURL}
+	emitter, err := events.New(events.Options{Post: post, Logger: log, Registerer: reg, Panics: a.panics})
+	if err != nil {
+		return nil, err
+	}
 	parse := func(raw []byte) (*mail.Message, error) {
 		return mime.Parse(raw, &mime.Options{MaxAttachmentBytes: cfg.MaxAttachmentBytes})
 	}
@@ -179,16 +184,19 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		DialConcurrency: cfg.IMAPDialConcurrency, DialRate: cfg.IMAPDialRate, Budget: inflight, MaxMessageBytes: cfg.MaxMessageBytes,
 		TokenRefreshWait: cfg.TokenRefreshWait, Lockout: held, Logger: log, Registerer: reg, Panics: a.panics,
 	}
+	sopts.OnStatus = emitter.State
 	if parts != nil {
+		publish := placement.StatusPublisher(parts.store.PutStatus, cfg.NodeID, log)
 		sopts.Leaser = leaser{parts.leases}
-		sopts.OnStatus = placement.StatusPublisher(parts.store.PutStatus, cfg.NodeID, log)
+		sopts.OnStatus = func(mb *mail.Mailbox, st mail.Status) { publish(mb, st); emitter.State(mb, st) }
 	}
 	runner, err := syncer.New(sopts)
 	if err != nil {
 		return nil, err
 	}
 	loader, err := history.New(history.Options{Protocols: loads, Deliver: sink.DeliverWithin(service.HistoryPatience), Parse: parse,
-		Concurrency: cfg.HistoryConcurrency, Budget: inflight, Lockout: held, Logger: log, Registerer: reg, Panics: a.panics})
+		Concurrency: cfg.HistoryConcurrency, Budget: inflight, Lockout: held, OnProgress: emitter.Progress, Logger: log, Registerer: reg,
+		Panics: a.panics})
 	if err != nil {
 		return nil, err
 	}
@@ -246,6 +254,7 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		a.parts = append(a.parts, parts.lifecycle(log)...)
 	}
 	a.parts = append(a.parts,
+		component{name: "webhook events", start: emitter.Start, stop: emitter.Stop},
 		component{name: "exchange streams", start: exchange.Start, stop: exchange.Stop},
 		component{name: "graph poller", start: msgraph.Start, stop: msgraph.Stop},
 		component{name: "syncer", start: func(ctx context.Context) error { runner.Start(ctx); return nil }, stop: runner.Stop},

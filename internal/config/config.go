@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -116,6 +117,10 @@ type Config struct {
 	// APITokens are the bearer tokens of the native API (/v1/): comma-separated
 	// "name:token" or bare tokens (EL_API_TOKENS); empty disables the API.
 	APITokens Secret
+	// PublicURL is the service's address as webhook receivers reach it, the
+	// base of the links in native events (EL_PUBLIC_URL); empty: the links
+	// are paths ("/v1/...").
+	PublicURL string
 	// MaxSubscriptions caps the mailboxes one node serves (its capacity, and
 	// its placement weight in a cluster).
 	MaxSubscriptions int
@@ -229,6 +234,7 @@ var Settings = []Setting{
 	{"log-format", "EL_LOG_FORMAT", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"pprof", "EL_PPROF", "false", "serve Go's profiles at /debug/pprof/ on the API port, for diagnosing CPU and memory use; exposes internals, keep it off in production", boolean(func(c *Config) *bool { return &c.Pprof })},
 	{"", "EL_ADMIN_TOKEN", "", "token the dashboard (/ui/), /api/cluster and /debug/pprof/ require (Authorization: Bearer <token>, or open /ui/?token=<token> once); they show mailbox addresses and internals, set it wherever others reach the port (empty: no token); environment only", secret(func(c *Config) *Secret { return &c.AdminToken })},
+	{"public-url", "EL_PUBLIC_URL", "", "the service's base URL as native API clients reach it (e.g. https://mail-sync.example.com), prefixed to the attachment links in webhook events (empty: the links are paths, /v1/...)", str(func(c *Config) *string { return &c.PublicURL })},
 	{"", "EL_API_TOKENS", "", "bearer tokens of the native API (/v1/, for clients other than Creatio), comma-separated, each name:token, name:token:read (GET only) or a bare token (empty: the native API answers 503); environment only", secret(func(c *Config) *Secret { return &c.APITokens })},
 	{"shutdown-timeout", "EL_SHUTDOWN_TIMEOUT", "20s", "grace period on SIGTERM for in-flight requests and deliveries", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"max-request-bytes", "EL_MAX_REQUEST_BYTES", "1MiB", "largest request body of every API route but send (Creatio sends one credentials object; close and subscriptionsstate take up to 100,000 ids in at least 4 MiB)", size(func(c *Config) *int64 { return &c.MaxRequestBytes })},
@@ -367,6 +373,11 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.ListenAddr == "" {
 		errs = append(errs, errors.New("EL_LISTEN_ADDR must not be empty"))
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("EL_PUBLIC_URL %q must be an absolute http(s) URL without credentials", c.PublicURL))
+		}
 	}
 	if c.PathPrefix != "" && (!strings.HasPrefix(c.PathPrefix, "/") || c.PathPrefix == "/") {
 		errs = append(errs, fmt.Errorf("EL_PATH_PREFIX %q must start with / and not be /", c.PathPrefix))

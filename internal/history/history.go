@@ -91,7 +91,10 @@ type Options struct {
 	Park backoff.Policy
 	// Lockout, when set, holds credentials the server rejected: a load with
 	// held credentials fails at once, without a login.
-	Lockout    Lockout
+	Lockout Lockout
+	// OnProgress, when set, is called after every change of a load's
+	// progress (native accounts get sync.progress events); it must not block.
+	OnProgress func(mb *mail.Mailbox, p mail.HistoryProgress)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Panics     *obs.Panics
@@ -177,6 +180,7 @@ func (l *Loader) Load(_ context.Context, mb *mail.Mailbox, q mail.Query) error {
 		return ErrStopped
 	}
 	l.jobs[mb.ID] = j
+	j.update(func(*mail.HistoryProgress) {}) // announce it queued
 	return nil
 }
 

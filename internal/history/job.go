@@ -42,7 +42,11 @@ func (j *job) progress() mail.HistoryProgress {
 func (j *job) update(f func(p *mail.HistoryProgress)) {
 	j.mu.Lock()
 	f(&j.prog)
+	p := j.prog
 	j.mu.Unlock()
+	if hook := j.l.opts.OnProgress; hook != nil {
+		hook(j.mb, p)
+	}
 }
 
 func (j *job) finished() bool {

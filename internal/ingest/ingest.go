@@ -60,6 +60,9 @@ func (s Step) Run(ctx context.Context, log *slog.Logger, mb *mail.Mailbox, f *so
 		msg.MarkTruncated()
 	}
 	msg.Folder, msg.SourceID = f.Ref.Folder, f.Ref.ID
+	if mb.WebhookRaw {
+		msg.Raw = f.Raw
+	}
 	if err := s.Deliver(ctx, mb, msg); err != nil {
 		var p permanent
 		if !errors.As(err, &p) || !p.PermanentFailure() {

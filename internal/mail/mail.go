@@ -6,6 +6,7 @@
 package mail
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -84,6 +85,31 @@ type Mailbox struct {
 	Client        string
 	WebhookURL    string
 	WebhookSecret string
+	// WebhookEvents lists the event types a native account wants (empty:
+	// all); WebhookRaw asks for message.new events with the raw MIME instead
+	// of the parsed email; attachments up to WebhookInlineMax bytes travel
+	// inside events (0: the service's default, negative: none), larger ones
+	// as links to fetch them.
+	WebhookEvents    []string
+	WebhookRaw       bool
+	WebhookInlineMax int
+	// SMTP is where a native account sends mail (nil: it cannot send).
+	// Creatio sends with credentials of its own on every call instead.
+	SMTP *Server
+}
+
+// Server is a mail server and the login on it.
+type Server struct {
+	Host     string
+	Port     int
+	Secure   SecureOption
+	UserName string
+	Password string
+}
+
+// Wants reports whether a native account subscribed to events of type typ.
+func (m *Mailbox) Wants(typ string) bool {
+	return len(m.WebhookEvents) == 0 || slices.Contains(m.WebhookEvents, typ)
 }
 
 // ClientNative marks a mailbox registered through the native API (/v1/):
@@ -93,14 +119,17 @@ const ClientNative = "native"
 // Native reports whether m was registered through the native API.
 func (m *Mailbox) Native() bool { return m.Client == ClientNative }
 
-// SameConnection reports whether m and o would open the same server session, so
-// that a re-registration with identical settings need not restart a healthy
-// subscription.
+// SameConnection reports whether m and o would open the same server session
+// and deliver the same way, so that a re-registration with identical settings
+// need not restart a healthy subscription.
 func (m *Mailbox) SameConnection(o *Mailbox) bool {
 	if m.Kind != o.Kind || m.Host != o.Host || m.Port != o.Port || m.UseSSL != o.UseSSL ||
 		m.Secure != o.Secure || m.UserName != o.UserName || m.Password != o.Password ||
 		m.AccessToken != o.AccessToken || m.UseOAuth != o.UseOAuth || len(m.FolderIDs) != len(o.FolderIDs) ||
-		m.Client != o.Client || m.WebhookURL != o.WebhookURL || m.WebhookSecret != o.WebhookSecret {
+		m.Client != o.Client || m.WebhookURL != o.WebhookURL || m.WebhookSecret != o.WebhookSecret ||
+		m.WebhookRaw != o.WebhookRaw || m.WebhookInlineMax != o.WebhookInlineMax ||
+		!slices.Equal(m.WebhookEvents, o.WebhookEvents) || (m.SMTP == nil) != (o.SMTP == nil) ||
+		(m.SMTP != nil && *m.SMTP != *o.SMTP) {
 		return false
 	}
 	for i := range m.FolderIDs {
@@ -273,6 +302,9 @@ type Message struct {
 	Folder, SourceID string
 	// Warnings lists what the parser had to repair; informational.
 	Warnings []string
+	// Raw is the message as downloaded, set by the ingest step for clients
+	// that asked for it (native accounts with WebhookRaw); nil otherwise.
+	Raw []byte
 }
 
 // MarkTruncated notes that only the message's header was fetched (it is over

@@ -462,9 +462,10 @@ func (c *Cluster) Ready(ctx context.Context) error {
 // every node can answer subscriptionsstate; it is the runner's OnStatus in a
 // cluster. Closed is not written: after a hand-over the new owner's state
 // must not be overwritten by the old owner's exit.
-func StatusPublisher(put func(ctx context.Context, id mail.MailboxID, st mail.Status) error, node string, log *slog.Logger) func(mail.MailboxID, mail.Status) {
+func StatusPublisher(put func(ctx context.Context, id mail.MailboxID, st mail.Status) error, node string, log *slog.Logger) func(*mail.Mailbox, mail.Status) {
 	log = discard(log)
-	return func(id mail.MailboxID, st mail.Status) {
+	return func(mb *mail.Mailbox, st mail.Status) {
+		id := mb.ID
 		if st.State == mail.StateClosed {
 			return
 		}

@@ -36,6 +36,9 @@ type Poster interface {
 type Sink struct {
 	Post    Poster
 	Webhook SignedPoster
+	// LinkBase prefixes the links to attachments too large to travel inside
+	// an event (EL_PUBLIC_URL; "": links relative to the service).
+	LinkBase string
 }
 
 // SignedPoster posts with headers made anew for every attempt
@@ -92,7 +95,11 @@ func (s *Sink) deliverWebhook(ctx context.Context, mb *mail.Mailbox, msg *mail.M
 	if mb.WebhookURL == "" {
 		return mail.Errorf(mail.ClassConfig, "webhook", "the account has no webhook url")
 	}
-	ev := webhook.NewMessageEvent(mb.ID, msg, time.Now())
+	if !mb.Wants(webhook.TypeMessageNew) {
+		return nil // filtered out by the account: acknowledged, the cursor moves on
+	}
+	ev := webhook.NewMessageEvent(mb.ID, msg, mb.WebhookRaw,
+		webhook.MessageOptions{InlineMax: mb.WebhookInlineMax, LinkBase: s.LinkBase}, time.Now())
 	body, err := webhook.Marshal(ev)
 	if err != nil {
 		return mail.Wrap(mail.ClassInternal, "encode event", err)

@@ -58,6 +58,10 @@ const (
 	mbClient          = 22
 	mbWebhookURL      = 23
 	mbWebhookSecret   = 24
+	mbWebhookEvents   = 25 // repeated
+	mbWebhookRaw      = 26
+	mbWebhookInline   = 27 // zigzag
+	mbSMTP            = 28 // {1: host, 2: port, 3: secure, 4: user, 5: password}
 )
 
 // Field numbers of the status record.
@@ -245,6 +249,20 @@ func encodeMailbox(m *mail.Mailbox) []byte {
 	e.str(mbClient, m.Client)
 	e.str(mbWebhookURL, m.WebhookURL)
 	e.str(mbWebhookSecret, m.WebhookSecret)
+	for _, ev := range m.WebhookEvents {
+		e.str(mbWebhookEvents, ev)
+	}
+	e.bool(mbWebhookRaw, m.WebhookRaw)
+	e.int(mbWebhookInline, int64(m.WebhookInlineMax))
+	if s := m.SMTP; s != nil {
+		var en encoder
+		en.str(1, s.Host)
+		en.int(2, int64(s.Port))
+		en.int(3, int64(s.Secure))
+		en.str(4, s.UserName)
+		en.str(5, s.Password)
+		e.bytes(mbSMTP, en.b)
+	}
 	return e.b
 }
 
@@ -311,6 +329,14 @@ func decodeMailbox(id mail.MailboxID, b []byte) (*mail.Mailbox, error) {
 			m.WebhookURL = d.str(wire)
 		case mbWebhookSecret:
 			m.WebhookSecret = d.str(wire)
+		case mbWebhookEvents:
+			m.WebhookEvents = append(m.WebhookEvents, d.str(wire))
+		case mbWebhookRaw:
+			m.WebhookRaw = d.varint(wire) != 0
+		case mbWebhookInline:
+			m.WebhookInlineMax = d.intField(d.int(wire))
+		case mbSMTP:
+			m.SMTP = decodeServer(&d, d.bytes(wire))
 		default:
 			d.skip(wire)
 		}
@@ -349,6 +375,36 @@ func decodeEntry(outer *decoder, b []byte) (key, value string) {
 		outer.err = d.err
 	}
 	return key, value
+}
+
+// decodeServer reads a native account's SMTP server record.
+func decodeServer(outer *decoder, b []byte) *mail.Server {
+	s := &mail.Server{}
+	d := decoder{b: b}
+	for {
+		field, wire, ok := d.next()
+		if !ok {
+			break
+		}
+		switch field {
+		case 1:
+			s.Host = d.str(wire)
+		case 2:
+			s.Port = d.intField(d.int(wire))
+		case 3:
+			s.Secure = mail.SecureOption(d.intField(d.int(wire)))
+		case 4:
+			s.UserName = d.str(wire)
+		case 5:
+			s.Password = d.str(wire)
+		default:
+			d.skip(wire)
+		}
+	}
+	if d.err != nil && outer.err == nil {
+		outer.err = d.err
+	}
+	return s
 }
 
 func encodeStatus(st mail.Status) []byte {

@@ -74,7 +74,7 @@ func TestLeaseGatesTheSession(t *testing.T) {
 	m, err := New(Options{
 		Protocols: fakeProtocol(srv.dial), Sink: &recSink{}, Cursors: store.NewMemory(), Parser: parse, Leaser: leaser,
 		Reconnect: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}, Panics: obs.NewPanics(nil),
-		OnStatus: func(_ mail.MailboxID, st mail.Status) {
+		OnStatus: func(_ *mail.Mailbox, st mail.Status) {
 			statesMu.Lock()
 			states = append(states, st.State)
 			statesMu.Unlock()

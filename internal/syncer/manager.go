@@ -88,9 +88,9 @@ type Options struct {
 	// session starts; a lost lease stops the session.
 	Leaser Leaser
 	// OnStatus, when set, is called on the mailbox's goroutine after every state
-	// change (cluster mode publishes it for the other nodes). It must not block
-	// for long.
-	OnStatus   func(id mail.MailboxID, st mail.Status)
+	// change (cluster mode publishes it for the other nodes; native accounts
+	// get account.state events). It must not block for long.
+	OnStatus   func(mb *mail.Mailbox, st mail.Status)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Panics     *obs.Panics
@@ -381,6 +381,9 @@ func (m *Manager) Republish(id mail.MailboxID) {
 	w := m.workers[id]
 	m.mu.Unlock()
 	if w != nil && m.opts.OnStatus != nil {
-		m.opts.OnStatus(id, w.snapshot())
+		w.mu.Lock()
+		mb := w.mb
+		w.mu.Unlock()
+		m.opts.OnStatus(mb, w.snapshot())
 	}
 }

@@ -82,10 +82,10 @@ func (w *worker) update(f func(s *mail.Status)) {
 		w.m.countState(old, -1)
 		w.m.countState(w.status.State, 1)
 	}
-	snap := w.status
+	snap, mb := w.status, w.mb
 	w.mu.Unlock()
 	if changed && w.m.opts.OnStatus != nil {
-		w.m.opts.OnStatus(w.id, snap)
+		w.m.opts.OnStatus(mb, snap)
 	}
 }
 
@@ -94,10 +94,10 @@ func (w *worker) finish() {
 	w.mu.Lock()
 	w.m.countState(w.status.State, -1)
 	w.status.State, w.status.Since = mail.StateClosed, time.Now()
-	snap := w.status
+	snap, mb := w.status, w.mb
 	w.mu.Unlock()
 	if w.m.opts.OnStatus != nil {
-		w.m.opts.OnStatus(w.id, snap)
+		w.m.opts.OnStatus(mb, snap)
 	}
 }
 

@@ -54,7 +54,9 @@ func NativeMailbox(id string) *mail.Mailbox {
 	return &mail.Mailbox{ID: mail.MailboxID(id), Kind: mail.ServerIMAP, ServerType: "imap", Host: "imap.example.com", Port: 993,
 		UseSSL: true, Secure: mail.SecureSSL, UserName: "jane@example.com", Password: "pw", FolderIDs: []string{"INBOX"},
 		SenderAddress: "jane@example.com", Client: mail.ClientNative, WebhookURL: "https://hooks.example.com/mail?x=1",
-		WebhookSecret: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ="}
+		WebhookSecret: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=", WebhookEvents: []string{"message.new", "account.state"},
+		WebhookRaw: true, WebhookInlineMax: -1,
+		SMTP: &mail.Server{Host: "smtp.example.com", Port: 587, Secure: mail.SecureStartTLS, UserName: "jane", Password: "smtp-pw"}}
 }
 
 // Run runs the contract against the store newStore returns (a fresh, empty one
