@@ -171,6 +171,9 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		}, imapsrc.WatchByDefault, smtp.Send, imapsrc.Describe),
 		mail.ServerExchange: sessions(exchangeRouter.Open, exo.WatchByDefault, exchangeRouter.Send, exchangeRouter.Describe),
 	}
+	imap := protocols[mail.ServerIMAP]
+	imap.service.SendRaw = smtp.SendRaw // the native API's raw MIME
+	protocols[mail.ServerIMAP] = imap
 	live := map[mail.ServerKind]syncer.Protocol{}
 	loads := map[mail.ServerKind]history.Protocol{}
 	calls := map[mail.ServerKind]service.Protocol{}

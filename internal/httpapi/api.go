@@ -206,12 +206,14 @@ func (a *API) routes() {
 	}
 	a.handle("GET /readyz", health, a.ready)
 	if a.opts.V1 != nil {
-		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
-			a.handle(m+" /v1/", small, func(w http.ResponseWriter, r *http.Request) error {
-				a.opts.V1.ServeHTTP(w, r)
-				return nil
-			})
+		v1 := func(w http.ResponseWriter, r *http.Request) error {
+			a.opts.V1.ServeHTTP(w, r)
+			return nil
 		}
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+			a.handle(m+" /v1/", small, v1)
+		}
+		a.handle("POST /v1/accounts/{id}/send", nativeSend, v1)
 	}
 	for path, h := range a.opts.Webhooks {
 		a.handle("POST "+strings.ToLower(path), webhook, func(w http.ResponseWriter, r *http.Request) error {
@@ -271,9 +273,13 @@ func (a *API) handle(pattern string, class routeClass, h handlerFunc) {
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.route(a.mux, w, r) }
 
 func (a *API) route(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
-	p := strings.ToLower(r.URL.Path)
+	orig := r.URL.Path
+	p := strings.ToLower(orig)
 	if a.opts.PathPrefix != "" && (p == a.opts.PathPrefix || strings.HasPrefix(p, a.opts.PathPrefix+"/")) {
-		p = strings.TrimPrefix(p, a.opts.PathPrefix)
+		p, orig = p[len(a.opts.PathPrefix):], orig[len(a.opts.PathPrefix):]
+	}
+	if strings.HasPrefix(p, "/v1/") {
+		p = p[:4] + orig[4:] // the native API is case-sensitive (message ids), as REST APIs are
 	}
 	if p != r.URL.Path {
 		r2 := r.Clone(r.Context())

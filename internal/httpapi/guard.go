@@ -44,6 +44,7 @@ const (
 	small                    // POST with a credentials object or list (MaxRequestBytes)
 	idList                   // POST with a list of mailbox ids
 	send                     // POST send: MaxSendBytes, a longer body timeout, the send budget
+	nativeSend               // send of the native API: also takes raw MIME (message/rfc822)
 	// webhook: POST from a mail service (Graph change notifications), any
 	// content type (Graph validates with an empty text/plain POST),
 	// MaxRequestBytes; the handler authenticates what it reads.
@@ -75,7 +76,7 @@ func (a *API) bodyLimit(class routeClass) int64 {
 	switch class {
 	case idList:
 		return max(a.opts.MaxRequestBytes, idListBytes)
-	case send:
+	case send, nativeSend:
 		return a.opts.MaxSendBytes
 	case small, webhook:
 		return a.opts.MaxRequestBytes
@@ -84,7 +85,7 @@ func (a *API) bodyLimit(class routeClass) int64 {
 }
 
 func (a *API) bodyTimeout(class routeClass) time.Duration {
-	if class == send {
+	if class == send || class == nativeSend {
 		return sendTimeoutFactor * a.opts.BodyTimeout
 	}
 	return a.opts.BodyTimeout
@@ -102,8 +103,13 @@ func (a *API) guard(class routeClass, next http.Handler) http.Handler {
 			a.refuse(w, "overflow", http.StatusServiceUnavailable, "too many open connections; retry later")
 			return
 		}
-		if r.Method == http.MethodPost && class != webhook && !jsonContentType(r.Header.Get("Content-Type")) {
-			a.refuse(w, "content_type", http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		if ct := r.Header.Get("Content-Type"); r.Method == http.MethodPost && class != webhook && !jsonContentType(ct) &&
+			!(class == nativeSend && mimeContentType(ct)) {
+			msg := "Content-Type must be application/json"
+			if class == nativeSend {
+				msg += " or message/rfc822"
+			}
+			a.refuse(w, "content_type", http.StatusUnsupportedMediaType, msg)
 			return
 		}
 		if err := a.cop.Check(r); err != nil {
@@ -128,7 +134,7 @@ func (a *API) admitBody(w http.ResponseWriter, r *http.Request, class routeClass
 	}
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(a.bodyTimeout(class)))
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	if class != send || a.opts.SendBudget == nil {
+	if (class != send && class != nativeSend) || a.opts.SendBudget == nil {
 		return func() {}, nil
 	}
 	n := r.ContentLength
@@ -159,6 +165,12 @@ func jsonContentType(v string) bool {
 	}
 	return mt == "application/json" || mt == "text/json" ||
 		(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// mimeContentType: a raw email, as the native API's send takes it.
+func mimeContentType(v string) bool {
+	mt, _, err := mime.ParseMediaType(v)
+	return err == nil && mt == "message/rfc822"
 }
 
 func hostSet(hosts []string) map[string]bool {

@@ -40,7 +40,12 @@ func TestV1Mounted(t *testing.T) {
 		want                      int
 	}{
 		{"GET", "/v1/accounts", "", "", http.StatusTeapot},
-		{"GET", "/EL/V1/Accounts/ABC", "", "", http.StatusTeapot},
+		{"GET", "/EL/V1/accounts/aBc", "", "", http.StatusTeapot}, // the prefix and /v1/ in any case, the rest as is
+		{"POST", "/v1/accounts/x/send", "message/rfc822", "Subject: x\r\n\r\nx", http.StatusTeapot},
+		{"POST", "/v1/accounts/x/send", "application/json", "{}", http.StatusTeapot},
+		{"POST", "/v1/accounts/x/send", "text/plain", "{}", http.StatusUnsupportedMediaType},
+		{"POST", "/v1/accounts", "message/rfc822", "{}", http.StatusUnsupportedMediaType},
+		{"PATCH", "/v1/accounts/x", "application/json", "{}", http.StatusTeapot},
 		{"DELETE", "/v1/accounts/x", "", "", http.StatusTeapot},
 		{"POST", "/v1/accounts", "application/json", "{}", http.StatusTeapot},
 		{"POST", "/v1/accounts", "text/plain", "{}", http.StatusUnsupportedMediaType},
@@ -51,7 +56,8 @@ func TestV1Mounted(t *testing.T) {
 			t.Errorf("%s %s (%s): %d, want %d", c.method, c.path, c.ctype, code, c.want)
 		}
 	}
-	want := []string{"GET /v1/accounts", "GET /v1/accounts/abc", "DELETE /v1/accounts/x", "POST /v1/accounts"}
+	want := []string{"GET /v1/accounts", "GET /v1/accounts/aBc", "POST /v1/accounts/x/send", "POST /v1/accounts/x/send",
+		"PATCH /v1/accounts/x", "DELETE /v1/accounts/x", "POST /v1/accounts"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("the handler saw %v, want %v", got, want)
 	}

@@ -72,6 +72,16 @@ func (s *SMTP) Send(ctx context.Context, smtp *mail.Mailbox, msg *mail.Message) 
 	return nil
 }
 
+// SendRaw submits raw, a complete message, through smtp and files the copy.
+func (s *SMTP) SendRaw(ctx context.Context, smtp *mail.Mailbox, raw []byte) error {
+	sent, err := sender.SendRaw(ctx, smtp, raw, s.opts.SMTP)
+	if err != nil {
+		return &mail.UserError{Err: err, Msg: sender.UserMessage(err)}
+	}
+	s.appendSent(ctx, smtp, sent)
+	return nil
+}
+
 // appendSent files raw in the Sent folder of the registered (IMAP) mailbox
 // with the same id. The email is already sent, so failures are only logged.
 func (s *SMTP) appendSent(ctx context.Context, smtp *mail.Mailbox, raw []byte) {

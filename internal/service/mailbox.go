@@ -15,6 +15,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/source"
 )
 
 // probeWait is how long a check waits for a free slot before it is refused.
@@ -126,6 +127,60 @@ func (s *Service) Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message)
 		return fmt.Errorf("sending from %s mailboxes is %w", mb.Kind, httpapi.ErrUnsupported)
 	}
 	return p.Send(ctx, mb, msg)
+}
+
+// SendRaw sends a complete message through the mailbox's protocol.
+func (s *Service) SendRaw(ctx context.Context, mb *mail.Mailbox, raw []byte) error {
+	p, err := s.protocol(mb)
+	if err != nil {
+		return err
+	}
+	if p.SendRaw == nil {
+		return fmt.Errorf("sending raw messages from %s mailboxes is %w", mb.Kind, httpapi.ErrUnsupported)
+	}
+	return p.SendRaw(ctx, mb, raw)
+}
+
+// fetcher is a session that downloads one message by its reference.
+type fetcher interface {
+	Fetch(ctx context.Context, ref source.Ref) (*source.Fetched, error)
+}
+
+// ErrNoMessage means the message asked for is not (or no longer) on the
+// server.
+var ErrNoMessage = errors.New("no such message on the server")
+
+// Message downloads one message of mb (raw, as the server has it; its
+// header only when it is over the size limit) on a session of its own.
+func (s *Service) Message(ctx context.Context, mb *mail.Mailbox, folder, id string) (*source.Fetched, error) {
+	p, err := s.protocol(mb)
+	if err != nil {
+		return nil, err
+	}
+	if p.Open == nil {
+		return nil, fmt.Errorf("fetching %s messages is %w", mb.Kind, httpapi.ErrUnsupported)
+	}
+	release, err := s.probe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ProbeTimeout)
+	defer cancel()
+	probe, err := p.Open(ctx, mb)
+	if err != nil {
+		return nil, &mail.UserError{Err: err, Msg: p.describe(mb, err)}
+	}
+	defer probe.Close()
+	f, ok := probe.(fetcher)
+	if !ok {
+		return nil, fmt.Errorf("fetching %s messages is %w", mb.Kind, httpapi.ErrUnsupported)
+	}
+	msg, err := f.Fetch(ctx, source.Ref{Folder: folder, ID: id})
+	if errors.Is(err, source.ErrGone) {
+		return nil, ErrNoMessage
+	}
+	return msg, err
 }
 
 // PingClient is the availability check's HTTP client: no redirects (any

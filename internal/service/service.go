@@ -57,6 +57,8 @@ type Protocol struct {
 	// Send sends msg with the send credentials mb; a non-nil error's
 	// UserMessage, if it has one, is shown to the user.
 	Send func(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error
+	// SendRaw sends a complete message as it is (nil: not supported).
+	SendRaw func(ctx context.Context, mb *mail.Mailbox, raw []byte) error
 	// Describe turns a failed Open into a sentence for the diagnostics page
 	// (nil: the error's text).
 	Describe func(mb *mail.Mailbox, err error) string

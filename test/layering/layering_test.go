@@ -24,7 +24,7 @@ var (
 	// adapters talk to one kind of peer (mail servers, Redis, the client).
 	adapters = []string{"source/imapsrc", "source/ewssrc", "source/graphsrc", "graph", "ews", "ews/autodiscover", "sender", "store", "lease", "cluster", "delivery"}
 	// consumers use adapters only through interfaces they declare.
-	consumers = []string{"syncer", "history", "placement", "service", "httpapi", "ui", "nativeapi"}
+	consumers = []string{"syncer", "history", "placement", "service", "httpapi", "ui", "nativeapi", "events"}
 )
 
 // exceptions lists what a package may import beyond its layer's rule.
