@@ -39,12 +39,12 @@ import (
 type routeClass int
 
 const (
-	plain  routeClass = iota // GET without body
-	health                   // GET probe: answered on overflow connections and for any Host
-	small                    // POST with a credentials object or list (MaxRequestBytes)
-	idList                   // POST with a list of mailbox ids
-	send                     // POST send: MaxSendBytes, a longer body timeout, the send budget
-	nativeSend               // send of the native API: also takes raw MIME (message/rfc822)
+	plain      routeClass = iota // GET without body
+	health                       // GET probe: answered on overflow connections and for any Host
+	small                        // POST with a credentials object or list (MaxRequestBytes)
+	idList                       // POST with a list of mailbox ids
+	send                         // POST send: MaxSendBytes, a longer body timeout, the send budget
+	nativeSend                   // send of the native API: also takes raw MIME (message/rfc822)
 	// webhook: POST from a mail service (Graph change notifications), any
 	// content type (Graph validates with an empty text/plain POST),
 	// MaxRequestBytes; the handler authenticates what it reads.
