@@ -239,7 +239,8 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 	if err != nil {
 		return nil, err
 	}
-	if w.native, err = nativeapi.New(nativeapi.Options{Accounts: w.service, Tokens: tokens, Logger: log}); err != nil {
+	if w.native, err = nativeapi.New(nativeapi.Options{Accounts: w.service, Tokens: tokens, Parse: parse, LinkBase: cfg.PublicURL,
+		Logger: log}); err != nil {
 		return nil, err
 	}
 	w.ui, err = ui.New(ui.Options{Source: w.service, Node: cfg.NodeID, Version: version, Logger: log})

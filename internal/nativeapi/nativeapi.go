@@ -10,6 +10,7 @@
 package nativeapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -29,6 +30,8 @@ import (
 	"github.com/emaillistener/emaillistener/internal/httpapi"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/obs"
+	"github.com/emaillistener/emaillistener/internal/source"
+	"github.com/emaillistener/emaillistener/internal/webhook"
 )
 
 //go:embed openapi.json
@@ -48,12 +51,24 @@ type Accounts interface {
 	Folders(ctx context.Context, mb *mail.Mailbox) ([]creatio.MailboxFolder, error)
 	// Validate logs in to the mailbox's server and says what went wrong.
 	Validate(ctx context.Context, mb *mail.Mailbox) creatio.CredentialsValidationInfo
+	// Synchronize starts a history load; History is its progress.
+	Synchronize(ctx context.Context, mb *mail.Mailbox, q mail.Query) error
+	History(id mail.MailboxID) (mail.HistoryProgress, bool)
+	// Send and SendRaw send through the SMTP server mb describes.
+	Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error
+	SendRaw(ctx context.Context, mb *mail.Mailbox, raw []byte) error
+	// Message downloads one message (service.ErrNoMessage when it is gone).
+	Message(ctx context.Context, mb *mail.Mailbox, folder, id string) (*source.Fetched, error)
 }
 
 // Options configures New.
 type Options struct {
 	Accounts Accounts
 	Tokens   *Tokens // nil or empty: the API is disabled (503)
+	// Parse turns a fetched message into an email (required for message
+	// fetch); LinkBase prefixes attachment links (EL_PUBLIC_URL).
+	Parse    func(raw []byte) (*mail.Message, error)
+	LinkBase string
 	Logger   *slog.Logger
 }
 
@@ -78,9 +93,14 @@ var routes = []route{
 	{Method: http.MethodGet, Path: "/v1/accounts"},
 	{Method: http.MethodPost, Path: "/v1/accounts"},
 	{Method: http.MethodGet, Path: "/v1/accounts/{id}"},
+	{Method: http.MethodPatch, Path: "/v1/accounts/{id}"},
 	{Method: http.MethodDelete, Path: "/v1/accounts/{id}"},
 	{Method: http.MethodGet, Path: "/v1/accounts/{id}/folders"},
 	{Method: http.MethodPost, Path: "/v1/accounts/{id}/validate"},
+	{Method: http.MethodPost, Path: "/v1/accounts/{id}/sync"},
+	{Method: http.MethodPost, Path: "/v1/accounts/{id}/send"},
+	{Method: http.MethodGet, Path: "/v1/accounts/{id}/messages/{message}"},
+	{Method: http.MethodGet, Path: "/v1/accounts/{id}/messages/{message}/attachments/{index}"},
 }
 
 // maxBody bounds a request body when the handler is used on its own (httpapi
@@ -97,13 +117,18 @@ func New(opts Options) (*Handler, error) {
 	}
 	h := &Handler{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
 	ops := map[string]func(http.ResponseWriter, *http.Request) error{
-		"GET /v1/openapi.json":            h.openapi,
-		"GET /v1/accounts":                h.list,
-		"POST /v1/accounts":               h.create,
-		"GET /v1/accounts/{id}":           h.get,
-		"DELETE /v1/accounts/{id}":        h.delete,
-		"GET /v1/accounts/{id}/folders":   h.folders,
-		"POST /v1/accounts/{id}/validate": h.validate,
+		"GET /v1/openapi.json":                                         h.openapi,
+		"GET /v1/accounts":                                             h.list,
+		"POST /v1/accounts":                                            h.create,
+		"GET /v1/accounts/{id}":                                        h.get,
+		"PATCH /v1/accounts/{id}":                                      h.update,
+		"DELETE /v1/accounts/{id}":                                     h.delete,
+		"GET /v1/accounts/{id}/folders":                                h.folders,
+		"POST /v1/accounts/{id}/validate":                              h.validate,
+		"POST /v1/accounts/{id}/sync":                                  h.sync,
+		"POST /v1/accounts/{id}/send":                                  h.send,
+		"GET /v1/accounts/{id}/messages/{message}":                     h.message,
+		"GET /v1/accounts/{id}/messages/{message}/attachments/{index}": h.attachment,
 	}
 	for _, r := range routes {
 		op := ops[r.Method+" "+r.Path]
@@ -175,6 +200,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code, msg = http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, httpapi.ErrUnsupported):
 		code, msg = http.StatusNotImplemented, err.Error()
+	case errors.As(err, new(*mail.UserError)):
+		// A mail server's answer or a message it cannot take, in words for
+		// the user: the request was fine, the server (or the mail) was not.
+		code, msg = http.StatusBadGateway, err.Error()
+		if mail.ClassOf(err) == mail.ClassConfig {
+			code = http.StatusUnprocessableEntity
+		}
 	}
 	if code == http.StatusInternalServerError {
 		h.log.Error("native api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -192,9 +224,14 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // message ids and addresses keep their angle brackets
+	b := buf.Bytes()
+	if err := enc.Encode(v); err != nil {
 		code, b = http.StatusInternalServerError, []byte(`{"error":"internal error","code":500}`)
+	} else {
+		b = buf.Bytes()
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
@@ -207,39 +244,50 @@ func (h *Handler) openapi(w http.ResponseWriter, _ *http.Request) error {
 	return nil
 }
 
-// AccountRequest is the body of POST /v1/accounts.
+// AccountRequest is the body of POST /v1/accounts, and of PATCH, where it
+// is applied over the account's current settings (fields left out keep
+// their values; secrets are kept unless given).
 type AccountRequest struct {
 	ID      string   `json:"id,omitempty"`
 	Email   string   `json:"email"`
-	IMAP    IMAP     `json:"imap"`
+	IMAP    Server   `json:"imap"`
+	SMTP    *Server  `json:"smtp,omitempty"`
 	Folders []string `json:"folders,omitempty"`
 	Webhook Webhook  `json:"webhook"`
 }
 
-// IMAP is an account's IMAP server and login.
-type IMAP struct {
+// Server is a mail server and the login on it.
+type Server struct {
 	Host     string `json:"host"`
 	Port     int    `json:"port,omitempty"`
 	Secure   string `json:"secure,omitempty"` // tls (default), starttls or none
-	User     string `json:"user,omitempty"`   // default: the email address
+	User     string `json:"user,omitempty"`   // default: the email address (SMTP: the IMAP user)
 	Password string `json:"password,omitempty"`
 }
 
-// Webhook is where an account's events go.
+// Webhook is where an account's events go, which, and how.
 type Webhook struct {
-	URL    string `json:"url"`
-	Secret string `json:"secret,omitempty"`
+	URL    string   `json:"url"`
+	Secret string   `json:"secret,omitempty"`
+	Events []string `json:"events,omitempty"` // empty: all
+	// Payload of message.new: "parsed" (default) or "raw" (the MIME, base64).
+	Payload string `json:"payload,omitempty"`
+	// MaxInlineAttachmentBytes: larger attachments come as links (default
+	// 256 KiB; 0: every attachment as a link).
+	MaxInlineAttachmentBytes *int `json:"maxInlineAttachmentBytes,omitempty"`
 }
 
 // Account is an account as the API shows it: no password, no secret.
 type Account struct {
-	ID      string   `json:"id"`
-	Email   string   `json:"email"`
-	IMAP    IMAP     `json:"imap"`
-	Folders []string `json:"folders"`
-	Webhook Webhook  `json:"webhook"`
-	State   string   `json:"state"`
-	Status  *Status  `json:"status,omitempty"`
+	ID      string            `json:"id"`
+	Email   string            `json:"email"`
+	IMAP    Server            `json:"imap"`
+	SMTP    *Server           `json:"smtp,omitempty"`
+	Folders []string          `json:"folders"`
+	Webhook Webhook           `json:"webhook"`
+	State   string            `json:"state"`
+	Status  *Status           `json:"status,omitempty"`
+	Sync    *webhook.Progress `json:"sync,omitempty"` // the last history load started on the answering node
 }
 
 // Status details an account's state.
@@ -257,68 +305,176 @@ type Status struct {
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
-// maxSecretLen and minSecretLen bound a webhook secret.
+// Bounds of what an account may ask for.
 const (
 	minSecretLen = 16
 	maxSecretLen = 256
+	maxFolders   = 1000
 )
+
+func badRequest(format string, args ...any) error {
+	return errorf(http.StatusBadRequest, format, args...)
+}
+
+// secure parses a "secure" field into the option and its default port.
+func secure(field, v string, ports [3]int) (mail.SecureOption, int, error) {
+	switch strings.ToLower(v) {
+	case "", "tls":
+		return mail.SecureSSL, ports[0], nil
+	case "starttls":
+		return mail.SecureStartTLS, ports[1], nil
+	case "none":
+		return mail.SecureNone, ports[2], nil
+	}
+	return 0, 0, badRequest(`%s.secure: "tls", "starttls" or "none"`, field)
+}
+
+// server validates a server block; user and password default to the
+// given ones.
+func (sv Server) server(field string, ports [3]int, user, password string) (*mail.Server, error) {
+	out := &mail.Server{Host: strings.TrimSpace(sv.Host), UserName: sv.User, Password: sv.Password}
+	if out.Host == "" || strings.ContainsAny(out.Host, "/ ") {
+		return nil, badRequest("%s.host: a host name or address is required", field)
+	}
+	var err error
+	if out.Secure, out.Port, err = secure(field, sv.Secure, ports); err != nil {
+		return nil, err
+	}
+	if sv.Port != 0 {
+		if sv.Port < 1 || sv.Port > 65535 {
+			return nil, badRequest("%s.port: 1 to 65535", field)
+		}
+		out.Port = sv.Port
+	}
+	if out.UserName == "" {
+		out.UserName = user
+	}
+	if out.Password == "" {
+		out.Password = password
+	}
+	if out.Password == "" {
+		return nil, badRequest("%s.password is required", field)
+	}
+	return out, nil
+}
 
 // mailbox validates req and turns it into a native mailbox.
 func (req *AccountRequest) mailbox() (*mail.Mailbox, error) {
-	bad := func(format string, args ...any) error { return errorf(http.StatusBadRequest, format, args...) }
 	id := strings.ToLower(strings.TrimSpace(req.ID))
 	if id == "" {
 		id = newID()
 	} else if !idPattern.MatchString(id) {
-		return nil, bad("id: 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit")
+		return nil, badRequest("id: 1 to 64 of a-z, 0-9, '.', '_' and '-', starting with a letter or digit")
 	}
 	email := strings.TrimSpace(req.Email)
 	if email == "" || !strings.Contains(email, "@") {
-		return nil, bad("email: an email address is required")
+		return nil, badRequest("email: an email address is required")
+	}
+	imap, err := req.IMAP.server("imap", [3]int{993, 143, 143}, email, "")
+	if err != nil {
+		return nil, err
 	}
 	mb := &mail.Mailbox{ID: mail.MailboxID(id), Kind: mail.ServerIMAP, ServerType: "imap", SenderAddress: email,
-		Client: mail.ClientNative, UserName: req.IMAP.User, Password: req.IMAP.Password}
-	if mb.Host = strings.TrimSpace(req.IMAP.Host); mb.Host == "" || strings.ContainsAny(mb.Host, "/ ") {
-		return nil, bad("imap.host: a host name or address is required")
-	}
-	switch strings.ToLower(req.IMAP.Secure) {
-	case "", "tls":
-		mb.Secure, mb.UseSSL, mb.Port = mail.SecureSSL, true, 993
-	case "starttls":
-		mb.Secure, mb.Port = mail.SecureStartTLS, 143
-	case "none":
-		mb.Secure, mb.Port = mail.SecureNone, 143
-	default:
-		return nil, bad(`imap.secure: "tls", "starttls" or "none"`)
-	}
-	if req.IMAP.Port != 0 {
-		if req.IMAP.Port < 1 || req.IMAP.Port > 65535 {
-			return nil, bad("imap.port: 1 to 65535")
+		Client: mail.ClientNative, Host: imap.Host, Port: imap.Port, Secure: imap.Secure, UseSSL: imap.Secure == mail.SecureSSL,
+		UserName: imap.UserName, Password: imap.Password}
+	if req.SMTP != nil {
+		if mb.SMTP, err = req.SMTP.server("smtp", [3]int{465, 587, 25}, imap.UserName, imap.Password); err != nil {
+			return nil, err
 		}
-		mb.Port = req.IMAP.Port
 	}
-	if mb.UserName == "" {
-		mb.UserName = email
-	}
-	if mb.Password == "" {
-		return nil, bad("imap.password is required")
+	if len(req.Folders) > maxFolders {
+		return nil, badRequest("folders: at most %d", maxFolders)
 	}
 	for _, f := range req.Folders {
 		if strings.TrimSpace(f) == "" {
-			return nil, bad("folders: empty folder name")
+			return nil, badRequest("folders: empty folder name")
 		}
 	}
 	mb.FolderIDs = slices.Clone(req.Folders)
-	u, err := url.Parse(req.Webhook.URL)
+	return mb, req.Webhook.apply(mb)
+}
+
+// apply validates the webhook block into mb.
+func (wh Webhook) apply(mb *mail.Mailbox) error {
+	u, err := url.Parse(wh.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return nil, bad("webhook.url: an absolute http(s) URL without credentials is required")
+		return badRequest("webhook.url: an absolute http(s) URL without credentials is required")
 	}
 	mb.WebhookURL = u.String()
-	if n := len(req.Webhook.Secret); n < minSecretLen || n > maxSecretLen {
-		return nil, bad("webhook.secret: %d to %d characters are required", minSecretLen, maxSecretLen)
+	if n := len(wh.Secret); n < minSecretLen || n > maxSecretLen {
+		return badRequest("webhook.secret: %d to %d characters are required", minSecretLen, maxSecretLen)
 	}
-	mb.WebhookSecret = req.Webhook.Secret
-	return mb, nil
+	mb.WebhookSecret = wh.Secret
+	mb.WebhookEvents = nil
+	for _, ev := range wh.Events {
+		if !slices.Contains(webhook.Types, ev) {
+			return badRequest("webhook.events: %q is not one of %s", mail.Excerpt(ev, 64), strings.Join(webhook.Types, ", "))
+		}
+		if !slices.Contains(mb.WebhookEvents, ev) {
+			mb.WebhookEvents = append(mb.WebhookEvents, ev)
+		}
+	}
+	switch wh.Payload {
+	case "", "parsed":
+		mb.WebhookRaw = false
+	case "raw":
+		mb.WebhookRaw = true
+	default:
+		return badRequest(`webhook.payload: "parsed" or "raw"`)
+	}
+	switch n := wh.MaxInlineAttachmentBytes; {
+	case n == nil:
+		mb.WebhookInlineMax = 0
+	case *n < 0 || *n > maxInline:
+		return badRequest("webhook.maxInlineAttachmentBytes: 0 to %d", maxInline)
+	case *n == 0:
+		mb.WebhookInlineMax = -1
+	default:
+		mb.WebhookInlineMax = *n
+	}
+	return nil
+}
+
+// maxInline bounds the inline attachment size an account may ask for: an
+// event is held in memory while it is retried.
+const maxInline = 16 << 20
+
+// request rebuilds the request that makes mb, secrets included: PATCH
+// applies its body over it.
+func request(mb *mail.Mailbox) AccountRequest {
+	req := AccountRequest{ID: string(mb.ID), Email: mb.SenderAddress, Folders: mb.FolderIDs,
+		IMAP:    Server{Host: mb.Host, Port: mb.Port, Secure: secureName(mb.Secure), User: mb.UserName, Password: mb.Password},
+		Webhook: webhookOf(mb)}
+	// Defaults stay defaults, so that a PATCH that does not touch them
+	// leaves the subscription as it is.
+	req.Webhook.Secret, req.Webhook.Events = mb.WebhookSecret, mb.WebhookEvents
+	if mb.WebhookInlineMax == 0 {
+		req.Webhook.MaxInlineAttachmentBytes = nil
+	}
+	if s := mb.SMTP; s != nil {
+		req.SMTP = &Server{Host: s.Host, Port: s.Port, Secure: secureName(s.Secure), User: s.UserName, Password: s.Password}
+	}
+	return req
+}
+
+// webhookOf shows mb's webhook settings, without the secret.
+func webhookOf(mb *mail.Mailbox) Webhook {
+	wh := Webhook{URL: mb.WebhookURL, Events: mb.WebhookEvents, Payload: "parsed"}
+	if mb.WebhookRaw {
+		wh.Payload = "raw"
+	}
+	n := webhook.DefaultInlineMax
+	switch {
+	case mb.WebhookInlineMax < 0:
+		n = 0
+	case mb.WebhookInlineMax > 0:
+		n = mb.WebhookInlineMax
+	}
+	wh.MaxInlineAttachmentBytes = &n
+	if wh.Events == nil {
+		wh.Events = slices.Clone(webhook.Types)
+	}
+	return wh
 }
 
 // newID returns a random UUID (version 4) in lower case.
@@ -350,8 +506,11 @@ func stamp(t time.Time) string {
 // account renders mb with its status (nil: no node serves it).
 func account(mb *mail.Mailbox, st *mail.Status) Account {
 	a := Account{ID: string(mb.ID), Email: mb.SenderAddress, Folders: mb.FolderIDs,
-		IMAP:    IMAP{Host: mb.Host, Port: mb.Port, Secure: secureName(mb.Secure), User: mb.UserName},
-		Webhook: Webhook{URL: mb.WebhookURL}, State: mail.StateClosed}
+		IMAP:    Server{Host: mb.Host, Port: mb.Port, Secure: secureName(mb.Secure), User: mb.UserName},
+		Webhook: webhookOf(mb), State: mail.StateClosed}
+	if s := mb.SMTP; s != nil {
+		a.SMTP = &Server{Host: s.Host, Port: s.Port, Secure: secureName(s.Secure), User: s.UserName}
+	}
 	if a.Folders == nil {
 		a.Folders = []string{}
 	}
@@ -415,6 +574,9 @@ func (h *Handler) render(ctx context.Context, mbs []*mail.Mailbox) ([]Account, e
 			st = &v
 		}
 		out[i] = account(mb, st)
+		if p, ok := h.opts.Accounts.History(mb.ID); ok {
+			out[i].Sync = webhook.NewProgress(p)
+		}
 	}
 	return out, nil
 }
@@ -512,16 +674,31 @@ func (h *Handler) validate(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+// decode reads a JSON body into v, refusing unknown fields.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeWithin(w, r, maxBody, v)
+}
+
+func decodeWithin(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		return err
 	}
-	var req AccountRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return errorf(http.StatusBadRequest, "request body: %v", err)
+	if err := dec.Decode(v); err != nil {
+		return badRequest("request body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("request body: one JSON object expected")
+	}
+	return nil
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
+	var req AccountRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	mb, err := req.mailbox()
 	if err != nil {
@@ -538,6 +715,31 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 		}
 		mode, code = mail.ModeRecreate, http.StatusOK
 	}
+	return h.register(w, r, mb, mode, code)
+}
+
+// update applies a partial account over the account's settings.
+func (h *Handler) update(w http.ResponseWriter, r *http.Request) error {
+	old, err := h.lookup(r)
+	if err != nil {
+		return err
+	}
+	req := request(old)
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if !strings.EqualFold(strings.TrimSpace(req.ID), string(old.ID)) {
+		return badRequest("id cannot be changed (delete the account and create another)")
+	}
+	mb, err := req.mailbox()
+	if err != nil {
+		return err
+	}
+	return h.register(w, r, mb, mail.ModeRecreate, http.StatusOK)
+}
+
+// register subscribes mb and answers with the account.
+func (h *Handler) register(w http.ResponseWriter, r *http.Request, mb *mail.Mailbox, mode mail.Mode, code int) error {
 	if err := h.opts.Accounts.Subscribe(r.Context(), []*mail.Mailbox{mb}, mode); err != nil {
 		return err
 	}
@@ -546,7 +748,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "accounts/"+string(mb.ID))
+	if code == http.StatusCreated {
+		w.Header().Set("Location", "accounts/"+string(mb.ID))
+	}
 	writeJSON(w, code, accounts[0])
 	return nil
 }

@@ -15,14 +15,19 @@ import (
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/mail"
+	"github.com/emaillistener/emaillistener/internal/mime"
+	"github.com/emaillistener/emaillistener/internal/source"
 )
 
 const token = "tok-0123456789abcdef"
 
 // fakeAccounts is a registry in memory; every mailbox it holds "exists".
 type fakeAccounts struct {
-	mu  sync.Mutex
-	mbs map[mail.MailboxID]*mail.Mailbox
+	mu       sync.Mutex
+	mbs      map[mail.MailboxID]*mail.Mailbox
+	queries  []mail.Query
+	sent     []sent
+	messages map[string][]byte // "folder/uid"
 }
 
 func (f *fakeAccounts) Subscribe(_ context.Context, mbs []*mail.Mailbox, _ mail.Mode) error {
@@ -79,6 +84,53 @@ func (f *fakeAccounts) Statuses(_ context.Context, ids []mail.MailboxID) (map[ma
 	return out, nil
 }
 
+func (f *fakeAccounts) Synchronize(_ context.Context, mb *mail.Mailbox, q mail.Query) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queries = append(f.queries, q)
+	return nil
+}
+
+func (f *fakeAccounts) History(id mail.MailboxID) (mail.HistoryProgress, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queries) == 0 {
+		return mail.HistoryProgress{}, false
+	}
+	return mail.HistoryProgress{State: mail.HistoryQueued, Filter: "since"}, true
+}
+
+func (f *fakeAccounts) Send(_ context.Context, mb *mail.Mailbox, msg *mail.Message) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if mb.Password == "wrong" {
+		return &mail.UserError{Err: mail.Errorf(mail.ClassAuth, "smtp", "535"), Msg: "The SMTP server refused the login."}
+	}
+	f.sent = append(f.sent, sent{mb: mb, msg: msg})
+	return nil
+}
+
+func (f *fakeAccounts) SendRaw(_ context.Context, mb *mail.Mailbox, raw []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, sent{mb: mb, raw: raw})
+	return nil
+}
+
+func (f *fakeAccounts) Message(_ context.Context, mb *mail.Mailbox, folder, id string) (*source.Fetched, error) {
+	raw, ok := f.messages[folder+"/"+id]
+	if !ok {
+		return nil, source.ErrGone
+	}
+	return &source.Fetched{Ref: source.Ref{Folder: folder, ID: id}, Raw: raw}, nil
+}
+
+type sent struct {
+	mb  *mail.Mailbox
+	msg *mail.Message
+	raw []byte
+}
+
 func newHandler(t *testing.T, tokens string) (*Handler, *fakeAccounts) {
 	t.Helper()
 	tk, err := ParseTokens(tokens)
@@ -88,7 +140,9 @@ func newHandler(t *testing.T, tokens string) (*Handler, *fakeAccounts) {
 	f := &fakeAccounts{mbs: map[mail.MailboxID]*mail.Mailbox{
 		"creatio-1": {ID: "creatio-1", Kind: mail.ServerIMAP, Endpoint: "https://crm"},
 	}}
-	h, err := New(Options{Accounts: f, Tokens: tk})
+	h, err := New(Options{Accounts: f, Tokens: tk, Parse: func(raw []byte) (*mail.Message, error) {
+		return mime.Parse(raw, nil)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

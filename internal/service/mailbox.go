@@ -129,6 +129,11 @@ func (s *Service) Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message)
 	return p.Send(ctx, mb, msg)
 }
 
+// History returns the progress of mb's last history load on this node.
+func (s *Service) History(id mail.MailboxID) (mail.HistoryProgress, bool) {
+	return s.opts.Loads.Progress(id)
+}
+
 // SendRaw sends a complete message through the mailbox's protocol.
 func (s *Service) SendRaw(ctx context.Context, mb *mail.Mailbox, raw []byte) error {
 	p, err := s.protocol(mb)
@@ -146,12 +151,9 @@ type fetcher interface {
 	Fetch(ctx context.Context, ref source.Ref) (*source.Fetched, error)
 }
 
-// ErrNoMessage means the message asked for is not (or no longer) on the
-// server.
-var ErrNoMessage = errors.New("no such message on the server")
-
 // Message downloads one message of mb (raw, as the server has it; its
-// header only when it is over the size limit) on a session of its own.
+// header only when it is over the size limit) on a session of its own;
+// source.ErrGone when the server does not have it (any more).
 func (s *Service) Message(ctx context.Context, mb *mail.Mailbox, folder, id string) (*source.Fetched, error) {
 	p, err := s.protocol(mb)
 	if err != nil {
@@ -176,11 +178,7 @@ func (s *Service) Message(ctx context.Context, mb *mail.Mailbox, folder, id stri
 	if !ok {
 		return nil, fmt.Errorf("fetching %s messages is %w", mb.Kind, httpapi.ErrUnsupported)
 	}
-	msg, err := f.Fetch(ctx, source.Ref{Folder: folder, ID: id})
-	if errors.Is(err, source.ErrGone) {
-		return nil, ErrNoMessage
-	}
-	return msg, err
+	return f.Fetch(ctx, source.Ref{Folder: folder, ID: id})
 }
 
 // PingClient is the availability check's HTTP client: no redirects (any
