@@ -74,6 +74,50 @@ func (r *webhookReceiver) setFail(v bool) {
 	r.mu.Unlock()
 }
 
+// apiCall calls the native API with a token; it returns the status, the
+// body and the headers.
+func apiCall(t *testing.T, base, token, method, path, ctype, body string) (int, []byte, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b, resp.Header
+}
+
+// waitFor waits until n distinct acknowledged events match.
+func (r *webhookReceiver) waitFor(what string, n int, within time.Duration, match func(ev map[string]any) bool) []map[string]any {
+	r.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var got []map[string]any
+		r.mu.Lock()
+		for _, ev := range r.events {
+			if match(ev) {
+				got = append(got, ev)
+			}
+		}
+		r.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%d webhook events %s, want %d", len(got), what, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitEvents waits for n distinct acknowledged events.
 func (r *webhookReceiver) waitEvents(n int, within time.Duration) []map[string]any {
 	r.t.Helper()
@@ -111,20 +155,10 @@ func TestNativeAccountWebhooks(t *testing.T) {
 
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(method, e.base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+apiToken)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		code, b, _ := apiCall(t, e.base, apiToken, method, path, "application/json", body)
 		var out map[string]any
-		b, _ := io.ReadAll(resp.Body)
 		_ = json.Unmarshal(b, &out)
-		return resp.StatusCode, out
+		return code, out
 	}
 
 	// Without a token the API refuses; the document is public.
@@ -140,7 +174,8 @@ func TestNativeAccountWebhooks(t *testing.T) {
 		"id": "alice-native", "email": "alice@example.com",
 		"imap":    map[string]any{"host": host, "port": json.Number(port), "secure": "none", "password": "alicepw"},
 		"folders": []string{"INBOX"},
-		"webhook": map[string]any{"url": hook.URL + "/hook", "secret": secret},
+		// Only new emails: the account.state events are left out.
+		"webhook": map[string]any{"url": hook.URL + "/hook", "secret": secret, "events": []string{"message.new"}},
 	})
 	code, acc := call("POST", "/v1/accounts", string(body))
 	if code != http.StatusCreated || acc["id"] != "alice-native" {
