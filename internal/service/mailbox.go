@@ -83,30 +83,42 @@ func (s *Service) Validate(ctx context.Context, mb *mail.Mailbox) creatio.Creden
 
 // Folders lists the mailbox's folders as Creatio's tree.
 func (s *Service) Folders(ctx context.Context, mb *mail.Mailbox) ([]creatio.MailboxFolder, error) {
-	p, err := s.protocol(mb)
+	var list []mail.Folder
+	err := s.session(ctx, mb, "folders", func(ctx context.Context, p Protocol, probe Probe) (err error) {
+		if list, err = probe.Folders(ctx); err != nil {
+			return &mail.UserError{Err: err, Msg: p.describe(mb, err)}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	return creatio.FolderTree(list), nil
+}
+
+// session runs fn on a session of mb's own, opened under a probe slot and
+// ProbeTimeout; what names the operation in "not supported" errors.
+func (s *Service) session(ctx context.Context, mb *mail.Mailbox, what string, fn func(ctx context.Context, p Protocol, probe Probe) error) error {
+	p, err := s.protocol(mb)
+	if err != nil {
+		return err
+	}
 	if p.Open == nil {
-		return nil, fmt.Errorf("%s folders are %w", mb.Kind, httpapi.ErrUnsupported)
+		return fmt.Errorf("%s %s are %w", mb.Kind, what, httpapi.ErrUnsupported)
 	}
 	release, err := s.probe(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer release()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ProbeTimeout)
 	defer cancel()
 	probe, err := p.Open(ctx, mb)
 	if err != nil {
-		return nil, &mail.UserError{Err: err, Msg: p.describe(mb, err)}
+		return &mail.UserError{Err: err, Msg: p.describe(mb, err)}
 	}
 	defer probe.Close()
-	list, err := probe.Folders(ctx)
-	if err != nil {
-		return nil, &mail.UserError{Err: err, Msg: p.describe(mb, err)}
-	}
-	return creatio.FolderTree(list), nil
+	return fn(ctx, p, probe)
 }
 
 // Synchronize starts a history load.
@@ -155,30 +167,16 @@ type fetcher interface {
 // header only when it is over the size limit) on a session of its own;
 // source.ErrGone when the server does not have it (any more).
 func (s *Service) Message(ctx context.Context, mb *mail.Mailbox, folder, id string) (*source.Fetched, error) {
-	p, err := s.protocol(mb)
-	if err != nil {
-		return nil, err
-	}
-	if p.Open == nil {
-		return nil, fmt.Errorf("fetching %s messages is %w", mb.Kind, httpapi.ErrUnsupported)
-	}
-	release, err := s.probe(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ProbeTimeout)
-	defer cancel()
-	probe, err := p.Open(ctx, mb)
-	if err != nil {
-		return nil, &mail.UserError{Err: err, Msg: p.describe(mb, err)}
-	}
-	defer probe.Close()
-	f, ok := probe.(fetcher)
-	if !ok {
-		return nil, fmt.Errorf("fetching %s messages is %w", mb.Kind, httpapi.ErrUnsupported)
-	}
-	return f.Fetch(ctx, source.Ref{Folder: folder, ID: id})
+	var msg *source.Fetched
+	err := s.session(ctx, mb, "message fetches", func(ctx context.Context, _ Protocol, probe Probe) (err error) {
+		f, ok := probe.(fetcher)
+		if !ok {
+			return fmt.Errorf("%s message fetches are %w", mb.Kind, httpapi.ErrUnsupported)
+		}
+		msg, err = f.Fetch(ctx, source.Ref{Folder: folder, ID: id})
+		return err
+	})
+	return msg, err
 }
 
 // PingClient is the availability check's HTTP client: no redirects (any
