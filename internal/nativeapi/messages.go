@@ -222,27 +222,51 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// fetch downloads the message of the request's {message}.
-func (h *Handler) fetch(r *http.Request) (*mail.Mailbox, *source.Fetched, error) {
-	mb, err := h.lookup(r)
-	if err != nil {
-		return nil, nil, err
+// Message fetches at once per node, and how long one waits for a turn:
+// each holds up to EL_MAX_MESSAGE_BYTES and its parse, outside the budget
+// of live deliveries.
+const (
+	maxFetches = 4
+	fetchWait  = 5 * time.Second
+)
+
+// fetch downloads the message of the request's {message}; release frees its
+// turn once the answer is written.
+func (h *Handler) fetch(r *http.Request) (mb *mail.Mailbox, f *source.Fetched, release func(), err error) {
+	if mb, err = h.lookup(r); err != nil {
+		return nil, nil, nil, err
 	}
+	t := time.NewTimer(h.fetchWait)
+	defer t.Stop()
+	select {
+	case h.fetches <- struct{}{}:
+	case <-t.C:
+		return nil, nil, nil, errorf(http.StatusServiceUnavailable, "too many message fetches at once (%d); retry shortly", maxFetches)
+	case <-r.Context().Done():
+		return nil, nil, nil, r.Context().Err()
+	}
+	release = func() { <-h.fetches }
+	if f, err = h.download(r, mb); err != nil {
+		release()
+		return nil, nil, nil, err
+	}
+	return mb, f, release, nil
+}
+
+func (h *Handler) download(r *http.Request, mb *mail.Mailbox) (*source.Fetched, error) {
 	key := r.PathValue("message")
 	folder, id, ok := webhook.ParseMessageKey(key)
 	if n, err := strconv.ParseUint(id, 10, 32); !ok || err != nil || n == 0 {
-		return nil, nil, errorf(http.StatusNotFound, "no message %q: use the id of a message.new event", mail.Excerpt(key, 64))
+		return nil, errorf(http.StatusNotFound, "no message %q: use the id of a message.new event", mail.Excerpt(key, 64))
 	}
 	f, err := h.opts.Accounts.Message(r.Context(), mb, folder, id)
 	switch {
 	case errors.Is(err, source.ErrGone):
-		return nil, nil, errorf(http.StatusNotFound, "the server no longer has this message")
+		return nil, errorf(http.StatusNotFound, "the server no longer has this message")
 	case mail.ClassOf(err) == mail.ClassProtocol:
-		return nil, nil, errorf(http.StatusNotFound, "the server has no such message or folder: %v", err)
-	case err != nil:
-		return nil, nil, err
+		return nil, errorf(http.StatusNotFound, "the server has no such message or folder: %v", err)
 	}
-	return mb, f, nil
+	return f, err
 }
 
 // parse parses a fetched message as the webhook events show it.
@@ -265,10 +289,11 @@ func (h *Handler) parse(f *source.Fetched) (*mail.Message, error) {
 }
 
 func (h *Handler) message(w http.ResponseWriter, r *http.Request) error {
-	mb, f, err := h.fetch(r)
+	mb, f, release, err := h.fetch(r)
 	if err != nil {
 		return err
 	}
+	defer release()
 	switch r.URL.Query().Get("format") {
 	case "raw":
 		if f.Truncated {
@@ -295,10 +320,11 @@ func (h *Handler) attachment(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || index < 0 {
 		return errorf(http.StatusNotFound, "no attachment %q", mail.Excerpt(r.PathValue("index"), 16))
 	}
-	_, f, err := h.fetch(r)
+	_, f, release, err := h.fetch(r)
 	if err != nil {
 		return err
 	}
+	defer release()
 	msg, err := h.parse(f)
 	if err != nil {
 		return err

@@ -195,3 +195,31 @@ func TestMessageFetch(t *testing.T) {
 		}
 	}
 }
+
+// At most maxFetches downloads run at once; the next waits, then gets 503.
+func TestMessageFetchesCapped(t *testing.T) {
+	h, f := created(t)
+	h.fetchWait = 50 * time.Millisecond
+	f.messages = map[string][]byte{"INBOX/1": []byte("Subject: x\r\n\r\nx")}
+	f.hold, f.holding = make(chan struct{}), make(chan struct{}, maxFetches)
+	path := "/v1/accounts/acc-1/messages/" + webhook.MessageKey("INBOX", "1") + "?format=raw"
+	codes := make(chan int, maxFetches)
+	for range maxFetches {
+		go func() { codes <- do(h, "GET", path, "Bearer "+token, "").Code }()
+	}
+	for range maxFetches {
+		<-f.holding
+	}
+	if w := do(h, "GET", path, "Bearer "+token, ""); w.Code != 503 || !strings.Contains(w.Body.String(), "too many message fetches") {
+		t.Fatalf("fetch over the cap: %d %s", w.Code, w.Body)
+	}
+	close(f.hold)
+	for range maxFetches {
+		if c := <-codes; c != 200 {
+			t.Fatalf("held fetch: %d", c)
+		}
+	}
+	if w := do(h, "GET", path, "Bearer "+token, ""); w.Code != 200 {
+		t.Fatalf("after the others: %d", w.Code)
+	}
+}

@@ -74,9 +74,11 @@ type Options struct {
 
 // Handler serves /v1/.
 type Handler struct {
-	opts Options
-	log  *slog.Logger
-	mux  *http.ServeMux
+	opts      Options
+	log       *slog.Logger
+	mux       *http.ServeMux
+	fetches   chan struct{} // message fetches running (maxFetches)
+	fetchWait time.Duration
 }
 
 // route is one operation, its path in OpenAPI form (which is also
@@ -115,7 +117,8 @@ func New(opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = obs.Discard()
 	}
-	h := &Handler{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	h := &Handler{opts: opts, log: opts.Logger, mux: http.NewServeMux(), fetches: make(chan struct{}, maxFetches),
+		fetchWait: fetchWait}
 	ops := map[string]func(http.ResponseWriter, *http.Request) error{
 		"GET /v1/openapi.json":                                         h.openapi,
 		"GET /v1/accounts":                                             h.list,

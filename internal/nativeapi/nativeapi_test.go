@@ -28,6 +28,8 @@ type fakeAccounts struct {
 	queries  []mail.Query
 	sent     []sent
 	messages map[string][]byte // "folder/uid"
+	hold     chan struct{}     // when set, Message waits for it (after a send on holding)
+	holding  chan struct{}
 }
 
 func (f *fakeAccounts) Subscribe(_ context.Context, mbs []*mail.Mailbox, _ mail.Mode) error {
@@ -117,7 +119,15 @@ func (f *fakeAccounts) SendRaw(_ context.Context, mb *mail.Mailbox, raw []byte) 
 	return nil
 }
 
-func (f *fakeAccounts) Message(_ context.Context, mb *mail.Mailbox, folder, id string) (*source.Fetched, error) {
+func (f *fakeAccounts) Message(ctx context.Context, mb *mail.Mailbox, folder, id string) (*source.Fetched, error) {
+	if f.hold != nil {
+		f.holding <- struct{}{}
+		select {
+		case <-f.hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	raw, ok := f.messages[folder+"/"+id]
 	if !ok {
 		return nil, source.ErrGone
