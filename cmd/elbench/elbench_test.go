@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// TestScenariosSmoke runs density, latency and history at tiny scale against a real
+// TestScenariosSmoke runs the scenarios at tiny scale against a real
 // Dovecot and the service binary, and checks only that the result JSON is well-formed and nothing
 // was lost: timings on a shared CI machine prove nothing.
 func TestScenariosSmoke(t *testing.T) {
@@ -111,6 +111,27 @@ func TestScenariosSmoke(t *testing.T) {
 		}
 		if m["sent"] != float64(20) || m["lost"] != float64(0) || m["duplicates"] != float64(0) {
 			t.Errorf("sent %v lost %v duplicates %v, want 20, 0, 0", m["sent"], m["lost"], m["duplicates"])
+		}
+	})
+
+	t.Run("webhooks", func(t *testing.T) {
+		res, err := runWebhooks(ctx, webhooksOptions{commonOptions: common, Engine: "self", Baseline: 300 * time.Millisecond,
+			Settle: minSettle, Idle: time.Second, Rates: []float64{20}, Duration: 2 * time.Second, Drain: 20 * time.Second,
+			Size: 2048, Folder: "INBOX"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := decodeResult(t, res)
+		if m["connected"] != float64(common.N) || m["bad_signatures"] != float64(0) {
+			t.Errorf("connected %v bad signatures %v, want %d, 0", m["connected"], m["bad_signatures"], common.N)
+		}
+		if m["r20_sent"] != float64(40) || m["r20_lost"] != float64(0) || m["r20_duplicates"] != float64(0) {
+			t.Errorf("sent %v lost %v duplicates %v, want 40, 0, 0", m["r20_sent"], m["r20_lost"], m["r20_duplicates"])
+		}
+		for _, k := range []string{"rss_per_account_kib", "rss_before_mib", "r20_latency_p99_ms"} {
+			if _, ok := m[k].(float64); !ok {
+				t.Errorf("metric %s missing", k)
+			}
 		}
 	})
 

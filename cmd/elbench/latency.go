@@ -59,7 +59,7 @@ func runLatency(ctx context.Context, o latencyOptions) (res *Result, err error) 
 	recs := make([]sendRecord, total)
 	w := startCPUWindow(s.svc.Pid(), s.dc.PIDs)
 	t0 := time.Now()
-	maxLag, sendErr := sendAtRate(ctx, pl, msgs, recs, o.Rate)
+	maxLag, sendErr := sendAtRate(ctx, pl, msgs, recs, 0, o.Rate)
 	sendWall := time.Since(t0)
 	if sendErr != nil {
 		return res, sendErr
@@ -126,20 +126,21 @@ func runLatency(ctx context.Context, o latencyOptions) (res *Result, err error) 
 	return res, nil
 }
 
-// sendAtRate sends len(recs) messages on an open-loop schedule: message i is due at
-// start + i/rate and goes to the connection of mailbox i mod len(pool). One goroutine
-// per connection sends its messages in order; the timestamp is taken just before the
-// APPEND. It returns the worst lateness of the schedule.
-func sendAtRate(ctx context.Context, pl *pool, msgs *messages, recs []sendRecord, rate float64) (time.Duration, error) {
+// sendAtRate sends len(recs) messages on an open-loop schedule: message i (sequence
+// number first+i, recorded in recs[i]) is due at start + i/rate and goes to the
+// connection of mailbox i mod len(pool). One goroutine per connection sends its
+// messages in order; the timestamp is taken just before the APPEND. It returns the
+// worst lateness of the schedule.
+func sendAtRate(ctx context.Context, pl *pool, msgs *messages, recs []sendRecord, first int, rate float64) (time.Duration, error) {
 	queues := make([]chan int, len(pl.conns))
 	var wg sync.WaitGroup
 	for i, c := range pl.conns {
 		queues[i] = make(chan int, 64)
 		wg.Go(func() {
-			for seq := range queues[i] {
-				raw := msgs.build(seq, c.mailbox)
+			for k := range queues[i] {
+				raw := msgs.build(first+k, c.mailbox)
 				sent, dur, err := c.append(raw)
-				recs[seq] = sendRecord{sent: sent, dur: dur, failed: err != nil, mailbox: c.mailbox}
+				recs[k] = sendRecord{sent: sent, dur: dur, failed: err != nil, mailbox: c.mailbox}
 			}
 		})
 	}
@@ -186,6 +187,12 @@ type slowMessage struct {
 // latencies pairs sends with first arrivals: the latencies of arrived messages, the
 // number of successful sends that never arrived, and the five slowest.
 func latencies(a *arrivals, recs []sendRecord) ([]time.Duration, int, []slowMessage) {
+	return latenciesFrom(a, recs, 0)
+}
+
+// latenciesFrom is latencies of messages whose sequence numbers start at firstSeq
+// (recs[i] is message firstSeq+i).
+func latenciesFrom(a *arrivals, recs []sendRecord, firstSeq int) ([]time.Duration, int, []slowMessage) {
 	var first time.Time
 	for _, r := range recs {
 		if !r.sent.IsZero() && (first.IsZero() || r.sent.Before(first)) {
@@ -195,7 +202,8 @@ func latencies(a *arrivals, recs []sendRecord) ([]time.Duration, int, []slowMess
 	var lat []time.Duration
 	var slow []slowMessage
 	lost := 0
-	for seq, r := range recs {
+	for i, r := range recs {
+		seq := firstSeq + i
 		if r.sent.IsZero() || r.failed {
 			continue
 		}

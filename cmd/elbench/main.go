@@ -15,6 +15,7 @@
 //	go run ./cmd/elbench exchange   -n 1000 [-tls] [-impersonation] -rate 50 -duration 20s [-size 30KB]
 //	go run ./cmd/elbench graph      -n 1000 [-poll 30s] [-webhook] -rate 20 -duration 20s
 //	go run ./cmd/elbench pairs      -n 1000 -tls [-idle 1m]
+//	go run ./cmd/elbench webhooks   -n 1000 -engine self|emailengine -rate 1,50 -duration 60s [-ee-url URL -ee-token T -ee-pid PID]
 //
 // Every scenario takes -smoke for a tiny run (history: 200 messages), -json FILE (default
 // bench-results/<scenario>-<timestamp>.json) and -h for all flags. See docs/BENCHMARKS.md.
@@ -31,6 +32,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,7 +44,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: elbench <density|latency|throughput|history|failover|exchange|graph|pairs> [flags]   (elbench <scenario> -h lists the flags)`
+const usage = `usage: elbench <density|latency|throughput|history|failover|exchange|graph|pairs|webhooks> [flags]   (elbench <scenario> -h lists the flags)`
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -203,6 +205,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			return runGraph(ctx, o)
 		}
+	case "webhooks":
+		o := webhooksOptions{Engine: "self", Baseline: 5 * time.Second, Idle: 10 * time.Second, Rates: []float64{1, 50},
+			Size: 2048, Folder: "INBOX", EEURL: "http://127.0.0.1:3000", EENotifyText: true}
+		fs.IntVar(&co.N, "n", 1000, "accounts (each gets its own appender connection)")
+		fs.StringVar(&o.Engine, "engine", o.Engine, "self (this service, started here) or emailengine (started beforehand, see docs/BENCHMARKS.md)")
+		fs.Func("rate", "mails per second over all accounts; a comma-separated list runs one phase per rate (default 1,50)", ratesFlag(&o.Rates))
+		fs.DurationVar(&o.Baseline, "baseline", o.Baseline, "window of RSS samples before any account (median: the base)")
+		fs.DurationVar(&o.Idle, "idle", o.Idle, "idle window after all are connected and settled: CPU, and RSS samples (median)")
+		fs.Func("size", "message size, e.g. 2KB (default 2048)", sizeFlag(&o.Size))
+		fs.StringVar(&o.Folder, "folder", o.Folder, "the one folder every account watches")
+		fs.StringVar(&o.EEURL, "ee-url", o.EEURL, "EmailEngine's API base URL")
+		fs.StringVar(&o.EEToken, "ee-token", "", "EmailEngine access token (empty: its API runs without authentication)")
+		fs.IntVar(&o.EEPid, "ee-pid", 0, "EmailEngine's process id: its VmRSS (with any child processes) and CPU are measured")
+		fs.IntVar(&o.EERedisPid, "ee-redis-pid", 0, "optional: the pid of EmailEngine's Redis, whose VmRSS is reported beside it")
+		fs.BoolVar(&o.EENotifyText, "ee-notify-text", o.EENotifyText, "EmailEngine setting notifyText: events carry the text, as ours do")
+		scenarioFn = func(ctx context.Context) (*Result, error) {
+			o.commonOptions, o.Duration, o.Drain, o.Settle = co, *duration, or(*drain, 30*time.Second), or(*settle, 10*time.Second)
+			if *smoke {
+				o.Baseline, o.Settle, o.Idle, o.Rates, o.Duration = 500*time.Millisecond, minSettle, time.Second, []float64{20}, 2*time.Second
+			}
+			return runWebhooks(ctx, o)
+		}
 	default:
 		fmt.Fprintln(stderr, usage)
 		return 2
@@ -297,6 +321,22 @@ func sizeFlag(p *int) func(string) error {
 			return errors.New("want between 256 bytes and 64MiB")
 		}
 		*p = int(n)
+		return nil
+	}
+}
+
+// ratesFlag parses a comma-separated list of positive rates into *p.
+func ratesFlag(p *[]float64) func(string) error {
+	return func(v string) error {
+		var rates []float64
+		for f := range strings.SplitSeq(v, ",") {
+			r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || r <= 0 {
+				return fmt.Errorf("%q is not a positive rate", f)
+			}
+			rates = append(rates, r)
+		}
+		*p = rates
 		return nil
 	}
 }

@@ -67,42 +67,26 @@ type stack struct {
 // startStack starts Dovecot, the Collector and the service, in that order. On error
 // whatever was started is stopped again.
 func startStack(ctx context.Context, opts stackOptions) (_ *stack, err error) {
-	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
-	}
-	if _, err := raiseNoFile(); err != nil {
-		opts.Logf("WARNING: cannot raise RLIMIT_NOFILE: %v", err)
-	}
-	dir, err := os.MkdirTemp(opts.WorkDir, "elbench-")
+	s, err := newStack(opts)
 	if err != nil {
 		return nil, err
 	}
-	s := &stack{dir: dir, opts: opts}
+	opts, dir := s.opts, s.dir
 	defer func() {
 		if err != nil {
 			s.dumpLogs()
 			_ = s.close()
 		}
 	}()
-	// As root Dovecot's mail processes run as the dovecot user and must traverse it.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return s, err
-	}
 	bin := opts.Bin
 	if bin == "" {
 		if bin, err = buildService(ctx, dir); err != nil {
 			return s, err
 		}
 	}
-	t0 := time.Now()
-	s.dc, err = testenv.StartDovecot(testenv.DovecotOptions{
-		Dir: filepath.Join(dir, "dovecot"), AnyPassword: benchPassword, Hibernate: true, Logf: opts.Logf,
-		ExtraConf: opts.DovecotConf,
-	})
-	if err != nil {
+	if err := s.startDovecot(); err != nil {
 		return s, err
 	}
-	opts.Logf("dovecot up in %v (imap %s, imaps %s)", time.Since(t0).Round(time.Millisecond), s.dc.IMAPAddr, s.dc.IMAPSAddr)
 
 	s.col = testenv.NewCollector()
 	s.arrivals = newArrivals()
@@ -124,6 +108,41 @@ func startStack(ctx context.Context, opts stackOptions) (_ *stack, err error) {
 	}
 	opts.Logf("service up: pid %d, %s", s.svc.cmd.Process.Pid, s.svc.base)
 	return s, nil
+}
+
+// newStack makes the stack's temp dir; nothing runs yet.
+func newStack(opts stackOptions) (*stack, error) {
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	if _, err := raiseNoFile(); err != nil {
+		opts.Logf("WARNING: cannot raise RLIMIT_NOFILE: %v", err)
+	}
+	dir, err := os.MkdirTemp(opts.WorkDir, "elbench-")
+	if err != nil {
+		return nil, err
+	}
+	// As root Dovecot's mail processes run as the dovecot user and must traverse it.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return &stack{dir: dir, opts: opts}, nil
+}
+
+// startDovecot starts the stack's private Dovecot in <dir>/dovecot.
+func (s *stack) startDovecot() error {
+	t0 := time.Now()
+	dc, err := testenv.StartDovecot(testenv.DovecotOptions{
+		Dir: filepath.Join(s.dir, "dovecot"), AnyPassword: benchPassword, Hibernate: true, Logf: s.opts.Logf,
+		ExtraConf: s.opts.DovecotConf,
+	})
+	if err != nil {
+		return err
+	}
+	s.dc = dc
+	s.opts.Logf("dovecot up in %v (imap %s, imaps %s)", time.Since(t0).Round(time.Millisecond), dc.IMAPAddr, dc.IMAPSAddr)
+	return nil
 }
 
 // close stops the service (SIGTERM, then SIGKILL after serviceKillAt), the Collector and
