@@ -43,8 +43,10 @@ type Accounts interface {
 	Subscribe(ctx context.Context, mbs []*mail.Mailbox, mode mail.Mode) error
 	// Close stops and forgets subscriptions.
 	Close(ctx context.Context, ids []mail.MailboxID) error
-	// Mailboxes lists every registered mailbox.
+	// Mailboxes lists every registered mailbox; Mailbox reads one (nil when
+	// there is none).
 	Mailboxes(ctx context.Context) ([]*mail.Mailbox, error)
+	Mailbox(ctx context.Context, id mail.MailboxID) (*mail.Mailbox, error)
 	// Statuses returns the status of the ids some node serves.
 	Statuses(ctx context.Context, ids []mail.MailboxID) (map[mail.MailboxID]mail.Status, error)
 	// Folders lists the mailbox's folders (a session of its own).
@@ -549,16 +551,7 @@ func (h *Handler) natives(ctx context.Context) ([]*mail.Mailbox, error) {
 
 // find returns the registered mailbox id (native or not), or nil.
 func (h *Handler) find(ctx context.Context, id mail.MailboxID) (*mail.Mailbox, error) {
-	all, err := h.opts.Accounts.Mailboxes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, mb := range all {
-		if mb.ID == id {
-			return mb, nil
-		}
-	}
-	return nil, nil
+	return h.opts.Accounts.Mailbox(ctx, id)
 }
 
 func (h *Handler) render(ctx context.Context, mbs []*mail.Mailbox) ([]Account, error) {

@@ -60,6 +60,12 @@ func (f *fakeAccounts) Mailboxes(context.Context) ([]*mail.Mailbox, error) {
 	return out, nil
 }
 
+func (f *fakeAccounts) Mailbox(_ context.Context, id mail.MailboxID) (*mail.Mailbox, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mbs[id], nil
+}
+
 func (f *fakeAccounts) Folders(_ context.Context, mb *mail.Mailbox) ([]creatio.MailboxFolder, error) {
 	if mb.Password == "wrong" {
 		return nil, mail.Errorf(mail.ClassAuth, "login", "authentication failed")

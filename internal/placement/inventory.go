@@ -35,6 +35,13 @@ func (l *Local) Mailboxes(context.Context) ([]*mail.Mailbox, error) {
 	return running(l.opts.Runner), nil
 }
 
+// Mailbox returns the registered mailbox id (nil when there is none),
+// without listing the others.
+func (l *Local) Mailbox(_ context.Context, id mail.MailboxID) (*mail.Mailbox, error) {
+	mb, _ := l.opts.Runner.Mailbox(id)
+	return mb, nil
+}
+
 // NodeLoads describes this node.
 func (l *Local) NodeLoads(context.Context) ([]NodeLoad, error) {
 	return []NodeLoad{{ID: l.opts.Node, Capacity: l.opts.Capacity, Owned: l.opts.Runner.Len(), Self: true}}, nil
@@ -49,6 +56,19 @@ func (c *Cluster) Mailboxes(ctx context.Context) ([]*mail.Mailbox, error) {
 		return nil, fmt.Errorf("%w: list mailboxes (Redis unreachable?): %v", ErrUnreadable, err)
 	}
 	return mbs, nil
+}
+
+// Mailbox reads the registered mailbox id from the store (nil when there is
+// none, or its record cannot be opened).
+func (c *Cluster) Mailbox(ctx context.Context, id mail.MailboxID) (*mail.Mailbox, error) {
+	mb, err := c.opts.Store.Mailbox(ctx, id)
+	if err != nil && c.opts.Skip != nil && c.opts.Skip(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read mailbox (Redis unreachable?): %v", ErrUnreadable, err)
+	}
+	return mb, nil
 }
 
 // NodeLoads describes the live nodes; this node's load is its live count.

@@ -15,6 +15,8 @@ import (
 // unsupported.
 type Lister interface {
 	Mailboxes(ctx context.Context) ([]*mail.Mailbox, error)
+	// Mailbox returns one registered mailbox, nil when there is none.
+	Mailbox(ctx context.Context, id mail.MailboxID) (*mail.Mailbox, error)
 	NodeLoads(ctx context.Context) ([]placement.NodeLoad, error)
 }
 
@@ -96,6 +98,20 @@ func (s *Service) Mailboxes(ctx context.Context) ([]*mail.Mailbox, error) {
 		return nil, unavailable(err)
 	}
 	return mbs, nil
+}
+
+// Mailbox returns the registered mailbox id (credentials included), nil when
+// there is none.
+func (s *Service) Mailbox(ctx context.Context, id mail.MailboxID) (*mail.Mailbox, error) {
+	lister, ok := s.opts.Placement.(Lister)
+	if !ok {
+		return nil, httpapi.ErrUnsupported
+	}
+	mb, err := lister.Mailbox(ctx, id)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return mb, nil
 }
 
 // Statuses returns the status of the ids some node serves, as

@@ -32,6 +32,14 @@ func (f *fakePlacement) States(_ context.Context, ids []mail.MailboxID) (map[mai
 type listingPlacement struct{ *fakePlacement }
 
 func (l listingPlacement) Mailboxes(context.Context) ([]*mail.Mailbox, error) { return l.mbs, nil }
+func (l listingPlacement) Mailbox(_ context.Context, id mail.MailboxID) (*mail.Mailbox, error) {
+	for _, mb := range l.mbs {
+		if mb.ID == id {
+			return mb, nil
+		}
+	}
+	return nil, nil
+}
 func (l listingPlacement) NodeLoads(context.Context) ([]placement.NodeLoad, error) {
 	return []placement.NodeLoad{{Capacity: 5, Owned: 1, Self: true}}, nil
 }

@@ -28,7 +28,7 @@ type clusterNode struct {
 }
 
 // startNode runs one service instance in cluster mode against the shared Redis.
-func startNode(t *testing.T, id string, r *testenv.Redis, dc *testenv.Dovecot, key string) *clusterNode {
+func startNode(t *testing.T, id string, r *testenv.Redis, dc *testenv.Dovecot, key string, tweaks ...func(*config.Config)) *clusterNode {
 	t.Helper()
 	cfg := config.Default()
 	cfg.ListenAddr = "127.0.0.1:0"
@@ -36,6 +36,9 @@ func startNode(t *testing.T, id string, r *testenv.Redis, dc *testenv.Dovecot, k
 	cfg.RedisHost = r.Addr
 	cfg.SecretKey = config.Secret(key)
 	cfg.IMAPFolderPoll = 500 * time.Millisecond
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
 	logs := &logBuffer{t: t}
 	log, _ := obs.NewLogger(logs, "text", "info")
 	a, err := app.New(cfg, log.With("node", id), "e2e", &app.Options{

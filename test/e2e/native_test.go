@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/emaillistener/emaillistener/internal/config"
+	"github.com/emaillistener/emaillistener/internal/testenv"
 )
 
 // webhookReceiver is a native client's webhook: it checks every request's
@@ -265,5 +266,82 @@ func TestNativeAccountWebhooks(t *testing.T) {
 	// Nothing went to Creatio.
 	if n := len(e.emails("native")); n != 0 {
 		t.Errorf("%d emails posted to Creatio", n)
+	}
+}
+
+// TestClusterNativeAccounts: accounts created through one node are read,
+// changed and deleted through another, and their mail reaches the webhook
+// from whichever node holds them.
+func TestClusterNativeAccounts(t *testing.T) {
+	const apiToken = "e2e-cluster-native-token-012345"
+	r := testenv.NewRedisT(t, testenv.RedisOptions{})
+	dc := testenv.NewT(t, testenv.DovecotOptions{AnyPassword: "pw", ExtraConf: "mail_fsync = never"})
+	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	tokens := func(c *config.Config) { c.APITokens = config.Secret("e2e:" + apiToken) }
+	a := startNode(t, "node-a", r, dc, key, tokens)
+	b := startNode(t, "node-b", r, dc, key, tokens)
+	recv := &webhookReceiver{t: t, key: []byte("cluster-secret-0123456789"), acked: map[string]int{}}
+	hook := httptest.NewServer(recv)
+	defer hook.Close()
+	call := func(n *clusterNode, method, path, body string) (int, map[string]any) {
+		t.Helper()
+		code, out, _ := apiCall(t, n.base, apiToken, method, path, "application/json", body)
+		var m map[string]any
+		_ = json.Unmarshal(out, &m)
+		return code, m
+	}
+
+	host, port, _ := strings.Cut(dc.IMAPAddr, ":")
+	const n = 6
+	for i := range n {
+		body := fmt.Sprintf(`{"id":"acc-%d","email":"n%d@example.com","imap":{"host":%q,"port":%s,"secure":"none","password":"pw"},
+			"folders":["INBOX"],"webhook":{"url":%q,"secret":"cluster-secret-0123456789","events":["message.new"]}}`, i, i, host, port, hook.URL)
+		if code, out := call(a, "POST", "/v1/accounts", body); code != http.StatusCreated {
+			t.Fatalf("create through node-a: %d %v", code, out)
+		}
+	}
+	nodes := map[string]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < n; {
+		code, acc := call(b, "GET", fmt.Sprintf("/v1/accounts/acc-%d", i), "")
+		if code == http.StatusOK && acc["state"] == "exists" {
+			nodes[fmt.Sprint(acc["status"].(map[string]any)["node"])]++
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acc-%d through node-b: %d %v", i, code, acc)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if nodes["node-a"] == 0 || nodes["node-b"] == 0 {
+		t.Fatalf("accounts by node: %v", nodes)
+	}
+	if code, out := call(b, "GET", "/v1/accounts", ""); code != http.StatusOK || len(out["accounts"].([]any)) != n {
+		t.Fatalf("list through node-b: %d %v", code, out)
+	}
+	for i := range n {
+		if _, err := dc.Append(fmt.Sprintf("n%d@example.com", i), "pw", "INBOX", simpleMail(fmt.Sprintf("cluster %d", i), fmt.Sprintf("c%d@x", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recv.waitEvents(n, 20*time.Second)
+	// A change through node-b reaches whichever node runs the account.
+	if code, out := call(b, "PATCH", "/v1/accounts/acc-0", `{"webhook":{"events":["message.new","account.state"]}}`); code != http.StatusOK {
+		t.Fatalf("patch through node-b: %d %v", code, out)
+	}
+	recv.waitFor("account.state of acc-0", 1, 20*time.Second, func(ev map[string]any) bool {
+		return ev["account"] == "acc-0" && ev["type"] == "account.state"
+	})
+	if code, _ := call(b, "DELETE", "/v1/accounts/acc-1", ""); code != http.StatusNoContent {
+		t.Fatalf("delete through node-b: %d", code)
+	}
+	if code, _ := call(a, "GET", "/v1/accounts/acc-1", ""); code != http.StatusNotFound {
+		t.Fatalf("deleted account through node-a: %d", code)
+	}
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	if len(recv.bad) > 0 {
+		t.Errorf("bad requests: %v", recv.bad)
 	}
 }
