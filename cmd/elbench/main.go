@@ -63,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		settle   = fs.Duration("settle", 0, "wait after all mailboxes exist (density default 5s, latency/throughput 3s, history 1s)")
 		duration = fs.Duration("duration", 20*time.Second, "latency/throughput: how long to send")
 		drain    = fs.Duration("drain", 0, "latency/throughput: how long to wait for stragglers after sending (default 30s / 60s)")
-		trace    = fs.String("trace", "", "latency/throughput/history: write a per-message CSV (sent, arrived, latency) here")
+		trace    = fs.String("trace", "", "latency/throughput/history/webhooks: write a per-message CSV (sent, arrived, latency) here (webhooks: one per rate, -r<rate> added)")
 	)
 	fs.StringVar(&co.Bin, "bin", "", "prebuilt service binary (default: go build ./cmd/emaillistener into the temp dir)")
 	fs.StringVar(&co.WorkDir, "workdir", "", "parent of the temp dir (default $TMPDIR)")
@@ -221,7 +221,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.IntVar(&o.EERedisPid, "ee-redis-pid", 0, "optional: the pid of EmailEngine's Redis, whose VmRSS is reported beside it")
 		fs.BoolVar(&o.EENotifyText, "ee-notify-text", o.EENotifyText, "EmailEngine setting notifyText: events carry the text, as ours do")
 		scenarioFn = func(ctx context.Context) (*Result, error) {
-			o.commonOptions, o.Duration, o.Drain, o.Settle = co, *duration, or(*drain, 30*time.Second), or(*settle, 10*time.Second)
+			o.commonOptions, o.Duration, o.Drain, o.Settle, o.Trace = co, *duration, or(*drain, 30*time.Second), or(*settle, 10*time.Second), *trace
 			if *smoke {
 				o.Baseline, o.Settle, o.Idle, o.Rates, o.Duration = 500*time.Millisecond, minSettle, time.Second, []float64{20}, 2*time.Second
 			}

@@ -232,10 +232,17 @@ func addLatencies(m *Metrics, prefix string, ds []time.Duration, help string) {
 // latency (ms, empty if lost), number of arrivals. For correlating outliers with the
 // Dovecot and service logs (run with -keep).
 func writeTrace(path string, a *arrivals, recs []sendRecord) error {
+	return writeTraceFrom(path, a, recs, 0)
+}
+
+// writeTraceFrom is writeTrace of messages whose sequence numbers start at
+// firstSeq (recs[i] is message firstSeq+i).
+func writeTraceFrom(path string, a *arrivals, recs []sendRecord, firstSeq int) error {
 	var b strings.Builder
 	b.WriteString("seq,mailbox,sent_unix_ms,append_ms,arrived_unix_ms,latency_ms,arrivals\n")
 	unixMS := func(t time.Time) string { return strconv.FormatFloat(float64(t.UnixMicro())/1000, 'f', 3, 64) }
-	for seq, r := range recs {
+	for i, r := range recs {
+		seq := firstSeq + i
 		if r.sent.IsZero() {
 			continue
 		}

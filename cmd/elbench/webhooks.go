@@ -38,6 +38,7 @@ type webhooksOptions struct {
 	Drain    time.Duration // how long after a phase's last APPEND a webhook may still arrive
 	Size     int           // message size
 	Folder   string        // the one folder every account watches (the mail goes there)
+	Trace    string        // if set, one CSV per phase: <Trace without .csv>-r<rate>.csv
 
 	EEURL        string // EmailEngine's API base, e.g. http://127.0.0.1:3000
 	EEToken      string // its access token ("" when it runs without API authentication)
@@ -144,8 +145,18 @@ func runWebhooks(ctx context.Context, o webhooksOptions) (res *Result, err error
 	// Registration: every account through the engine's API, o.Parallel at a time.
 	o.Logf("registering %d accounts (%d in parallel)", o.N, o.Parallel)
 	m := &res.Metrics
+	// EmailEngine's Redis is part of its stack: its CPU is reported beside the
+	// engine's (cpuWindow counts it under "other").
+	redisCPU := func() float64 {
+		if o.EERedisPid <= 0 {
+			return 0
+		}
+		v, _ := cpuSeconds(o.EERedisPid)
+		return v
+	}
 	t0 := time.Now()
 	w := startCPUWindow(pid, s.dc.PIDs)
+	rc0 := redisCPU()
 	if err := registerAccounts(ctx, eng, o.N, o.Parallel, imap); err != nil {
 		return res, err
 	}
@@ -157,6 +168,9 @@ func runWebhooks(ctx context.Context, o webhooksOptions) (res *Result, err error
 	m.Add("connected_ms", ms(took), "ms", "first create call until all accounts are connected")
 	m.Add("connected_per_s", float64(ok)/took.Seconds(), "/s", "")
 	m.Add("register_engine_cpu_s", cpu.ServiceSec, "s", "engine CPU until all are connected")
+	if o.EERedisPid > 0 {
+		m.Add("register_redis_cpu_s", redisCPU()-rc0, "s", "its Redis's CPU, same window")
+	}
 	res.Notes["states_after_register"] = counts
 	if err != nil {
 		if ctx.Err() != nil {
@@ -173,6 +187,7 @@ func runWebhooks(ctx context.Context, o webhooksOptions) (res *Result, err error
 	}
 	o.Logf("idle for %v (CPU, RSS samples)", o.Idle)
 	w = startCPUWindow(pid, s.dc.PIDs)
+	rcIdle := redisCPU()
 	after, err := sampleTreeRSS(ctx, pid, o.EERedisPid, o.Idle)
 	if err != nil {
 		return res, err
@@ -193,6 +208,10 @@ func runWebhooks(ctx context.Context, o webhooksOptions) (res *Result, err error
 		m.Add("redis_rss_per_account_kib", float64(after.redis-base.redis)/1024/n, "KiB", "(after - before) / N")
 	}
 	m.Add("idle_cpu_pct_of_core", idle.ServicePct(), "%", "engine CPU in the idle window, one core = 100")
+	if o.EERedisPid > 0 {
+		m.Add("idle_redis_cpu_pct_of_core", 100*(redisCPU()-rcIdle)/idle.Wall.Seconds(), "%", "EmailEngine's Redis in the idle window")
+	}
+	m.Add("idle_other_cpu_seconds", idle.OtherSec, "s", "CPU of everything else in the idle window (with EmailEngine: its Redis too); ~0 on a quiet machine")
 	m.Add("dovecot_hibernated", float64(hib), "", "Dovecot connections in imap-hibernate after settle (the engines' IDLE)")
 	res.Notes["engine_processes_before"] = base.procs
 	if hib < o.N {
@@ -218,6 +237,7 @@ func runWebhooks(ctx context.Context, o webhooksOptions) (res *Result, err error
 		recs := make([]sendRecord, total)
 		o.Logf("phase %s: %d mails at %v/s over %d accounts", strings.TrimSuffix(k, "_"), total, rate, o.N)
 		w := startCPUWindow(pid, s.dc.PIDs)
+		rc0 := redisCPU()
 		st0 := recv.arr.stats()
 		t1 := time.Now()
 		lag, err := sendAtRate(ctx, pl, msgs, recs, first, rate)
@@ -250,11 +270,22 @@ func runWebhooks(ctx context.Context, o webhooksOptions) (res *Result, err error
 		addLatencies(m, k+"latency", lat, "APPEND start to webhook arrival")
 		m.Add(k+"engine_cpu_seconds", busy.ServiceSec, "s", "send + drain window")
 		m.Add(k+"engine_cpu_pct_of_core", busy.ServicePct(), "%", "")
+		if o.EERedisPid > 0 {
+			m.Add(k+"redis_cpu_seconds", redisCPU()-rc0, "s", "EmailEngine's Redis, same window (part of other_cpu)")
+		}
+		m.Add(k+"dovecot_cpu_seconds", busy.DovecotSec, "s", "whole Dovecot instance, same window")
 		m.Add(k+"machine_busy_pct", 100*busy.MachineBusy, "%", "all CPUs, send + drain")
+		m.Add(k+"other_cpu_seconds", busy.OtherSec, "s", "CPU of everything else (other runs, kernel); ~0 on a quiet machine")
 		if rss, _, err := treeRSS(pid); err == nil {
 			m.Add(k+"rss_end_mib", mib(rss), "MiB", "engine VmRSS at the end of the phase")
 		}
 		res.Notes[k+"slowest"] = slow
+		if o.Trace != "" {
+			path := strings.TrimSuffix(o.Trace, ".csv") + "-" + strings.TrimSuffix(k, "_") + ".csv"
+			if err := writeTraceFrom(path, recv.arr, recs, first); err != nil {
+				res.warn("trace: %v", err)
+			}
+		}
 		if lost > 0 {
 			res.fail("%v/s: %d of %d mails had no webhook within %v", rate, lost, sent, o.Drain)
 		}
