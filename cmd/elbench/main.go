@@ -68,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&co.Bin, "bin", "", "prebuilt service binary (default: go build ./cmd/emaillistener into the temp dir)")
 	fs.StringVar(&co.WorkDir, "workdir", "", "parent of the temp dir (default $TMPDIR)")
 	fs.BoolVar(&co.Keep, "keep", false, "keep the temp dir (service.log, Dovecot log and Maildirs)")
-	fs.BoolVar(&co.TLS, "tls", false, "mailboxes use Dovecot's implicit-TLS port (SecureOption 2), CA pinned via EL_IMAP_TLS_CA_FILE")
+	fs.BoolVar(&co.TLS, "tls", false, "mailboxes use Dovecot's implicit-TLS port (SecureOption 2), CA pinned via EL_IMAP_TLS_CA_FILE (webhooks: always)")
 	fs.Func("env", "extra KEY=VALUE for the service (repeatable), e.g. -env EL_DELIVERY_PER_HOST=64", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return errors.New("want KEY=VALUE")

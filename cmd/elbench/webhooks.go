@@ -58,7 +58,7 @@ type webhookEngine interface {
 	Configure(ctx context.Context, url string) error
 	// Existing counts the accounts the engine has before the run registers any.
 	Existing(ctx context.Context) (int, error)
-	// Register adds account i (Dovecot user userName(i) at addr).
+	// Register adds account i (Dovecot user userName(i) at imap).
 	Register(ctx context.Context, i int, imap imapServer) error
 	// States counts the run's n accounts by state; ok is the number in the engine's
 	// "watching" state (ours "exists", EmailEngine's "connected").
@@ -80,6 +80,7 @@ func runWebhooks(ctx context.Context, o webhooksOptions) (res *Result, err error
 	}
 	p["engine"], p["rates"], p["duration"], p["drain"], p["size"] = o.Engine, strings.Join(rates, ","), o.Duration.String(), o.Drain.String(), o.Size
 	p["baseline"], p["settle"], p["idle"], p["folder"] = o.Baseline.String(), o.Settle.String(), o.Idle.String(), o.Folder
+	p["tls"] = true // always: see imapServer
 	if o.Engine == "emailengine" {
 		p["ee_url"], p["ee_pid"], p["ee_notify_text"] = o.EEURL, o.EEPid, o.EENotifyText
 	}
