@@ -100,7 +100,8 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		return nil, err
 	}
 	imapOpts := &imapsrc.Options{DialTimeout: cfg.IMAPDialTimeout, CommandTimeout: cfg.IMAPCommandTimeout,
-		TLSConfig: mailTLS, MaxMessageBytes: cfg.MaxMessageBytes, Control: mailNets.Control(), Logger: log}
+		TLSConfig: mailTLS, MaxMessageBytes: cfg.MaxMessageBytes, Control: mailNets.Control(), Rechecks: imapsrc.NewRechecks(log),
+		Logger: log}
 	post := delivery.New(&delivery.Options{PerHost: cfg.DeliveryPerHost, AttemptTimeout: cfg.DeliveryTimeout,
 		Backoff: policy(opts.DeliveryBackoff, cfg.DeliveryMaxBackoff), Control: callbackNets.Control(), Logger: log, Registerer: reg})
 	sink := &service.Sink{Post: post, Webhook: post, LinkBase: cfg.PublicURL}

@@ -66,6 +66,9 @@ type Options struct {
 	// refuses the connection (the app's network allow-list). The refusal is
 	// a config-class error, never retried as a network failure.
 	Control func(network, address string, c syscall.RawConn) error
+	// Rechecks, when set, suspends the re-checks after activity on servers
+	// that are slow to answer (see Rechecks); nil: sessions always re-check.
+	Rechecks *Rechecks
 }
 
 func (o *Options) withDefaults() Options {

@@ -113,7 +113,7 @@ func TestHostileCommands(t *testing.T) {
 			if err := examine(ctx, c); err != nil {
 				return err
 			}
-			_, err := c.Idle(ctx, nil, time.Minute)
+			_, _, err := c.Idle(ctx, nil, time.Minute)
 			return err
 		}, mail.ClassProtocol, "imap: the server sent a 1073741824-byte literal where at most 65536 are allowed", time.Second, false},
 		{"stall", testenv.RogueStall, folders, mail.ClassTimeout, "imap command timeout", stallTimeout + 500*time.Millisecond, false},

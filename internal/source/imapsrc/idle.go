@@ -12,11 +12,12 @@ import (
 // IDLE and waits for the server to confirm, which also proves the connection is
 // still alive. Servers without IDLE are polled with NOOP at the same cadence.
 // woken reports that wake fired while idling: a push, as opposed to news the
-// server only gave when IDLE ended or the NOOP asked.
+// server only gave when IDLE ended or the NOOP asked; done is how long the
+// server took to end IDLE (or answer the NOOP).
 //
 // max must stay below 29 minutes: servers may drop an IDLE client after 30
 // (RFC 2177 §3).
-func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration) (woken bool, err error) {
+func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration) (woken bool, done time.Duration, err error) {
 	if !c.HasIdle() {
 		return c.pollWait(ctx, wake, max)
 	}
@@ -29,7 +30,7 @@ func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration
 		cmd = ic
 		return err
 	}); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	c.g.set(idleLimits()) // updates go to the exists callback: nothing to budget
 	t := time.NewTimer(max)
@@ -41,30 +42,34 @@ func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration
 		// (~12 ms of server CPU each), which made stopping 1,000 mailboxes take
 		// 15 s; a closed socket costs the server nothing.
 		_ = c.c.Close()
-		return false, ctx.Err()
+		return false, 0, ctx.Err()
 	case <-wake:
 		woken = true
 	case <-t.C:
 	case <-c.c.Closed():
 	}
-	return woken, c.run(ctx, "idle done", commandLimits(commandBudget), func() error {
+	start := time.Now()
+	err = c.run(ctx, "idle done", commandLimits(commandBudget), func() error {
 		if err := cmd.Close(); err != nil {
 			return err
 		}
 		return cmd.Wait()
 	})
+	return woken, time.Since(start), err
 }
 
-func (c *Conn) pollWait(ctx context.Context, wake <-chan struct{}, max time.Duration) (bool, error) {
+func (c *Conn) pollWait(ctx context.Context, wake <-chan struct{}, max time.Duration) (bool, time.Duration, error) {
 	t := time.NewTimer(min(max, 30*time.Second))
 	defer t.Stop()
 	woken := false
 	select {
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return false, 0, ctx.Err()
 	case <-wake:
 		woken = true
 	case <-t.C:
 	}
-	return woken, c.Noop(ctx)
+	start := time.Now()
+	err := c.Noop(ctx)
+	return woken, time.Since(start), err
 }

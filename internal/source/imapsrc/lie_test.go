@@ -132,7 +132,7 @@ func TestHonestRogue(t *testing.T) {
 	}
 	idle, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := conn.Idle(idle, nil, 50*time.Millisecond); err != nil {
+	if _, _, err := conn.Idle(idle, nil, 50*time.Millisecond); err != nil {
 		t.Fatalf("Idle: %v", err)
 	}
 	if err := conn.Noop(ctx); err != nil {

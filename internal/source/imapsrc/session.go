@@ -28,6 +28,8 @@ package imapsrc
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -50,7 +52,8 @@ const pageUIDs = 20_000
 // EXISTS for mail arriving at that moment. Each re-check starts a new IDLE,
 // and so a new such moment 2 s later, which the next re-check covers: with
 // these offsets a lost push is found within 1, 3 and 5 s for the moments at
-// +2, +5 and +10 s. A mailbox that stays quiet costs nothing more.
+// +2, +5 and +10 s. A mailbox that stays quiet costs nothing more. A server
+// too busy to answer quickly gets none (Rechecks).
 var recheckAfter = []time.Duration{3 * time.Second, 8 * time.Second, 15 * time.Second}
 
 // A server that accepts IDLE but does not push (Cyrus without idled, Courier
@@ -73,7 +76,9 @@ type Session struct {
 	idleMax time.Duration
 	page    uint32 // most UIDs one Changes call lists (tests lower it)
 
-	folders []string // the mailbox's configured folders (see ConfiguredFolders)
+	folders []string  // the mailbox's configured folders (see ConfiguredFolders)
+	server  string    // host:port, the key of pacer
+	pacer   *Rechecks // shared: whether re-checks run on server
 
 	exists chan struct{} // buffered(1): the server pushed new mail
 	woke   atomic.Int64  // unix nanos of the first push not yet consumed
@@ -95,7 +100,11 @@ func Open(ctx context.Context, mb *mail.Mailbox, opts *Options, idleMax time.Dur
 	if idleMax <= 0 {
 		idleMax = DefaultIdleMax
 	}
-	s := &Session{idleMax: idleMax, page: pageUIDs, folders: mb.FolderIDs, exists: make(chan struct{}, 1), active: time.Now()}
+	s := &Session{idleMax: idleMax, page: pageUIDs, folders: mb.FolderIDs, exists: make(chan struct{}, 1), active: time.Now(),
+		server: net.JoinHostPort(mb.Host, strconv.Itoa(mb.Port))}
+	if opts != nil {
+		s.pacer = opts.Rechecks
+	}
 	c, err := Dial(ctx, mb, opts, s.onExists)
 	if err != nil {
 		return nil, err
@@ -378,18 +387,19 @@ func (s *Session) Wait(ctx context.Context, folders []string, limit time.Duratio
 		return folders[:1], nil
 	}
 	d, recheck := limit, false
-	if s.rechecks < len(recheckAfter) {
-		if until := time.Until(s.active.Add(recheckAfter[s.rechecks])); until < d {
+	if chain := s.pacer.chain(s.server, time.Now()); s.rechecks < len(chain) {
+		if until := time.Until(s.active.Add(chain[s.rechecks])); until < d {
 			d, recheck = max(until, time.Millisecond), true
 		}
 	}
 	if s.silentServer() && silentRound < d {
 		d, recheck = silentRound, true
 	}
-	pushed, err := s.c.Idle(ctx, s.exists, d)
+	pushed, done, err := s.c.Idle(ctx, s.exists, d)
 	if err != nil {
 		return nil, err
 	}
+	s.pacer.observe(s.server, done, time.Now())
 	// A push woke the IDLE; news the server only gave when IDLE ended (an
 	// EXISTS before DONE's OK) is what a re-check found: the server kept
 	// it to itself.
