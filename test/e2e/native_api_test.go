@@ -39,10 +39,7 @@ func TestNativeAPISyncSendFetch(t *testing.T) {
 	defer hook.Close()
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
-		code, b, _ := apiCall(t, e.base, apiToken, method, path, "application/json", body)
-		var out map[string]any
-		_ = json.Unmarshal(b, &out)
-		return code, out
+		return apiJSON(t, e.base, apiToken, method, path, body)
 	}
 	ofType := func(account, typ string) func(map[string]any) bool {
 		return func(ev map[string]any) bool { return ev["account"] == account && ev["type"] == typ }

@@ -96,6 +96,16 @@ func apiCall(t *testing.T, base, token, method, path, ctype, body string) (int, 
 	return resp.StatusCode, b, resp.Header
 }
 
+// apiJSON is apiCall with a JSON body and answer (an object; nil when the
+// answer is not one).
+func apiJSON(t *testing.T, base, token, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	code, b, _ := apiCall(t, base, token, method, path, "application/json", body)
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return code, out
+}
+
 // waitFor waits until n distinct acknowledged events match.
 func (r *webhookReceiver) waitFor(what string, n int, within time.Duration, match func(ev map[string]any) bool) []map[string]any {
 	r.t.Helper()
@@ -156,10 +166,7 @@ func TestNativeAccountWebhooks(t *testing.T) {
 
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
-		code, b, _ := apiCall(t, e.base, apiToken, method, path, "application/json", body)
-		var out map[string]any
-		_ = json.Unmarshal(b, &out)
-		return code, out
+		return apiJSON(t, e.base, apiToken, method, path, body)
 	}
 
 	// Without a token the API refuses; the document is public.
@@ -285,10 +292,7 @@ func TestClusterNativeAccounts(t *testing.T) {
 	defer hook.Close()
 	call := func(n *clusterNode, method, path, body string) (int, map[string]any) {
 		t.Helper()
-		code, out, _ := apiCall(t, n.base, apiToken, method, path, "application/json", body)
-		var m map[string]any
-		_ = json.Unmarshal(out, &m)
-		return code, m
+		return apiJSON(t, n.base, apiToken, method, path, body)
 	}
 
 	host, port, _ := strings.Cut(dc.IMAPAddr, ":")
