@@ -54,6 +54,14 @@ func TestUpdate(t *testing.T) {
 	if w.Code != 200 || mb.Password != "pw2" || mb.SMTP != nil || mb.WebhookEvents != nil || mb.WebhookRaw || mb.WebhookInlineMax != 1024 {
 		t.Fatalf("second patch: %d %s %+v", w.Code, w.Body, mb)
 	}
+	// A new "secure" brings its default port, unless the port was set.
+	if w = do(h, "PATCH", "/v1/accounts/acc-1", auth, `{"imap":{"secure":"starttls"}}`); w.Code != 200 || f.mbs["acc-1"].Port != 143 {
+		t.Fatalf("secure changed: %d port %d", w.Code, f.mbs["acc-1"].Port)
+	}
+	do(h, "PATCH", "/v1/accounts/acc-1", auth, `{"imap":{"port":1143}}`)
+	if w = do(h, "PATCH", "/v1/accounts/acc-1", auth, `{"imap":{"secure":"tls"}}`); w.Code != 200 || f.mbs["acc-1"].Port != 1143 {
+		t.Fatalf("secure changed with a set port: %d port %d", w.Code, f.mbs["acc-1"].Port)
+	}
 	// A PATCH that changes nothing leaves the mailbox as it was.
 	before := *f.mbs["acc-1"]
 	if w = do(h, "PATCH", "/v1/accounts/acc-1", auth, `{}`); w.Code != 200 || !before.SameConnection(f.mbs["acc-1"]) {

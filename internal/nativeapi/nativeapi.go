@@ -323,15 +323,29 @@ func badRequest(format string, args ...any) error {
 
 // secure parses a "secure" field into the option and its default port.
 func secure(field, v string, ports [3]int) (mail.SecureOption, int, error) {
+	var opt mail.SecureOption
 	switch strings.ToLower(v) {
 	case "", "tls":
-		return mail.SecureSSL, ports[0], nil
+		opt = mail.SecureSSL
 	case "starttls":
-		return mail.SecureStartTLS, ports[1], nil
+		opt = mail.SecureStartTLS
 	case "none":
-		return mail.SecureNone, ports[2], nil
+		opt = mail.SecureNone
+	default:
+		return 0, 0, badRequest(`%s.secure: "tls", "starttls" or "none"`, field)
 	}
-	return 0, 0, badRequest(`%s.secure: "tls", "starttls" or "none"`, field)
+	return opt, defaultPort(opt, ports), nil
+}
+
+// defaultPort is the port of ports (tls, starttls, none) for secure.
+func defaultPort(secure mail.SecureOption, ports [3]int) int {
+	switch secure {
+	case mail.SecureStartTLS:
+		return ports[1]
+	case mail.SecureNone:
+		return ports[2]
+	}
+	return ports[0]
 }
 
 // server validates a server block; user and password default to the
@@ -375,7 +389,7 @@ func (req *AccountRequest) mailbox() (*mail.Mailbox, error) {
 	if email == "" || !strings.Contains(email, "@") {
 		return nil, badRequest("email: an email address is required")
 	}
-	imap, err := req.IMAP.server("imap", [3]int{993, 143, 143}, email, "")
+	imap, err := req.IMAP.server("imap", imapPorts, email, "")
 	if err != nil {
 		return nil, err
 	}
@@ -383,7 +397,7 @@ func (req *AccountRequest) mailbox() (*mail.Mailbox, error) {
 		Client: mail.ClientNative, Host: imap.Host, Port: imap.Port, Secure: imap.Secure, UseSSL: imap.Secure == mail.SecureSSL,
 		UserName: imap.UserName, Password: imap.Password}
 	if req.SMTP != nil {
-		if mb.SMTP, err = req.SMTP.server("smtp", [3]int{465, 587, 25}, imap.UserName, imap.Password); err != nil {
+		if mb.SMTP, err = req.SMTP.server("smtp", smtpPorts, imap.UserName, imap.Password); err != nil {
 			return nil, err
 		}
 	}
@@ -448,7 +462,7 @@ const maxInline = 16 << 20
 // applies its body over it.
 func request(mb *mail.Mailbox) AccountRequest {
 	req := AccountRequest{ID: string(mb.ID), Email: mb.SenderAddress, Folders: mb.FolderIDs,
-		IMAP:    Server{Host: mb.Host, Port: mb.Port, Secure: secureName(mb.Secure), User: mb.UserName, Password: mb.Password},
+		IMAP:    Server{Host: mb.Host, Port: explicitPort(mb.Secure, mb.Port, imapPorts), Secure: secureName(mb.Secure), User: mb.UserName, Password: mb.Password},
 		Webhook: webhookOf(mb)}
 	// Defaults stay defaults, so that a PATCH that does not touch them
 	// leaves the subscription as it is.
@@ -457,9 +471,25 @@ func request(mb *mail.Mailbox) AccountRequest {
 		req.Webhook.MaxInlineAttachmentBytes = nil
 	}
 	if s := mb.SMTP; s != nil {
-		req.SMTP = &Server{Host: s.Host, Port: s.Port, Secure: secureName(s.Secure), User: s.UserName, Password: s.Password}
+		req.SMTP = &Server{Host: s.Host, Port: explicitPort(s.Secure, s.Port, smtpPorts), Secure: secureName(s.Secure),
+			User: s.UserName, Password: s.Password}
 	}
 	return req
+}
+
+// Default ports by "secure": tls, starttls, none.
+var (
+	imapPorts = [3]int{993, 143, 143}
+	smtpPorts = [3]int{465, 587, 25}
+)
+
+// explicitPort is port, or 0 when it is the default for secure: a PATCH
+// that changes only "secure" then gets that option's default port.
+func explicitPort(secure mail.SecureOption, port int, ports [3]int) int {
+	if port == defaultPort(secure, ports) {
+		return 0
+	}
+	return port
 }
 
 // webhookOf shows mb's webhook settings, without the secret.
