@@ -67,6 +67,9 @@ func StartService(t testing.TB, bin string, env ...string) *Service {
 	for s.Base == "" && sc.Scan() {
 		line := sc.Text()
 		head = append(head, line)
+		// Kept: what the service logs while it restores its mailboxes may
+		// come before or after the start line.
+		s.lines = append(s.lines, line)
 		if strings.Contains(line, "started") {
 			s.Base, s.Health = jsonAddr(line, "addr"), jsonAddr(line, "health_addr")
 		}
@@ -102,7 +105,7 @@ func jsonAddr(line, key string) string {
 // PID is the service's process id.
 func (s *Service) PID() int { return s.cmd.Process.Pid }
 
-// Lines returns the log lines written since the start line.
+// Lines returns the log lines written so far, the start line included.
 func (s *Service) Lines() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
