@@ -48,20 +48,10 @@ type permanent interface{ PermanentFailure() bool }
 // ("" when delivered), or an error when the email was neither delivered nor
 // skipped. log gets one line per skipped message.
 func (s Step) Run(ctx context.Context, log *slog.Logger, mb *mail.Mailbox, f *source.Fetched) (skipped string, err error) {
-	msg, err := s.Parse(f.Raw)
+	msg, err := Prepare(s.Parse, mb, f)
 	if err != nil {
 		log.Error("unparseable message skipped", "folder", f.Ref.Folder, "id", f.Ref.ID, "err", err)
 		return SkipUnparseable, nil
-	}
-	if msg.Date.IsZero() {
-		msg.Date = f.Date.UTC()
-	}
-	if f.Truncated {
-		msg.MarkTruncated()
-	}
-	msg.Folder, msg.SourceID = f.Ref.Folder, f.Ref.ID
-	if mb.WebhookRaw {
-		msg.Raw = f.Raw
 	}
 	if err := s.Deliver(ctx, mb, msg); err != nil {
 		var p permanent
@@ -73,4 +63,24 @@ func (s Step) Run(ctx context.Context, log *slog.Logger, mb *mail.Mailbox, f *so
 		return SkipRejected, nil
 	}
 	return "", nil
+}
+
+// Prepare is steps 1 and 2 for mailbox mb: f parsed with parse, and fixed up
+// as the client gets it (also for a message fetched again on request).
+func Prepare(parse func(raw []byte) (*mail.Message, error), mb *mail.Mailbox, f *source.Fetched) (*mail.Message, error) {
+	msg, err := parse(f.Raw)
+	if err != nil {
+		return nil, err
+	}
+	if msg.Date.IsZero() {
+		msg.Date = f.Date.UTC()
+	}
+	if f.Truncated {
+		msg.MarkTruncated()
+	}
+	msg.Folder, msg.SourceID = f.Ref.Folder, f.Ref.ID
+	if mb.WebhookRaw {
+		msg.Raw = f.Raw
+	}
+	return msg, nil
 }

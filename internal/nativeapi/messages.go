@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 
 	"github.com/emaillistener/emaillistener/internal/creatio"
+	"github.com/emaillistener/emaillistener/internal/ingest"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/source"
 	"github.com/emaillistener/emaillistener/internal/webhook"
@@ -269,22 +270,15 @@ func (h *Handler) download(r *http.Request, mb *mail.Mailbox) (*source.Fetched, 
 	return f, err
 }
 
-// parse parses a fetched message as the webhook events show it.
-func (h *Handler) parse(f *source.Fetched) (*mail.Message, error) {
+// parse parses a fetched message of mb as the webhook events show it.
+func (h *Handler) parse(mb *mail.Mailbox, f *source.Fetched) (*mail.Message, error) {
 	if h.opts.Parse == nil {
 		return nil, errorf(http.StatusNotImplemented, "message parsing is not configured")
 	}
-	msg, err := h.opts.Parse(f.Raw)
+	msg, err := ingest.Prepare(h.opts.Parse, mb, f)
 	if err != nil {
 		return nil, errorf(http.StatusUnprocessableEntity, "the message cannot be parsed: %v", err)
 	}
-	if msg.Date.IsZero() {
-		msg.Date = f.Date.UTC()
-	}
-	if f.Truncated {
-		msg.MarkTruncated()
-	}
-	msg.Folder, msg.SourceID, msg.Size = f.Ref.Folder, f.Ref.ID, len(f.Raw)
 	return msg, nil
 }
 
@@ -304,7 +298,7 @@ func (h *Handler) message(w http.ResponseWriter, r *http.Request) error {
 		_, _ = w.Write(f.Raw)
 		return nil
 	case "", "json":
-		msg, err := h.parse(f)
+		msg, err := h.parse(mb, f)
 		if err != nil {
 			return err
 		}
@@ -320,12 +314,12 @@ func (h *Handler) attachment(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || index < 0 {
 		return errorf(http.StatusNotFound, "no attachment %q", mail.Excerpt(r.PathValue("index"), 16))
 	}
-	_, f, release, err := h.fetch(r)
+	mb, f, release, err := h.fetch(r)
 	if err != nil {
 		return err
 	}
 	defer release()
-	msg, err := h.parse(f)
+	msg, err := h.parse(mb, f)
 	if err != nil {
 		return err
 	}

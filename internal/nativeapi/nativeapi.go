@@ -232,9 +232,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // message ids and addresses keep their angle brackets
-	b := buf.Bytes()
+	b := []byte(`{"error":"internal error","code":500}`)
 	if err := enc.Encode(v); err != nil {
-		code, b = http.StatusInternalServerError, []byte(`{"error":"internal error","code":500}`)
+		code = http.StatusInternalServerError
 	} else {
 		b = buf.Bytes()
 	}
@@ -579,11 +579,6 @@ func (h *Handler) natives(ctx context.Context) ([]*mail.Mailbox, error) {
 	return out, nil
 }
 
-// find returns the registered mailbox id (native or not), or nil.
-func (h *Handler) find(ctx context.Context, id mail.MailboxID) (*mail.Mailbox, error) {
-	return h.opts.Accounts.Mailbox(ctx, id)
-}
-
 func (h *Handler) render(ctx context.Context, mbs []*mail.Mailbox) ([]Account, error) {
 	ids := make([]mail.MailboxID, len(mbs))
 	for i, mb := range mbs {
@@ -623,7 +618,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) error {
 // lookup returns the native account of the request's {id}, or a 404 error.
 func (h *Handler) lookup(r *http.Request) (*mail.Mailbox, error) {
 	id := mail.MailboxID(strings.ToLower(r.PathValue("id")))
-	mb, err := h.find(r.Context(), id)
+	mb, err := h.opts.Accounts.Mailbox(r.Context(), id)
 	if err != nil {
 		return nil, err
 	}
@@ -730,7 +725,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	old, err := h.find(r.Context(), mb.ID)
+	old, err := h.opts.Accounts.Mailbox(r.Context(), mb.ID)
 	if err != nil {
 		return err
 	}
