@@ -42,32 +42,24 @@ func SendRaw(ctx context.Context, mb *mail.Mailbox, raw []byte, opts *Options) (
 		}
 		from = list[0].Address
 	}
-	if from == "" || !validAddress(from) {
-		return nil, configError("The email has no valid sender address.")
-	}
-	var rcpts []string
-	seen := map[string]bool{}
-	for _, field := range []string{"To", "Cc", "Bcc"} {
-		for _, v := range h.Values(field) {
+	var env mail.Message // the envelope's recipients, as Recipients takes them
+	for _, f := range []struct {
+		name string
+		list *[]mail.Address
+	}{{"To", &env.To}, {"Cc", &env.Cc}, {"Bcc", &env.Bcc}} {
+		for _, v := range h.Values(f.name) {
 			list, err := netmail.ParseAddressList(v)
 			if err != nil {
-				return nil, configError(fmt.Sprintf("The %s header %q is not a valid address list.", field, mail.Excerpt(v, 200)))
+				return nil, configError(fmt.Sprintf("The %s header %q is not a valid address list.", f.name, mail.Excerpt(v, 200)))
 			}
 			for _, a := range list {
-				if key := strings.ToLower(a.Address); !seen[key] {
-					seen[key] = true
-					rcpts = append(rcpts, a.Address)
-				}
+				*f.list = append(*f.list, mail.Address{Address: a.Address})
 			}
 		}
 	}
-	if len(rcpts) == 0 {
-		return nil, configError("The email has no recipients.")
-	}
-	for _, r := range rcpts {
-		if !validAddress(r) {
-			return nil, configError(fmt.Sprintf("The recipient address %q is not a valid email address.", r))
-		}
+	rcpts := Recipients(&env)
+	if err := checkEnvelope(from, rcpts); err != nil {
+		return nil, err
 	}
 	if h.Has("Bcc") {
 		h.Del("Bcc")
@@ -78,9 +70,5 @@ func SendRaw(ctx context.Context, mb *mail.Mailbox, raw []byte, opts *Options) (
 		_, _ = b.ReadFrom(br)
 		raw = b.Bytes()
 	}
-	s := &session{o: o, ep: ep, mb: mb, log: o.Logger.With("server", ep.Addr)}
-	if err := s.send(ctx, raw, from, rcpts); err != nil {
-		return nil, err
-	}
-	return raw, nil
+	return submit(ctx, o, ep, mb, raw, from, rcpts)
 }

@@ -110,25 +110,39 @@ func Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message, opts *Option
 		m.From = mail.Address{Name: m.From.Name, Address: strings.TrimSpace(mb.SenderAddress)}
 	}
 	from := strings.TrimSpace(compose.OneLine(m.From.Address))
-	if from == "" {
-		return nil, configError("The email has no sender address.")
-	}
-	if !validAddress(from) {
-		return nil, configError(fmt.Sprintf("The sender address %q is not a valid email address.", from))
-	}
 	rcpts := Recipients(&m)
-	if len(rcpts) == 0 {
-		return nil, configError("The email has no recipients.")
-	}
-	for _, r := range rcpts {
-		if !validAddress(r) {
-			return nil, configError(fmt.Sprintf("The recipient address %q is not a valid email address.", r))
-		}
+	if err := checkEnvelope(from, rcpts); err != nil {
+		return nil, err
 	}
 	raw, err := compose.Build(&m, o.Now())
 	if err != nil {
 		return nil, configError(sentence("The email cannot be sent: " + strings.TrimPrefix(err.Error(), "sender: ")))
 	}
+	return submit(ctx, o, ep, mb, raw, from, rcpts)
+}
+
+// checkEnvelope refuses an envelope SMTP cannot carry, in words for the user.
+func checkEnvelope(from string, rcpts []string) error {
+	if from == "" {
+		return configError("The email has no sender address.")
+	}
+	if !validAddress(from) {
+		return configError(fmt.Sprintf("The sender address %q is not a valid email address.", from))
+	}
+	if len(rcpts) == 0 {
+		return configError("The email has no recipients.")
+	}
+	for _, r := range rcpts {
+		if !validAddress(r) {
+			return configError(fmt.Sprintf("The recipient address %q is not a valid email address.", r))
+		}
+	}
+	return nil
+}
+
+// submit transmits raw through the server ep on a connection of its own
+// and returns it.
+func submit(ctx context.Context, o Options, ep Endpoint, mb *mail.Mailbox, raw []byte, from string, rcpts []string) ([]byte, error) {
 	s := &session{o: o, ep: ep, mb: mb, log: o.Logger.With("server", ep.Addr)}
 	if err := s.send(ctx, raw, from, rcpts); err != nil {
 		return nil, err
