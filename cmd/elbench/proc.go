@@ -29,24 +29,8 @@ const minInotifyInstances = 8192
 
 // rssBytes returns VmRSS of pid from /proc/PID/status.
 func rssBytes(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v) // "12345 kB"
-			if len(f) < 1 {
-				break
-			}
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				return 0, err
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	kb, err := procStatusKB(pid, "VmRSS")
+	return kb << 10, err
 }
 
 // cpuSeconds returns utime+stime of pid (user plus system CPU time, all threads).

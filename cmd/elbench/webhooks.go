@@ -539,19 +539,12 @@ func (a *arrivals) add(at time.Time, seq int, ok bool) {
 // treeRSS sums VmRSS of pid and all its descendants and says how many processes
 // that was (worker threads are one process; child processes would add up).
 func treeRSS(pid int) (int64, int, error) {
-	pids := descendants(pid)
-	var total int64
-	for i, p := range pids {
-		v, err := rssBytes(p)
-		if err != nil {
-			if i == 0 {
-				return 0, 0, fmt.Errorf("engine process %d: %w", pid, err)
-			}
-			continue
-		}
-		total += v
+	root, err := rssBytes(pid)
+	if err != nil {
+		return 0, 0, fmt.Errorf("engine process %d: %w", pid, err)
 	}
-	return total, len(pids), nil
+	pids := descendants(pid)
+	return root + sumRSS(pids[1:]), len(pids), nil
 }
 
 // rssSamples summarizes VmRSS samples of a window.
