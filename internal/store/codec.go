@@ -347,45 +347,49 @@ func decodeMailbox(id mail.MailboxID, b []byte) (*mail.Mailbox, error) {
 	return m, nil
 }
 
-// decodeEntry reads a map entry {1: key, 2: value}; a bool value comes back as
-// "1" for true and "" for false.
-func decodeEntry(outer *decoder, b []byte) (key, value string) {
+// nested calls f with each field of the record b nested in outer; fields f
+// does not take (false) are skipped, and a corrupt record corrupts outer.
+func (outer *decoder) nested(b []byte, f func(d *decoder, field, wire int) bool) {
 	d := decoder{b: b}
 	for {
 		field, wire, ok := d.next()
 		if !ok {
 			break
 		}
-		switch field {
-		case 1:
-			key = d.str(wire)
-		case 2:
-			if wire == wireVarint {
-				if d.varint(wire) != 0 {
-					value = "1"
-				}
-			} else {
-				value = d.str(wire)
-			}
-		default:
+		if !f(&d, field, wire) {
 			d.skip(wire)
 		}
 	}
 	if d.err != nil && outer.err == nil {
 		outer.err = d.err
 	}
+}
+
+// decodeEntry reads a map entry {1: key, 2: value}; a bool value comes back as
+// "1" for true and "" for false.
+func decodeEntry(outer *decoder, b []byte) (key, value string) {
+	outer.nested(b, func(d *decoder, field, wire int) bool {
+		switch {
+		case field == 1:
+			key = d.str(wire)
+		case field == 2 && wire == wireVarint:
+			if d.varint(wire) != 0 {
+				value = "1"
+			}
+		case field == 2:
+			value = d.str(wire)
+		default:
+			return false
+		}
+		return true
+	})
 	return key, value
 }
 
 // decodeServer reads a native account's SMTP server record.
 func decodeServer(outer *decoder, b []byte) *mail.Server {
 	s := &mail.Server{}
-	d := decoder{b: b}
-	for {
-		field, wire, ok := d.next()
-		if !ok {
-			break
-		}
+	outer.nested(b, func(d *decoder, field, wire int) bool {
 		switch field {
 		case 1:
 			s.Host = d.str(wire)
@@ -398,12 +402,10 @@ func decodeServer(outer *decoder, b []byte) *mail.Server {
 		case 5:
 			s.Password = d.str(wire)
 		default:
-			d.skip(wire)
+			return false
 		}
-	}
-	if d.err != nil && outer.err == nil {
-		outer.err = d.err
-	}
+		return true
+	})
 	return s
 }
 
