@@ -155,13 +155,13 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 	exchangeRouter := exo.Router{Policy: route,
 		EWS: exo.Adapter{Open: func(ctx context.Context, mb *mail.Mailbox) (exo.Session, error) {
 			return session(exchange.Open(ctx, mb))
-		}, Send: exchange.Send, Describe: ewssrc.Describe},
+		}, Send: exchange.Send, SendRaw: exchange.SendRaw, Describe: ewssrc.Describe},
 		IMAP: exo.Adapter{Open: func(ctx context.Context, mb *mail.Mailbox) (exo.Session, error) {
 			return session(imapsrc.Open(ctx, mb, imapOpts, cfg.IMAPIdleMax))
-		}, Send: smtp.Send, Describe: imapsrc.Describe},
+		}, Send: smtp.Send, SendRaw: smtp.SendRaw, Describe: imapsrc.Describe},
 		Graph: exo.Adapter{Open: func(ctx context.Context, mb *mail.Mailbox) (exo.Session, error) {
 			return session(msgraph.Open(ctx, mb))
-		}, Send: msgraph.Send, Describe: graphsrc.Describe},
+		}, Send: msgraph.Send, SendRaw: msgraph.SendRaw, Describe: graphsrc.Describe},
 	}
 
 	// The mail protocols: adding one is its package under internal/source
@@ -172,9 +172,14 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		}, imapsrc.WatchByDefault, smtp.Send, imapsrc.Describe),
 		mail.ServerExchange: sessions(exchangeRouter.Open, exo.WatchByDefault, exchangeRouter.Send, exchangeRouter.Describe),
 	}
-	imap := protocols[mail.ServerIMAP]
-	imap.service.SendRaw = smtp.SendRaw // the native API's raw MIME
-	protocols[mail.ServerIMAP] = imap
+	// The native API's raw MIME.
+	for kind, sendRaw := range map[mail.ServerKind]func(context.Context, *mail.Mailbox, []byte) error{
+		mail.ServerIMAP: smtp.SendRaw, mail.ServerExchange: exchangeRouter.SendRaw,
+	} {
+		p := protocols[kind]
+		p.service.SendRaw = sendRaw
+		protocols[kind] = p
+	}
 	live := map[mail.ServerKind]syncer.Protocol{}
 	loads := map[mail.ServerKind]history.Protocol{}
 	calls := map[mail.ServerKind]service.Protocol{}

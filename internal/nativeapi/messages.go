@@ -171,6 +171,23 @@ func domain(addr string) string {
 	return "emaillistener.invalid"
 }
 
+// sendVia returns the credentials mb sends with: an Exchange account's own
+// (its server sends and keeps the copy in Sent Items), an IMAP account's
+// SMTP server.
+func sendVia(mb *mail.Mailbox) (*mail.Mailbox, error) {
+	if mb.Kind == mail.ServerExchange {
+		return mb, nil
+	}
+	s := mb.SMTP
+	if s == nil {
+		return nil, errorf(http.StatusConflict, "the account has no smtp settings: add them with PATCH /v1/accounts/%s", mb.ID)
+	}
+	// The send credentials carry the account's id: the copy in Sent goes to
+	// the account's IMAP folders.
+	return &mail.Mailbox{ID: mb.ID, Kind: mb.Kind, ServerType: mb.ServerType, Host: s.Host, Port: s.Port, Secure: s.Secure,
+		UseSSL: s.Secure == mail.SecureSSL, UserName: s.UserName, Password: s.Password, SenderAddress: mb.SenderAddress}, nil
+}
+
 // Sent is the answer of send.
 type Sent struct {
 	MessageID string `json:"messageId"`
@@ -181,14 +198,10 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if mb.SMTP == nil {
-		return errorf(http.StatusConflict, "the account has no smtp settings: add them with PATCH /v1/accounts/%s", mb.ID)
+	smtp, err := sendVia(mb)
+	if err != nil {
+		return err
 	}
-	s := mb.SMTP
-	// The send credentials carry the account's id: the copy in Sent goes to
-	// the account's IMAP folders.
-	smtp := &mail.Mailbox{ID: mb.ID, Kind: mb.Kind, ServerType: mb.ServerType, Host: s.Host, Port: s.Port, Secure: s.Secure,
-		UseSSL: s.Secure == mail.SecureSSL, UserName: s.UserName, Password: s.Password, SenderAddress: mb.SenderAddress}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var id string
 	if ct == "message/rfc822" {
@@ -257,7 +270,7 @@ func (h *Handler) fetch(r *http.Request) (mb *mail.Mailbox, f *source.Fetched, r
 func (h *Handler) download(r *http.Request, mb *mail.Mailbox) (*source.Fetched, error) {
 	key := r.PathValue("message")
 	folder, id, ok := webhook.ParseMessageKey(key)
-	if n, err := strconv.ParseUint(id, 10, 32); !ok || err != nil || n == 0 {
+	if !ok || !serverID(mb.Kind, id) {
 		return nil, errorf(http.StatusNotFound, "no message %q: use the id of a message.new event", mail.Excerpt(key, 64))
 	}
 	f, err := h.opts.Accounts.Message(r.Context(), mb, folder, id)
@@ -268,6 +281,20 @@ func (h *Handler) download(r *http.Request, mb *mail.Mailbox) (*source.Fetched, 
 		return nil, errorf(http.StatusNotFound, "the server has no such message or folder: %v", err)
 	}
 	return f, err
+}
+
+// maxItemID bounds an Exchange item id (Exchange's are about 150
+// characters of base64, Graph's about as long).
+const maxItemID = 512
+
+// serverID reports whether id can be a message's id on a server of kind:
+// an IMAP UID, or an Exchange (EWS or Graph) item id.
+func serverID(kind mail.ServerKind, id string) bool {
+	if kind == mail.ServerExchange {
+		return len(id) <= maxItemID && !strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r >= 0x7f })
+	}
+	n, err := strconv.ParseUint(id, 10, 32)
+	return err == nil && n != 0
 }
 
 // parse parses a fetched message of mb as the webhook events show it.

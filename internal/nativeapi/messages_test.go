@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/mail"
 	"github.com/emaillistener/emaillistener/internal/webhook"
 )
@@ -229,5 +230,76 @@ func TestMessageFetchesCapped(t *testing.T) {
 	}
 	if w := do(h, "GET", path, "Bearer "+token, ""); w.Code != 200 {
 		t.Fatalf("after the others: %d", w.Code)
+	}
+}
+
+// An exchange account: validated, stored as an Exchange mailbox (Autodiscover
+// without a url), shown without its password, patched keeping its secrets,
+// sending through its own server and fetching messages by Exchange item id.
+func TestExchangeAccount(t *testing.T) {
+	h, f := newHandler(t, token)
+	auth := "Bearer " + token
+	hook := `"webhook":{"url":"https://hooks.example.com/in","secret":"0123456789abcdef0123"}`
+	for name, body := range map[string]string{
+		"both kinds":        `{"email":"s@contoso.com","imap":{"host":"h","password":"p"},"exchange":{"password":"p"},` + hook + `}`,
+		"neither kind":      `{"email":"s@contoso.com",` + hook + `}`,
+		"smtp with ews":     `{"email":"s@contoso.com","exchange":{"password":"p"},"smtp":{"host":"h"},` + hook + `}`,
+		"ftp url":           `{"email":"s@contoso.com","exchange":{"url":"ftp://mail.contoso.com/","password":"p"},` + hook + `}`,
+		"url credentials":   `{"email":"s@contoso.com","exchange":{"url":"https://u:p@mail.contoso.com/","password":"p"},` + hook + `}`,
+		"host with a space": `{"email":"s@contoso.com","exchange":{"url":"mail contoso","password":"p"},` + hook + `}`,
+	} {
+		if w := do(h, "POST", "/v1/accounts", auth, body); w.Code != 400 {
+			t.Errorf("%s: %d %s", name, w.Code, w.Body)
+		}
+	}
+
+	w := do(h, "POST", "/v1/accounts", auth, `{"id":"sales","email":"sales@contoso.com","exchange":{"password":"ews-pw"},`+hook+`}`)
+	if w.Code != 201 {
+		t.Fatalf("create: %d %s", w.Code, w.Body)
+	}
+	mb := f.mbs["sales"]
+	if mb.Kind != mail.ServerExchange || mb.Host != "" || mb.Extra[creatio.ExtraIsAutodiscover] != "true" ||
+		mb.UserName != "sales@contoso.com" || mb.Password != "ews-pw" || !mb.Native() {
+		t.Fatalf("mailbox %+v", mb)
+	}
+	var acc Account
+	if err := json.Unmarshal(w.Body.Bytes(), &acc); err != nil || acc.Exchange == nil || acc.IMAP != nil ||
+		acc.Exchange.User != "sales@contoso.com" || strings.Contains(w.Body.String(), "ews-pw") {
+		t.Fatalf("answer %s", w.Body)
+	}
+
+	// A url and an NTLM user; the password is kept.
+	w = do(h, "PATCH", "/v1/accounts/sales", auth, `{"exchange":{"url":"https://mail.contoso.com/EWS/Exchange.asmx","user":"CONTOSO\\sales"}}`)
+	if mb = f.mbs["sales"]; w.Code != 200 || mb.Host != "https://mail.contoso.com/EWS/Exchange.asmx" ||
+		mb.Extra[creatio.ExtraIsAutodiscover] == "true" || mb.UserName != `CONTOSO\sales` || mb.Password != "ews-pw" {
+		t.Fatalf("patch: %d %s %+v", w.Code, w.Body, mb)
+	}
+	// Turning it into an IMAP account takes exchange: null.
+	if w = do(h, "PATCH", "/v1/accounts/sales", auth, `{"imap":{"host":"imap.contoso.com","password":"p"}}`); w.Code != 400 {
+		t.Fatalf("patch to both kinds: %d %s", w.Code, w.Body)
+	}
+
+	// Sending goes through the account itself, raw MIME too.
+	if w = do(h, "POST", "/v1/accounts/sales/send", auth, `{"to":[{"address":"bob@example.com"}],"subject":"Hi","text":"hello"}`); w.Code != 200 {
+		t.Fatalf("send: %d %s", w.Code, w.Body)
+	}
+	if s := f.sent[len(f.sent)-1]; s.mb != mb || s.msg == nil {
+		t.Fatalf("sent with %+v", s.mb)
+	}
+
+	// Message ids carry Exchange item ids; an IMAP account refuses them.
+	const item = "AAMkAGI2TG93AAA="
+	f.messages = map[string][]byte{"inbox-id/" + item: []byte("From: a@example.com\r\nSubject: EWS\r\n\r\nbody\r\n")}
+	key := webhook.MessageKey("inbox-id", item)
+	if w = do(h, "GET", "/v1/accounts/sales/messages/"+key+"?format=raw", auth, ""); w.Code != 200 || !strings.Contains(w.Body.String(), "Subject: EWS") {
+		t.Fatalf("fetch: %d %s", w.Code, w.Body)
+	}
+	created := `{"id":"imap-1","email":"jane@example.com","imap":{"host":"imap.example.com","password":"pw"},` + hook + `}`
+	if w = do(h, "POST", "/v1/accounts", auth, created); w.Code != 201 {
+		t.Fatalf("imap account: %d %s", w.Code, w.Body)
+	}
+	f.messages["INBOX/"+item] = []byte("Subject: x\r\n\r\n")
+	if w = do(h, "GET", "/v1/accounts/imap-1/messages/"+webhook.MessageKey("INBOX", item), auth, ""); w.Code != 404 {
+		t.Fatalf("an item id on an IMAP account: %d %s", w.Code, w.Body)
 	}
 }

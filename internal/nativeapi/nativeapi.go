@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package nativeapi is the service's own REST API for clients other than
-// Creatio, under /v1/ (issue 15): accounts (IMAP mailboxes) registered in the
+// Creatio, under /v1/: accounts (IMAP or Exchange mailboxes) registered in the
 // same registry and placement as Creatio's, whose new emails are posted as
 // signed webhook events (package webhook) instead of to Creatio. Requests
 // carry "Authorization: Bearer <token>", a token of EL_API_TOKENS; without
@@ -253,12 +253,26 @@ func (h *Handler) openapi(w http.ResponseWriter, _ *http.Request) error {
 // is applied over the account's current settings (fields left out keep
 // their values; secrets are kept unless given).
 type AccountRequest struct {
-	ID      string   `json:"id,omitempty"`
-	Email   string   `json:"email"`
-	IMAP    Server   `json:"imap"`
-	SMTP    *Server  `json:"smtp,omitempty"`
-	Folders []string `json:"folders,omitempty"`
-	Webhook Webhook  `json:"webhook"`
+	ID    string `json:"id,omitempty"`
+	Email string `json:"email"`
+	// One of IMAP (with SMTP to send) and Exchange.
+	IMAP     *Server   `json:"imap,omitempty"`
+	SMTP     *Server   `json:"smtp,omitempty"`
+	Exchange *Exchange `json:"exchange,omitempty"`
+	Folders  []string  `json:"folders,omitempty"`
+	Webhook  Webhook   `json:"webhook"`
+}
+
+// Exchange is an Exchange mailbox: on premises through EWS, on Exchange
+// Online the way EL_EXCHANGE_ONLINE says (Microsoft Graph with the
+// service's application credentials needs no password). It sends through
+// the same server, so it needs no SMTP block.
+type Exchange struct {
+	// URL is the EWS URL or the server's host name; empty: Autodiscover
+	// from the email address's domain.
+	URL      string `json:"url,omitempty"`
+	User     string `json:"user,omitempty"` // default: the email address; DOMAIN\user for NTLM
+	Password string `json:"password,omitempty"`
 }
 
 // Server is a mail server and the login on it.
@@ -284,15 +298,16 @@ type Webhook struct {
 
 // Account is an account as the API shows it: no password, no secret.
 type Account struct {
-	ID      string            `json:"id"`
-	Email   string            `json:"email"`
-	IMAP    Server            `json:"imap"`
-	SMTP    *Server           `json:"smtp,omitempty"`
-	Folders []string          `json:"folders"`
-	Webhook Webhook           `json:"webhook"`
-	State   string            `json:"state"`
-	Status  *Status           `json:"status,omitempty"`
-	Sync    *webhook.Progress `json:"sync,omitempty"` // the last history load started on the answering node
+	ID       string            `json:"id"`
+	Email    string            `json:"email"`
+	IMAP     *Server           `json:"imap,omitempty"`
+	SMTP     *Server           `json:"smtp,omitempty"`
+	Exchange *Exchange         `json:"exchange,omitempty"`
+	Folders  []string          `json:"folders"`
+	Webhook  Webhook           `json:"webhook"`
+	State    string            `json:"state"`
+	Status   *Status           `json:"status,omitempty"`
+	Sync     *webhook.Progress `json:"sync,omitempty"` // the last history load started on the answering node
 }
 
 // Status details an account's state.
@@ -315,6 +330,7 @@ const (
 	minSecretLen = 16
 	maxSecretLen = 256
 	maxFolders   = 1000
+	maxURL       = 2048
 )
 
 func badRequest(format string, args ...any) error {
@@ -389,18 +405,25 @@ func (req *AccountRequest) mailbox() (*mail.Mailbox, error) {
 	if email == "" || !strings.Contains(email, "@") {
 		return nil, badRequest("email: an email address is required")
 	}
-	imap, err := req.IMAP.server("imap", imapPorts, email, "")
+	var mb *mail.Mailbox
+	var err error
+	switch {
+	case req.IMAP != nil && req.Exchange != nil:
+		return nil, badRequest("imap and exchange exclude each other (to change an account's kind, set the other to null)")
+	case req.Exchange != nil:
+		if req.SMTP != nil {
+			return nil, badRequest("smtp: an exchange account sends through its Exchange server")
+		}
+		mb, err = req.Exchange.mailbox(email)
+	case req.IMAP != nil:
+		mb, err = req.imapMailbox(email)
+	default:
+		return nil, badRequest("imap or exchange is required")
+	}
 	if err != nil {
 		return nil, err
 	}
-	mb := &mail.Mailbox{ID: mail.MailboxID(id), Kind: mail.ServerIMAP, ServerType: "imap", SenderAddress: email,
-		Client: mail.ClientNative, Host: imap.Host, Port: imap.Port, Secure: imap.Secure, UseSSL: imap.Secure == mail.SecureSSL,
-		UserName: imap.UserName, Password: imap.Password}
-	if req.SMTP != nil {
-		if mb.SMTP, err = req.SMTP.server("smtp", smtpPorts, imap.UserName, imap.Password); err != nil {
-			return nil, err
-		}
-	}
+	mb.ID, mb.SenderAddress, mb.Client = mail.MailboxID(id), email, mail.ClientNative
 	if len(req.Folders) > maxFolders {
 		return nil, badRequest("folders: at most %d", maxFolders)
 	}
@@ -411,6 +434,47 @@ func (req *AccountRequest) mailbox() (*mail.Mailbox, error) {
 	}
 	mb.FolderIDs = slices.Clone(req.Folders)
 	return mb, req.Webhook.apply(mb)
+}
+
+// imapMailbox validates the imap and smtp blocks.
+func (req *AccountRequest) imapMailbox(email string) (*mail.Mailbox, error) {
+	imap, err := req.IMAP.server("imap", imapPorts, email, "")
+	if err != nil {
+		return nil, err
+	}
+	mb := &mail.Mailbox{Kind: mail.ServerIMAP, ServerType: "imap", Host: imap.Host, Port: imap.Port, Secure: imap.Secure,
+		UseSSL: imap.Secure == mail.SecureSSL, UserName: imap.UserName, Password: imap.Password}
+	if req.SMTP != nil {
+		if mb.SMTP, err = req.SMTP.server("smtp", smtpPorts, imap.UserName, imap.Password); err != nil {
+			return nil, err
+		}
+	}
+	return mb, nil
+}
+
+// mailbox validates an exchange block. Without a URL the server is found
+// by Autodiscover, as Creatio's IsAutodiscover does.
+func (ex *Exchange) mailbox(email string) (*mail.Mailbox, error) {
+	u := strings.TrimSpace(ex.URL)
+	mb := &mail.Mailbox{Kind: mail.ServerExchange, ServerType: "exchange", Host: u, Secure: mail.SecureSSL, UseSSL: true,
+		UserName: strings.TrimSpace(ex.User), Password: ex.Password}
+	switch {
+	case u == "":
+		mb.Extra = map[string]string{creatio.ExtraIsAutodiscover: "true"}
+	case len(u) > maxURL:
+		return nil, badRequest("exchange.url: at most %d characters", maxURL)
+	case strings.Contains(u, "://"):
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Hostname() == "" || p.User != nil {
+			return nil, badRequest("exchange.url: an http(s) EWS URL without credentials, or a host name")
+		}
+	case strings.ContainsAny(u, "/ @"):
+		return nil, badRequest("exchange.url: an http(s) EWS URL without credentials, or a host name")
+	}
+	if mb.UserName == "" {
+		mb.UserName = email
+	}
+	return mb, nil
 }
 
 // apply validates the webhook block into mb.
@@ -461,9 +525,14 @@ const maxInline = 16 << 20
 // request rebuilds the request that makes mb, secrets included: PATCH
 // applies its body over it.
 func request(mb *mail.Mailbox) AccountRequest {
-	req := AccountRequest{ID: string(mb.ID), Email: mb.SenderAddress, Folders: mb.FolderIDs,
-		IMAP:    Server{Host: mb.Host, Port: explicitPort(mb.Secure, mb.Port, imapPorts), Secure: secureName(mb.Secure), User: mb.UserName, Password: mb.Password},
-		Webhook: webhookOf(mb)}
+	req := AccountRequest{ID: string(mb.ID), Email: mb.SenderAddress, Folders: mb.FolderIDs, Webhook: webhookOf(mb)}
+	if mb.Kind == mail.ServerExchange {
+		req.Exchange = exchangeOf(mb)
+		req.Exchange.Password = mb.Password
+	} else {
+		req.IMAP = &Server{Host: mb.Host, Port: explicitPort(mb.Secure, mb.Port, imapPorts), Secure: secureName(mb.Secure),
+			User: mb.UserName, Password: mb.Password}
+	}
 	// Defaults stay defaults, so that a PATCH that does not touch them
 	// leaves the subscription as it is.
 	req.Webhook.Secret, req.Webhook.Events = mb.WebhookSecret, mb.WebhookEvents
@@ -490,6 +559,15 @@ func explicitPort(secure mail.SecureOption, port int, ports [3]int) int {
 		return 0
 	}
 	return port
+}
+
+// exchangeOf shows an exchange account's server, without the password.
+func exchangeOf(mb *mail.Mailbox) *Exchange {
+	ex := &Exchange{URL: mb.Host, User: mb.UserName}
+	if mb.Extra[creatio.ExtraIsAutodiscover] == "true" {
+		ex.URL = ""
+	}
+	return ex
 }
 
 // webhookOf shows mb's webhook settings, without the secret.
@@ -540,9 +618,12 @@ func stamp(t time.Time) string {
 
 // account renders mb with its status (nil: no node serves it).
 func account(mb *mail.Mailbox, st *mail.Status) Account {
-	a := Account{ID: string(mb.ID), Email: mb.SenderAddress, Folders: mb.FolderIDs,
-		IMAP:    Server{Host: mb.Host, Port: mb.Port, Secure: secureName(mb.Secure), User: mb.UserName},
-		Webhook: webhookOf(mb), State: mail.StateClosed}
+	a := Account{ID: string(mb.ID), Email: mb.SenderAddress, Folders: mb.FolderIDs, Webhook: webhookOf(mb), State: mail.StateClosed}
+	if mb.Kind == mail.ServerExchange {
+		a.Exchange = exchangeOf(mb)
+	} else {
+		a.IMAP = &Server{Host: mb.Host, Port: mb.Port, Secure: secureName(mb.Secure), User: mb.UserName}
+	}
 	if s := mb.SMTP; s != nil {
 		a.SMTP = &Server{Host: s.Host, Port: s.Port, Secure: secureName(s.Secure), User: s.UserName}
 	}

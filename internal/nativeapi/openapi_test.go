@@ -124,6 +124,10 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 		t.Fatalf("no sync in %s", w.Body)
 	}
 	valid(t, compile, "Account", v)
+	w = do(h, "POST", "/v1/accounts", auth, `{"id":"sales","email":"sales@contoso.com","exchange":{"url":"mail.contoso.com","password":"pw"},
+		"webhook":{"url":"https://hooks.example.com/in","secret":"0123456789abcdef0123"}}`)
+	_ = json.Unmarshal(w.Body.Bytes(), &v)
+	valid(t, compile, "Account", v)
 	w = do(h, "GET", "/v1/accounts/nobody", auth, "")
 	_ = json.Unmarshal(w.Body.Bytes(), &v)
 	valid(t, compile, "Error", v)

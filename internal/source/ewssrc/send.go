@@ -22,6 +22,13 @@ func (a *Adapter) Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message)
 		err = mail.Wrap(mail.ClassConfig, "compose", err)
 		return &mail.UserError{Err: err, Msg: fmt.Sprintf("The email cannot be built: %v", err)}
 	}
+	return a.SendRaw(ctx, mb, raw)
+}
+
+// SendRaw sends a complete message as it is: Exchange takes the
+// recipients from its header (Bcc included) and files the copy in Sent
+// Items.
+func (a *Adapter) SendRaw(ctx context.Context, mb *mail.Mailbox, raw []byte) error {
 	url, _, err := a.endpoint(ctx, mb)
 	if err != nil {
 		return &mail.UserError{Err: err, Msg: "Sending failed: " + Describe(mb, err)}

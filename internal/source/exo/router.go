@@ -25,6 +25,7 @@ type Session interface {
 type Adapter struct {
 	Open     func(ctx context.Context, mb *mail.Mailbox) (Session, error)
 	Send     func(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) error
+	SendRaw  func(ctx context.Context, mb *mail.Mailbox, raw []byte) error
 	Describe func(mb *mail.Mailbox, err error) string
 }
 
@@ -75,6 +76,15 @@ func (r Router) Send(ctx context.Context, mb *mail.Mailbox, msg *mail.Message) e
 		return &mail.UserError{Err: err, Msg: err.Error()}
 	}
 	return a.Send(ctx, m, msg)
+}
+
+// SendRaw sends a complete message from mb on its transport.
+func (r Router) SendRaw(ctx context.Context, mb *mail.Mailbox, raw []byte) error {
+	a, m, err := r.adapter(mb, true)
+	if err != nil {
+		return &mail.UserError{Err: err, Msg: err.Error()}
+	}
+	return a.SendRaw(ctx, m, raw)
 }
 
 // Describe turns a failure into a sentence for the user, in the terms of
