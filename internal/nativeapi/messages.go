@@ -53,6 +53,9 @@ func (req *SyncRequest) query(kind mail.ServerKind) (mail.Query, error) {
 	if req.Since == "" {
 		return mail.Query{}, badRequest("since (a date) or filter is required")
 	}
+	if kind == mail.ServerExchange && (len(req.ExcludeFlags) > 0 || req.UIDFrom != 0) {
+		return mail.Query{}, badRequest("excludeFlags and uidFrom are for IMAP accounts")
+	}
 	since, err := time.Parse(time.RFC3339, req.Since)
 	if err != nil {
 		if since, err = time.Parse(time.DateOnly, req.Since); err != nil {

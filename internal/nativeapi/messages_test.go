@@ -279,7 +279,15 @@ func TestExchangeAccount(t *testing.T) {
 		t.Fatalf("patch to both kinds: %d %s", w.Code, w.Body)
 	}
 
-	// Sending goes through the account itself, raw MIME too.
+	// IMAP's sync criteria are refused; a date is taken.
+	if w = do(h, "POST", "/v1/accounts/sales/sync", auth, `{"since":"2026-11-01","uidFrom":5}`); w.Code != 400 {
+		t.Fatalf("sync with uidFrom: %d %s", w.Code, w.Body)
+	}
+	if w = do(h, "POST", "/v1/accounts/sales/sync", auth, `{"since":"2026-11-01"}`); w.Code != 202 {
+		t.Fatalf("sync: %d %s", w.Code, w.Body)
+	}
+
+	// Sending goes through the account itself.
 	if w = do(h, "POST", "/v1/accounts/sales/send", auth, `{"to":[{"address":"bob@example.com"}],"subject":"Hi","text":"hello"}`); w.Code != 200 {
 		t.Fatalf("send: %d %s", w.Code, w.Body)
 	}
