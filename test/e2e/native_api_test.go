@@ -4,12 +4,10 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -31,12 +29,7 @@ func TestNativeAPISyncSendFetch(t *testing.T) {
 	if err := e.dc.CreateFolder("alice@example.com", "alicepw", "Sent"); err != nil {
 		t.Fatal(err)
 	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
-	recv := &webhookReceiver{t: t, key: key, acked: map[string]int{}}
-	hook := httptest.NewServer(recv)
-	defer hook.Close()
+	recv, secret, hookURL := newWebhookReceiver(t)
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
 		return apiJSON(t, e.base, apiToken, method, path, body)
@@ -58,7 +51,7 @@ func TestNativeAPISyncSendFetch(t *testing.T) {
 			"id": id, "email": user, "folders": folders,
 			"imap":    map[string]any{"host": imapHost, "port": json.Number(imapPort), "secure": "none", "password": pass},
 			"smtp":    map[string]any{"host": smtpHost, "port": json.Number(smtpPort), "secure": "starttls"},
-			"webhook": map[string]any{"url": hook.URL + "/hook", "secret": secret},
+			"webhook": map[string]any{"url": hookURL, "secret": secret},
 		})
 		return string(b)
 	}

@@ -3,12 +3,9 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -26,12 +23,7 @@ func TestNativeExchangeAccount(t *testing.T) {
 	e := newExchangeEnv(t, ewsfake.Options{}, func(c *config.Config, _ *ewsfake.Server) {
 		c.APITokens = config.Secret("e2e:" + apiToken)
 	})
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
-	recv := &webhookReceiver{t: t, key: key, acked: map[string]int{}}
-	hook := httptest.NewServer(recv)
-	defer hook.Close()
+	recv, secret, hookURL := newWebhookReceiver(t)
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()
 		return apiJSON(t, e.base, apiToken, method, path, body)
@@ -51,7 +43,7 @@ func TestNativeExchangeAccount(t *testing.T) {
 	body, _ := json.Marshal(map[string]any{
 		"id": "alice-ews", "email": "alice@example.com",
 		"exchange": map[string]any{"url": e.ex.URL(), "password": "alicepw"},
-		"webhook":  map[string]any{"url": hook.URL + "/hook", "secret": secret},
+		"webhook":  map[string]any{"url": hookURL, "secret": secret},
 	})
 	if code, out := call("POST", "/v1/accounts", string(body)); code != http.StatusCreated {
 		t.Fatalf("create: %d %v", code, out)

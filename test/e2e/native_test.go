@@ -69,6 +69,17 @@ func (r *webhookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// newWebhookReceiver starts a receiver on 127.0.0.1 with a new whsec_
+// secret; it returns the receiver, the secret and the webhook URL.
+func newWebhookReceiver(t *testing.T) (*webhookReceiver, string, string) {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	recv := &webhookReceiver{t: t, key: key, acked: map[string]int{}}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	return recv, "whsec_" + base64.StdEncoding.EncodeToString(key), srv.URL + "/hook"
+}
+
 func (r *webhookReceiver) setFail(v bool) {
 	r.mu.Lock()
 	r.fail = v
@@ -138,12 +149,7 @@ func (r *webhookReceiver) waitEvents(n int, within time.Duration) []map[string]a
 func TestNativeAccountWebhooks(t *testing.T) {
 	const apiToken = "e2e-native-api-token-0123456789"
 	e := newEnv(t, func(c *config.Config) { c.APITokens = config.Secret("e2e:" + apiToken) })
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
-	recv := &webhookReceiver{t: t, key: key, acked: map[string]int{}}
-	hook := httptest.NewServer(recv) // 127.0.0.1
-	defer hook.Close()
+	recv, secret, hookURL := newWebhookReceiver(t)
 	t.Cleanup(func() {
 		for _, s := range []string{apiToken, secret} {
 			if strings.Contains(e.logs.String(), s) {
@@ -171,7 +177,7 @@ func TestNativeAccountWebhooks(t *testing.T) {
 		"imap":    map[string]any{"host": host, "port": json.Number(port), "secure": "none", "password": "alicepw"},
 		"folders": []string{"INBOX"},
 		// Only new emails: the account.state events are left out.
-		"webhook": map[string]any{"url": hook.URL + "/hook", "secret": secret, "events": []string{"message.new"}},
+		"webhook": map[string]any{"url": hookURL, "secret": secret, "events": []string{"message.new"}},
 	})
 	code, acc := call("POST", "/v1/accounts", string(body))
 	if code != http.StatusCreated || acc["id"] != "alice-native" {
