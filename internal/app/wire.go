@@ -15,6 +15,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/backoff"
 	"github.com/emaillistener/emaillistener/internal/budget"
 	"github.com/emaillistener/emaillistener/internal/certs"
+	"github.com/emaillistener/emaillistener/internal/cluster"
 	"github.com/emaillistener/emaillistener/internal/config"
 	"github.com/emaillistener/emaillistener/internal/delivery"
 	"github.com/emaillistener/emaillistener/internal/events"
@@ -142,7 +143,19 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		ewsTLS.ClientSessionCache = tls.NewLRUClientSessionCache(ewsSessionCache)
 	}
 	exchange := ewssrc.New(ewsOptions(cfg, ewsTLS, mailNets, log))
-	msgraph, err := graphAdapter(cfg, mailTLS, mailNets, log)
+	// In a cluster, Graph posts change notifications to whichever node the
+	// load balancer picks; the relay brings them to the node that made the
+	// subscription.
+	var (
+		msgraph    *graphsrc.Adapter
+		graphRelay *cluster.Relay
+		relay      graphsrc.Relay
+	)
+	if parts != nil && cfg.GraphNotificationURL != "" {
+		graphRelay = cluster.NewRelay(parts.rdb, cfg.RedisPrefix, graphRelayTopic, func(b []byte) { msgraph.Relayed(b) }, log, a.panics)
+		relay = graphRelay
+	}
+	msgraph, err = graphAdapter(cfg, mailTLS, mailNets, relay, log)
 	if err != nil {
 		return nil, err
 	}
@@ -266,6 +279,11 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 	a.parts = append(a.parts,
 		component{name: "webhook events", start: emitter.Start, stop: emitter.Stop},
 		component{name: "exchange streams", start: exchange.Start, stop: exchange.Stop},
+	)
+	if graphRelay != nil {
+		a.parts = append(a.parts, component{name: "graph notification relay", start: graphRelay.Start, stop: graphRelay.Stop})
+	}
+	a.parts = append(a.parts,
 		component{name: "graph poller", start: msgraph.Start, stop: msgraph.Stop},
 		component{name: "syncer", start: func(ctx context.Context) error { runner.Start(ctx); return nil }, stop: runner.Stop},
 		component{name: "history", start: func(ctx context.Context) error { loader.Start(ctx); return nil }, stop: loader.Stop},
@@ -301,6 +319,9 @@ func session[S exo.Session](s S, err error) (exo.Session, error) {
 	return s, nil
 }
 
+// graphRelayTopic names the cluster relay of Graph change notifications.
+const graphRelayTopic = "graph-notifications"
+
 // ewsSessionCache is how many Exchange servers' TLS sessions are kept.
 const ewsSessionCache = 256
 
@@ -309,7 +330,7 @@ const ewsSessionCache = 256
 // graphAdapter builds the Microsoft Graph adapter: application mode when
 // credentials are configured, otherwise for mailboxes that bring a Graph
 // token of their own.
-func graphAdapter(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, log *slog.Logger) (*graphsrc.Adapter, error) {
+func graphAdapter(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, relay graphsrc.Relay, log *slog.Logger) (*graphsrc.Adapter, error) {
 	secret, err := cfg.GraphSecret()
 	if err != nil {
 		return nil, err
@@ -319,7 +340,7 @@ func graphAdapter(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, 
 		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: time.Second}
 	o := graphsrc.Options{BaseURL: cfg.GraphURL, LoginURL: cfg.GraphLoginURL, Transport: t, MaxMessageBytes: cfg.MaxMessageBytes,
 		PollInterval: cfg.GraphPollInterval, NotificationURL: cfg.GraphNotificationURL, Category: cfg.EWSCategory,
-		Slack: cfg.EWSClockSkew, Logger: log}
+		Slack: cfg.EWSClockSkew, Relay: relay, Logger: log}
 	if o.Slack == 0 {
 		o.Slack = -1 // zero configured means none, not the default
 	}

@@ -236,3 +236,28 @@ func (x *notificationJSON) notification() (Notification, error) {
 	}
 	return n, nil
 }
+
+// MarshalNotifications writes list as a notification collection that
+// ParseNotifications reads back (what identifies a notification and its
+// subscription; not its resource data). Replicas of the service hand each
+// other notifications in this form.
+func MarshalNotifications(list []Notification) []byte {
+	out := struct {
+		Value []notificationJSON `json:"value"`
+	}{Value: make([]notificationJSON, len(list))}
+	for i, n := range list {
+		x := notificationJSON{SubscriptionID: n.SubscriptionID, ClientState: n.ClientState, TenantID: n.TenantID,
+			ChangeType: n.ChangeType, Resource: n.Resource, LifecycleEvent: n.LifecycleEvent}
+		if !n.SubscriptionExpires.IsZero() {
+			x.SubscriptionExpires = n.SubscriptionExpires.UTC().Format(time.RFC3339Nano)
+		}
+		if n.MessageID != "" {
+			x.ResourceData = &struct {
+				ID string `json:"id"`
+			}{ID: n.MessageID}
+		}
+		out.Value[i] = x
+	}
+	b, _ := json.Marshal(out) // strings and a slice only: it cannot fail
+	return b
+}

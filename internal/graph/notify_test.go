@@ -3,9 +3,11 @@
 package graph
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +166,21 @@ func ExampleParseNotifications() {
 			fmt.Println(n.SubscriptionID, n.ChangeType, n.LifecycleEvent)
 		}
 	})
+}
+
+// What MarshalNotifications writes, ParseNotifications reads back as it was.
+func TestMarshalNotificationsRoundTrip(t *testing.T) {
+	exp := time.Date(2026, 12, 9, 10, 0, 0, 0, time.UTC)
+	in := []Notification{
+		{SubscriptionID: "sub-1", ClientState: "0123abcd", TenantID: "t", ChangeType: "created",
+			Resource: "Users/u/Messages/m", MessageID: "m", SubscriptionExpires: exp},
+		{SubscriptionID: "sub-2", ClientState: "s", LifecycleEvent: LifecycleReauthorizationRequired},
+	}
+	out, err := ParseNotifications(bytes.NewReader(MarshalNotifications(in)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out, in) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", out, in)
+	}
 }

@@ -41,11 +41,14 @@ func startNode(t *testing.T, id string, r *testenv.Redis, dc *testenv.Dovecot, k
 	}
 	logs := &logBuffer{t: t}
 	log, _ := obs.NewLogger(logs, "text", "info")
-	a, err := app.New(cfg, log.With("node", id), "e2e", &app.Options{
-		IMAPTLS:         dc.TLSConfig(),
+	opts := &app.Options{
 		Reconnect:       backoff.Policy{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond},
 		DeliveryBackoff: backoff.Policy{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond},
-	})
+	}
+	if dc != nil { // nil: the nodes serve no IMAP mailbox
+		opts.IMAPTLS = dc.TLSConfig()
+	}
+	a, err := app.New(cfg, log.With("node", id), "e2e", opts)
 	if err != nil {
 		t.Fatal(err)
 	}

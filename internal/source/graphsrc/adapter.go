@@ -62,8 +62,20 @@ type Options struct {
 	// Slack is how far before a new subscription's start mail is still
 	// delivered, against clock skew between this host and Exchange (default
 	// 1 min; negative: none).
-	Slack  time.Duration
+	Slack time.Duration
+	// Relay hands change notifications between the replicas of a cluster:
+	// Graph posts to whichever replica the load balancer picks, and only
+	// the one that made a subscription can check and act on its
+	// notifications (nil: a single process).
+	Relay  Relay
 	Logger *slog.Logger
+}
+
+// Relay carries notifications to every replica, this one included.
+type Relay interface {
+	// Forward publishes a notification collection (graph.MarshalNotifications)
+	// that every replica's Adapter.Relayed receives; at most once.
+	Forward(ctx context.Context, body []byte) error
 }
 
 // Adapter serves Exchange Online mailboxes over Graph. Start runs its

@@ -3,6 +3,7 @@
 package graphsrc
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -27,8 +28,14 @@ import (
 //     so the handler answers validations without any state.
 //   - A notification only wakes its mailbox: the folder's delta round, not
 //     the notification, decides what is delivered. A lost notification (the
-//     URL down, another replica got it, "missed") delays mail until the next
-//     safety poll and loses none.
+//     URL down, "missed", the relay busy) delays mail until the next safety
+//     poll and loses none.
+//   - In a cluster, Graph posts to whichever replica the load balancer
+//     picks. Notifications for subscriptions this process does not know are
+//     handed to the Relay (at most relayParallel publishes at once, else
+//     dropped), which brings them to every replica; the one that made the
+//     subscription checks its clientState as if Graph had posted to it. A
+//     relayed notification is never relayed again.
 //   - Subscriptions are renewed when half their lifetime has passed,
 //     reauthorized when Graph asks (reauthorizationRequired), and made anew
 //     when Graph removed them (subscriptionRemoved).
@@ -45,6 +52,10 @@ const (
 	// few hundred notifications of about 1 KiB each).
 	maxNotificationBody = 1 << 20
 	hookCallTimeout     = 30 * time.Second
+	// relayParallel bounds relay publishes in flight; relayTimeout bounds
+	// one (a notification only saves waiting for the safety poll).
+	relayParallel = 4
+	relayTimeout  = 5 * time.Second
 )
 
 // webhook holds the notification subscriptions and serves the URL.
@@ -54,6 +65,8 @@ type webhook struct {
 	path string
 	sem  chan struct{}
 	wg   sync.WaitGroup
+	// relays holds a slot per relay publish in flight (relayParallel).
+	relays chan struct{}
 
 	mu   sync.Mutex
 	byID map[string]*sub
@@ -83,7 +96,8 @@ func (s *subscriptions) live() bool {
 }
 
 func newWebhook(a *Adapter) *webhook {
-	w := &webhook{a: a, url: a.opts.NotificationURL, sem: make(chan struct{}, hookParallel), byID: map[string]*sub{}}
+	w := &webhook{a: a, url: a.opts.NotificationURL, sem: make(chan struct{}, hookParallel), byID: map[string]*sub{},
+		relays: make(chan struct{}, relayParallel)}
 	if u, err := url.Parse(a.opts.NotificationURL); err == nil {
 		w.path = u.EscapedPath()
 	}
@@ -254,34 +268,90 @@ func (w *webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "not a Graph notification", http.StatusBadRequest)
 		return
 	}
-	rejected := 0
+	if foreign := w.dispatch(context.WithoutCancel(r.Context()), list); len(foreign) > 0 {
+		w.relay(foreign)
+	}
+	rw.WriteHeader(http.StatusAccepted)
+}
+
+// Relayed takes notifications another replica (or this one) relayed: those
+// for this process's subscriptions are acted on as if Graph had posted
+// them here; the rest belong to other replicas.
+func (a *Adapter) Relayed(body []byte) {
+	w := a.poll.hook
+	if w == nil {
+		return
+	}
+	list, err := graph.ParseNotifications(bytes.NewReader(body), maxNotificationBody)
+	if err != nil {
+		a.log.Warn("a relayed graph notification cannot be read", "err", err)
+		return
+	}
+	w.dispatch(context.Background(), list)
+}
+
+// dispatch acts on the notifications for this process's subscriptions and
+// returns those for subscriptions it does not know (another replica's, a
+// deleted one's late ones, or forgeries).
+func (w *webhook) dispatch(ctx context.Context, list []graph.Notification) (foreign []graph.Notification) {
+	forged := 0
 	for _, n := range list {
 		w.mu.Lock()
 		s := w.byID[n.SubscriptionID]
 		w.mu.Unlock()
-		if s == nil || subtle.ConstantTimeCompare([]byte(n.ClientState), []byte(s.state)) != 1 {
-			rejected++
+		if s == nil {
+			foreign = append(foreign, n)
+			continue
+		}
+		if subtle.ConstantTimeCompare([]byte(n.ClientState), []byte(s.state)) != 1 {
+			forged++
 			continue
 		}
 		switch n.LifecycleEvent {
 		case "", graph.LifecycleMissed: // a change, or changes Graph could not send: the delta round finds them
 			s.m.Notify([]string{s.folder}, false)
 		case graph.LifecycleReauthorizationRequired:
-			w.async(context.WithoutCancel(r.Context()), func(ctx context.Context) {
+			w.async(ctx, func(ctx context.Context) {
 				if err := s.m.s.c.Reauthorize(ctx, s.id); err != nil {
 					w.renew(ctx, s)
 				}
 			})
 		case graph.LifecycleSubscriptionRemoved:
-			w.async(context.WithoutCancel(r.Context()), func(ctx context.Context) { w.replace(ctx, s) })
+			w.async(ctx, func(ctx context.Context) { w.replace(ctx, s) })
 		}
 	}
-	if rejected > 0 {
-		// Another replica's subscriptions, a deleted one's late
-		// notifications, or a forgery: the mail is found by polling anyway.
-		w.a.log.Debug("graph notifications not for this process", "count", rejected)
+	if forged > 0 {
+		w.a.log.Debug("graph notifications with a wrong clientState ignored", "count", forged)
 	}
-	rw.WriteHeader(http.StatusAccepted)
+	return foreign
+}
+
+// relay hands notifications this process cannot check to the other
+// replicas, in the background; without a relay, or with relayParallel
+// publishes in flight, they are dropped: the mail is found by polling.
+func (w *webhook) relay(list []graph.Notification) {
+	r := w.a.opts.Relay
+	if r == nil {
+		w.a.log.Debug("graph notifications not for this process", "count", len(list))
+		return
+	}
+	select {
+	case w.relays <- struct{}{}:
+	default:
+		w.a.log.Debug("graph notifications not relayed: relay busy", "count", len(list))
+		return
+	}
+	body := graph.MarshalNotifications(list)
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer func() { <-w.relays }()
+		ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
+		defer cancel()
+		if err := r.Forward(ctx, body); err != nil {
+			w.a.log.Warn("graph notifications not relayed to the other replicas", "count", len(list), "err", err)
+		}
+	}()
 }
 
 // close deletes every subscription, within ctx.
