@@ -27,6 +27,7 @@ import (
 	"github.com/emaillistener/emaillistener/internal/mime"
 	"github.com/emaillistener/emaillistener/internal/nativeapi"
 	"github.com/emaillistener/emaillistener/internal/netguard"
+	"github.com/emaillistener/emaillistener/internal/oauthtoken"
 	"github.com/emaillistener/emaillistener/internal/outbox"
 	"github.com/emaillistener/emaillistener/internal/placement"
 	"github.com/emaillistener/emaillistener/internal/sender"
@@ -250,10 +251,12 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 	}
 	w.service, err = service.New(service.Options{Placement: place, Loads: loader, Counter: runner, Protocols: calls,
 		Version: version, Store: a.store, Node: node, ProbeTimeout: cfg.ValidateTimeout, ProbeConcurrency: cfg.ProbeConcurrency,
-		PingClient: service.PingClient(callbackNets.Control()), Restricted: callbackNets != nil, Logger: log})
+		PingClient: service.PingClient(callbackNets.Control()), Restricted: callbackNets != nil,
+		OAuth: oauthtoken.New(oauthtoken.Options{Transport: httpTransport(cfg, mailTLS, mailNets)}), Logger: log})
 	if err != nil {
 		return nil, err
 	}
+	sink.Renew = w.service.RenewToken // native accounts' OAuth tokens
 	tokens, err := nativeapi.ParseTokens(cfg.APITokens.Reveal())
 	if err != nil {
 		return nil, err
@@ -335,11 +338,9 @@ func graphAdapter(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, 
 	if err != nil {
 		return nil, err
 	}
-	d := &net.Dialer{Timeout: cfg.IMAPDialTimeout, KeepAlive: 30 * time.Second, Control: nets.Control()}
-	t := &http.Transport{DialContext: d.DialContext, TLSClientConfig: tlsConf.Clone(), TLSHandshakeTimeout: cfg.IMAPDialTimeout,
-		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: time.Second}
-	o := graphsrc.Options{BaseURL: cfg.GraphURL, LoginURL: cfg.GraphLoginURL, Transport: t, MaxMessageBytes: cfg.MaxMessageBytes,
-		PollInterval: cfg.GraphPollInterval, NotificationURL: cfg.GraphNotificationURL, Category: cfg.EWSCategory,
+	o := graphsrc.Options{BaseURL: cfg.GraphURL, LoginURL: cfg.GraphLoginURL, Transport: httpTransport(cfg, tlsConf, nets),
+		MaxMessageBytes: cfg.MaxMessageBytes,
+		PollInterval:    cfg.GraphPollInterval, NotificationURL: cfg.GraphNotificationURL, Category: cfg.EWSCategory,
 		Slack: cfg.EWSClockSkew, Relay: relay, Logger: log}
 	if o.Slack == 0 {
 		o.Slack = -1 // zero configured means none, not the default
@@ -348,6 +349,14 @@ func graphAdapter(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, 
 		o.Tenant, o.ClientID, o.ClientSecret = cfg.GraphTenantID, cfg.GraphClientID, secret.Reveal()
 	}
 	return graphsrc.New(o)
+}
+
+// httpTransport reaches mail providers' HTTP APIs (Graph, OAuth token
+// endpoints) with the mail servers' TLS settings and network allow-list.
+func httpTransport(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow) *http.Transport {
+	d := &net.Dialer{Timeout: cfg.IMAPDialTimeout, KeepAlive: 30 * time.Second, Control: nets.Control()}
+	return &http.Transport{DialContext: d.DialContext, TLSClientConfig: tlsConf.Clone(), TLSHandshakeTimeout: cfg.IMAPDialTimeout,
+		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: time.Second}
 }
 
 func ewsOptions(cfg config.Config, tlsConf *tls.Config, nets *netguard.Allow, log *slog.Logger) ewssrc.Options {

@@ -96,6 +96,30 @@ type Mailbox struct {
 	// SMTP is where a native account sends mail (nil: it cannot send).
 	// Creatio sends with credentials of its own on every call instead.
 	SMTP *Server
+	// OAuth2 is how a native account with UseOAuth gets fresh access
+	// tokens (Creatio's mailboxes get theirs from Creatio instead).
+	OAuth2 *OAuth2
+}
+
+// OAuth2 is an OAuth 2.0 client and the refresh token it redeems at
+// TokenURL for access tokens (RFC 6749 section 6). ClientSecret and
+// RefreshToken are secrets like Password.
+type OAuth2 struct {
+	TokenURL     string
+	ClientID     string
+	ClientSecret string
+	RefreshToken string
+	Scopes       []string
+}
+
+// sameClient reports whether a and b are the same OAuth client (the
+// refresh token aside: providers rotate it on every refresh).
+func sameClient(a, b *OAuth2) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.TokenURL == b.TokenURL && a.ClientID == b.ClientID && a.ClientSecret == b.ClientSecret &&
+		slices.Equal(a.Scopes, b.Scopes)
 }
 
 // Server is a mail server and the login on it.
@@ -129,7 +153,7 @@ func (m *Mailbox) SameConnection(o *Mailbox) bool {
 		m.Client != o.Client || m.WebhookURL != o.WebhookURL || m.WebhookSecret != o.WebhookSecret ||
 		m.WebhookRaw != o.WebhookRaw || m.WebhookInlineMax != o.WebhookInlineMax ||
 		!slices.Equal(m.WebhookEvents, o.WebhookEvents) || (m.SMTP == nil) != (o.SMTP == nil) ||
-		(m.SMTP != nil && *m.SMTP != *o.SMTP) {
+		(m.SMTP != nil && *m.SMTP != *o.SMTP) || !sameClient(m.OAuth2, o.OAuth2) {
 		return false
 	}
 	for i := range m.FolderIDs {

@@ -187,8 +187,12 @@ func sendVia(mb *mail.Mailbox) (*mail.Mailbox, error) {
 	}
 	// The send credentials carry the account's id: the copy in Sent goes to
 	// the account's IMAP folders.
-	return &mail.Mailbox{ID: mb.ID, Kind: mb.Kind, ServerType: mb.ServerType, Host: s.Host, Port: s.Port, Secure: s.Secure,
-		UseSSL: s.Secure == mail.SecureSSL, UserName: s.UserName, Password: s.Password, SenderAddress: mb.SenderAddress}, nil
+	smtp := &mail.Mailbox{ID: mb.ID, Kind: mb.Kind, ServerType: mb.ServerType, Host: s.Host, Port: s.Port, Secure: s.Secure,
+		UseSSL: s.Secure == mail.SecureSSL, UserName: s.UserName, Password: s.Password, SenderAddress: mb.SenderAddress}
+	if s.Password == "" && mb.UseOAuth { // XOAUTH2 with the account's access token
+		smtp.UseOAuth, smtp.AccessToken = true, mb.AccessToken
+	}
+	return smtp, nil
 }
 
 // Sent is the answer of send.
@@ -206,7 +210,10 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	var id string
+	var (
+		id     string
+		submit func(smtp *mail.Mailbox) error
+	)
 	if ct == "message/rfc822" {
 		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSendBody))
 		if err != nil {
@@ -217,9 +224,7 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("the message's header cannot be read: %v", err)
 		}
 		id = hdr.Get("Message-Id")
-		if err := h.opts.Accounts.SendRaw(r.Context(), smtp, raw); err != nil {
-			return err
-		}
+		submit = func(smtp *mail.Mailbox) error { return h.opts.Accounts.SendRaw(r.Context(), smtp, raw) }
 	} else {
 		var req SendRequest
 		if err := decodeWithin(w, r, maxSendBody, &req); err != nil {
@@ -229,10 +234,24 @@ func (h *Handler) send(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		if err := h.opts.Accounts.Send(r.Context(), smtp, msg); err != nil {
-			return err
-		}
 		id = msg.MessageID
+		submit = func(smtp *mail.Mailbox) error { return h.opts.Accounts.Send(r.Context(), smtp, msg) }
+	}
+	err = submit(smtp)
+	if err != nil && smtp.UseOAuth && mail.ClassOf(err) == mail.ClassAuth && mb.OAuth2 != nil {
+		// The access token expired since the IMAP session last logged in
+		// (opaque tokens, as Gmail's, give no warning): once more with a
+		// fresh one, which the account keeps. A refused login took nothing.
+		if err = h.opts.Accounts.RenewToken(r.Context(), mb); err == nil {
+			var cur *mail.Mailbox
+			if cur, err = h.opts.Accounts.Mailbox(r.Context(), mb.ID); err == nil && cur != nil {
+				smtp.AccessToken = cur.AccessToken
+				err = submit(smtp)
+			}
+		}
+	}
+	if err != nil {
+		return err
 	}
 	h.log.Info("native account sent mail", "account", mb.ID, "token", tokenName(r.Context()))
 	writeJSON(w, http.StatusOK, Sent{MessageID: id})

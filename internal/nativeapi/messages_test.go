@@ -311,3 +311,55 @@ func TestExchangeAccount(t *testing.T) {
 		t.Fatalf("an item id on an IMAP account: %d %s", w.Code, w.Body)
 	}
 }
+
+// An OAuth account: its first access token is fetched at registration (a
+// revoked grant is a 422 then), kept across a PATCH that leaves the client
+// alone, shown without secrets; SMTP without a password logs in with the
+// token, and a send refused for an expired token is retried once with a
+// fresh one.
+func TestOAuthAccount(t *testing.T) {
+	h, f := newHandler(t, token)
+	auth := "Bearer " + token
+	body := func(refresh string) string {
+		return `{"id":"gmail","email":"jane@gmail.com","imap":{"host":"imap.gmail.com","oauth2":{"tokenUrl":"https://oauth2.googleapis.com/token",` +
+			`"clientId":"cid","clientSecret":"csecret","refreshToken":"` + refresh + `","scopes":["https://mail.google.com/"]}},` +
+			`"smtp":{"host":"smtp.gmail.com","secure":"starttls"},` +
+			`"webhook":{"url":"https://hooks.example.com/in","secret":"0123456789abcdef0123"}}`
+	}
+	if w := do(h, "POST", "/v1/accounts", auth, body("revoked")); w.Code != 422 || !strings.Contains(w.Body.String(), "invalid_grant") {
+		t.Fatalf("revoked grant: %d %s", w.Code, w.Body)
+	}
+	withPassword := strings.Replace(body("rt"), `"host":"imap.gmail.com",`, `"host":"imap.gmail.com","password":"pw",`, 1)
+	if w := do(h, "POST", "/v1/accounts", auth, withPassword); w.Code != 400 {
+		t.Fatalf("password and oauth2: %d %s", w.Code, w.Body)
+	}
+	w := do(h, "POST", "/v1/accounts", auth, body("rt"))
+	if w.Code != 201 {
+		t.Fatalf("create: %d %s", w.Code, w.Body)
+	}
+	mb := f.mbs["gmail"]
+	if !mb.UseOAuth || mb.AccessToken != "access-1" || mb.OAuth2.RefreshToken != "rt+" || mb.OAuth2.ClientSecret != "csecret" {
+		t.Fatalf("mailbox %+v %+v", mb, mb.OAuth2)
+	}
+	for _, secret := range []string{"csecret", "rt", "access-1"} {
+		if strings.Contains(w.Body.String(), `"`+secret) {
+			t.Fatalf("the answer shows %q: %s", secret, w.Body)
+		}
+	}
+	if !strings.Contains(w.Body.String(), `"clientId":"cid"`) {
+		t.Fatalf("answer %s", w.Body)
+	}
+	if w = do(h, "PATCH", "/v1/accounts/gmail", auth, `{"folders":["INBOX"]}`); w.Code != 200 || f.mbs["gmail"].AccessToken != "access-1" || f.tokens != 1 {
+		t.Fatalf("patch: %d, token %q after %d token requests", w.Code, f.mbs["gmail"].AccessToken, f.tokens)
+	}
+
+	// The token expired: the send is refused once, then goes out with a new one.
+	f.mbs["gmail"].AccessToken = "expired"
+	if w = do(h, "POST", "/v1/accounts/gmail/send", auth, `{"to":[{"address":"bob@example.com"}],"subject":"Hi","text":"x"}`); w.Code != 200 {
+		t.Fatalf("send: %d %s", w.Code, w.Body)
+	}
+	s := f.sent[len(f.sent)-1].mb
+	if !s.UseOAuth || s.AccessToken != "access-2" || s.Host != "smtp.gmail.com" || f.mbs["gmail"].AccessToken != "access-2" {
+		t.Fatalf("sent with %+v; account token %q", s, f.mbs["gmail"].AccessToken)
+	}
+}

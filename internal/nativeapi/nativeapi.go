@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -61,6 +62,12 @@ type Accounts interface {
 	SendRaw(ctx context.Context, mb *mail.Mailbox, raw []byte) error
 	// Message downloads one message (service.ErrNoMessage when it is gone).
 	Message(ctx context.Context, mb *mail.Mailbox, folder, id string) (*source.Fetched, error)
+	// AccessToken redeems an OAuth account's refresh token; it returns the
+	// refresh token to keep.
+	AccessToken(ctx context.Context, o *mail.OAuth2) (access, refresh string, err error)
+	// RenewToken gets an OAuth account a fresh access token and registers
+	// it (an update the running subscription takes without a restart).
+	RenewToken(ctx context.Context, mb *mail.Mailbox) error
 }
 
 // Options configures New.
@@ -282,6 +289,21 @@ type Server struct {
 	Secure   string `json:"secure,omitempty"` // tls (default), starttls or none
 	User     string `json:"user,omitempty"`   // default: the email address (SMTP: the IMAP user)
 	Password string `json:"password,omitempty"`
+	// OAuth2 logs in to IMAP with XOAUTH2 instead of a password (SMTP then
+	// uses the same access token unless given a password).
+	OAuth2 *OAuth2 `json:"oauth2,omitempty"`
+}
+
+// OAuth2 is the OAuth client and refresh token an account's access tokens
+// come from (Gmail, Microsoft 365, any RFC 6749 provider): the service
+// redeems the refresh token at once, and again whenever the server rejects
+// the access token or it is about to expire.
+type OAuth2 struct {
+	TokenURL     string   `json:"tokenUrl"`
+	ClientID     string   `json:"clientId"`
+	ClientSecret string   `json:"clientSecret,omitempty"`
+	RefreshToken string   `json:"refreshToken,omitempty"`
+	Scopes       []string `json:"scopes,omitempty"`
 }
 
 // Webhook is where an account's events go, which, and how.
@@ -331,6 +353,8 @@ const (
 	maxSecretLen = 256
 	maxFolders   = 1000
 	maxURL       = 2048
+	maxScopes    = 32
+	maxOAuthText = 4096 // client id, secret, refresh token, scope
 )
 
 func badRequest(format string, args ...any) error {
@@ -365,8 +389,8 @@ func defaultPort(secure mail.SecureOption, ports [3]int) int {
 }
 
 // server validates a server block; user and password default to the
-// given ones.
-func (sv Server) server(field string, ports [3]int, user, password string) (*mail.Server, error) {
+// given ones. oauth: the login may be a token instead of a password.
+func (sv Server) server(field string, ports [3]int, user, password string, oauth bool) (*mail.Server, error) {
 	out := &mail.Server{Host: strings.TrimSpace(sv.Host), UserName: sv.User, Password: sv.Password}
 	if out.Host == "" || strings.ContainsAny(out.Host, "/ ") {
 		return nil, badRequest("%s.host: a host name or address is required", field)
@@ -387,10 +411,31 @@ func (sv Server) server(field string, ports [3]int, user, password string) (*mai
 	if out.Password == "" {
 		out.Password = password
 	}
-	if out.Password == "" {
-		return nil, badRequest("%s.password is required", field)
+	if out.Password == "" && !oauth {
+		return nil, badRequest("%s.password (or, for imap, oauth2) is required", field)
 	}
 	return out, nil
+}
+
+// client validates an oauth2 block.
+func (o *OAuth2) client() (*mail.OAuth2, error) {
+	u, err := url.Parse(o.TokenURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || len(o.TokenURL) > maxURL {
+		return nil, badRequest("imap.oauth2.tokenUrl: the provider's token endpoint, an absolute http(s) URL")
+	}
+	if o.ClientID == "" || o.RefreshToken == "" {
+		return nil, badRequest("imap.oauth2: clientId and refreshToken are required")
+	}
+	if len(o.Scopes) > maxScopes {
+		return nil, badRequest("imap.oauth2.scopes: at most %d", maxScopes)
+	}
+	for _, s := range append([]string{o.ClientID, o.ClientSecret, o.RefreshToken}, o.Scopes...) {
+		if len(s) > maxOAuthText {
+			return nil, badRequest("imap.oauth2: a value longer than %d characters", maxOAuthText)
+		}
+	}
+	return &mail.OAuth2{TokenURL: o.TokenURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret, RefreshToken: o.RefreshToken,
+		Scopes: slices.Clone(o.Scopes)}, nil
 }
 
 // mailbox validates req and turns it into a native mailbox.
@@ -438,14 +483,26 @@ func (req *AccountRequest) mailbox() (*mail.Mailbox, error) {
 
 // imapMailbox validates the imap and smtp blocks.
 func (req *AccountRequest) imapMailbox(email string) (*mail.Mailbox, error) {
-	imap, err := req.IMAP.server("imap", imapPorts, email, "")
+	oauth := req.IMAP.OAuth2 != nil
+	if oauth && req.IMAP.Password != "" {
+		return nil, badRequest("imap: password and oauth2 exclude each other")
+	}
+	imap, err := req.IMAP.server("imap", imapPorts, email, "", oauth)
 	if err != nil {
 		return nil, err
 	}
 	mb := &mail.Mailbox{Kind: mail.ServerIMAP, ServerType: "imap", Host: imap.Host, Port: imap.Port, Secure: imap.Secure,
-		UseSSL: imap.Secure == mail.SecureSSL, UserName: imap.UserName, Password: imap.Password}
+		UseSSL: imap.Secure == mail.SecureSSL, UserName: imap.UserName, Password: imap.Password, UseOAuth: oauth}
+	if oauth {
+		if mb.OAuth2, err = req.IMAP.OAuth2.client(); err != nil {
+			return nil, err
+		}
+	}
 	if req.SMTP != nil {
-		if mb.SMTP, err = req.SMTP.server("smtp", smtpPorts, imap.UserName, imap.Password); err != nil {
+		if req.SMTP.OAuth2 != nil {
+			return nil, badRequest("smtp.oauth2: SMTP uses the imap block's OAuth client")
+		}
+		if mb.SMTP, err = req.SMTP.server("smtp", smtpPorts, imap.UserName, imap.Password, oauth); err != nil {
 			return nil, err
 		}
 	}
@@ -532,6 +589,10 @@ func request(mb *mail.Mailbox) AccountRequest {
 	} else {
 		req.IMAP = &Server{Host: mb.Host, Port: explicitPort(mb.Secure, mb.Port, imapPorts), Secure: secureName(mb.Secure),
 			User: mb.UserName, Password: mb.Password}
+		if o := mb.OAuth2; o != nil {
+			req.IMAP.OAuth2 = &OAuth2{TokenURL: o.TokenURL, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
+				RefreshToken: o.RefreshToken, Scopes: o.Scopes}
+		}
 	}
 	// Defaults stay defaults, so that a PATCH that does not touch them
 	// leaves the subscription as it is.
@@ -623,6 +684,9 @@ func account(mb *mail.Mailbox, st *mail.Status) Account {
 		a.Exchange = exchangeOf(mb)
 	} else {
 		a.IMAP = &Server{Host: mb.Host, Port: mb.Port, Secure: secureName(mb.Secure), User: mb.UserName}
+		if o := mb.OAuth2; o != nil { // without its secrets
+			a.IMAP.OAuth2 = &OAuth2{TokenURL: o.TokenURL, ClientID: o.ClientID, Scopes: o.Scopes}
+		}
 	}
 	if s := mb.SMTP; s != nil {
 		a.SMTP = &Server{Host: s.Host, Port: s.Port, Secure: secureName(s.Secure), User: s.UserName}
@@ -817,6 +881,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 		}
 		mode, code = mail.ModeRecreate, http.StatusOK
 	}
+	if err := h.token(r, old, mb); err != nil {
+		return err
+	}
 	return h.register(w, r, mb, mode, code)
 }
 
@@ -837,7 +904,33 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := h.token(r, old, mb); err != nil {
+		return err
+	}
 	return h.register(w, r, mb, mail.ModeRecreate, http.StatusOK)
+}
+
+// token gives an OAuth account its access token: old's while the OAuth
+// client and refresh token are unchanged, else a new one from the
+// provider, now, so that a wrong client or a revoked grant is a clear
+// answer to this request instead of a failed login later.
+func (h *Handler) token(r *http.Request, old, mb *mail.Mailbox) error {
+	if mb.OAuth2 == nil {
+		return nil
+	}
+	if old != nil && old.OAuth2 != nil && old.AccessToken != "" && reflect.DeepEqual(*old.OAuth2, *mb.OAuth2) {
+		mb.AccessToken = old.AccessToken
+		return nil
+	}
+	access, refresh, err := h.opts.Accounts.AccessToken(r.Context(), mb.OAuth2)
+	if err != nil {
+		if c := mail.ClassOf(err); c == mail.ClassAuth || c == mail.ClassConfig {
+			return errorf(http.StatusUnprocessableEntity, "imap.oauth2: %v", err)
+		}
+		return errorf(http.StatusBadGateway, "imap.oauth2: %v", err)
+	}
+	mb.AccessToken, mb.OAuth2.RefreshToken = access, refresh
+	return nil
 }
 
 // register subscribes mb and answers with the account.

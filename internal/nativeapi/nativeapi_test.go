@@ -30,6 +30,7 @@ type fakeAccounts struct {
 	messages map[string][]byte // "folder/uid"
 	hold     chan struct{}     // when set, Message waits for it (after a send on holding)
 	holding  chan struct{}
+	tokens   int // access tokens handed out
 }
 
 func (f *fakeAccounts) Subscribe(_ context.Context, mbs []*mail.Mailbox, _ mail.Mode) error {
@@ -111,7 +112,7 @@ func (f *fakeAccounts) History(id mail.MailboxID) (mail.HistoryProgress, bool) {
 func (f *fakeAccounts) Send(_ context.Context, mb *mail.Mailbox, msg *mail.Message) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if mb.Password == "wrong" {
+	if mb.Password == "wrong" || (mb.UseOAuth && mb.AccessToken == "expired") {
 		return &mail.UserError{Err: mail.Errorf(mail.ClassAuth, "smtp", "535"), Msg: "The SMTP server refused the login."}
 	}
 	f.sent = append(f.sent, sent{mb: mb, msg: msg})
@@ -139,6 +140,30 @@ func (f *fakeAccounts) Message(ctx context.Context, mb *mail.Mailbox, folder, id
 		return nil, source.ErrGone
 	}
 	return &source.Fetched{Ref: source.Ref{Folder: folder, ID: id}, Raw: raw}, nil
+}
+
+func (f *fakeAccounts) AccessToken(_ context.Context, o *mail.OAuth2) (string, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if o.RefreshToken == "revoked" {
+		return "", "", mail.Errorf(mail.ClassAuth, "oauth token", "the token endpoint refused the refresh token: invalid_grant")
+	}
+	f.tokens++
+	return fmt.Sprintf("access-%d", f.tokens), o.RefreshToken + "+", nil
+}
+
+func (f *fakeAccounts) RenewToken(ctx context.Context, mb *mail.Mailbox) error {
+	access, refresh, err := f.AccessToken(ctx, mb.OAuth2)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur := *f.mbs[mb.ID]
+	o := *cur.OAuth2
+	o.RefreshToken, cur.OAuth2, cur.AccessToken = refresh, &o, access
+	f.mbs[mb.ID] = &cur
+	return nil
 }
 
 type sent struct {

@@ -220,3 +220,35 @@ func (s *Service) Ping(ctx context.Context, endpoint string) error {
 	resp.Body.Close()
 	return nil
 }
+
+// AccessToken redeems an OAuth client's refresh token: a native account's
+// first access token.
+func (s *Service) AccessToken(ctx context.Context, o *mail.OAuth2) (access, refresh string, err error) {
+	if s.opts.OAuth == nil {
+		return "", "", fmt.Errorf("OAuth accounts are %w", httpapi.ErrUnsupported)
+	}
+	return s.opts.OAuth.Token(ctx, o)
+}
+
+// RenewToken gets a native OAuth account a fresh access token and registers
+// it as an update, which the running subscription takes without a restart:
+// what Creatio's update call does for its mailboxes. The account is read
+// again first, so that a refresh token rotated or replaced since mb was
+// handed out is the one redeemed.
+func (s *Service) RenewToken(ctx context.Context, mb *mail.Mailbox) error {
+	cur, err := s.Mailbox(ctx, mb.ID)
+	if err != nil {
+		return err
+	}
+	if cur == nil || cur.OAuth2 == nil {
+		return mail.Errorf(mail.ClassConfig, "renew token", "the account is gone or has no OAuth client")
+	}
+	access, refresh, err := s.AccessToken(ctx, cur.OAuth2)
+	if err != nil {
+		return err
+	}
+	upd, o := *cur, *cur.OAuth2
+	o.RefreshToken = refresh
+	upd.OAuth2, upd.AccessToken = &o, access
+	return s.Subscribe(ctx, []*mail.Mailbox{&upd}, mail.ModeUpdate)
+}

@@ -82,7 +82,16 @@ type Options struct {
 	// host was not reached).
 	PingClient *http.Client
 	Restricted bool
-	Logger     *slog.Logger
+	// OAuth redeems native accounts' refresh tokens (oauthtoken.Client;
+	// nil: native accounts cannot use OAuth).
+	OAuth  TokenRedeemer
+	Logger *slog.Logger
+}
+
+// TokenRedeemer redeems an OAuth refresh token for an access token; it
+// returns the refresh token to keep (rotated or not).
+type TokenRedeemer interface {
+	Token(ctx context.Context, o *mail.OAuth2) (access, refresh string, err error)
 }
 
 // Service implements httpapi.Service and httpapi.MailboxService.

@@ -32,13 +32,17 @@ type Poster interface {
 //
 // Mailboxes registered through the native API (mail.Mailbox.Native) get
 // their emails as signed webhook events (package webhook) instead, through
-// Webhook; they have no mailbox state reports or token refreshes.
+// Webhook; they have no mailbox state reports, and their OAuth tokens are
+// renewed by Renew instead of by the client.
 type Sink struct {
 	Post    Poster
 	Webhook SignedPoster
 	// LinkBase prefixes the links to attachments too large to travel inside
 	// an event (EL_PUBLIC_URL; "": links relative to the service).
 	LinkBase string
+	// Renew gets a native account a fresh access token and registers it
+	// (Service.RenewToken; nil: native accounts cannot use OAuth).
+	Renew func(ctx context.Context, mb *mail.Mailbox) error
 }
 
 // SignedPoster posts with headers made anew for every attempt
@@ -129,7 +133,10 @@ func (s *Sink) ReportState(ctx context.Context, mb *mail.Mailbox, failure error)
 // answers by calling POST /api/listeners/update with new credentials.
 func (s *Sink) RefreshToken(ctx context.Context, mb *mail.Mailbox) error {
 	if mb.Native() {
-		return mail.Errorf(mail.ClassConfig, "refresh token", "native accounts have no token to refresh")
+		if s.Renew == nil {
+			return mail.Errorf(mail.ClassConfig, "refresh token", "native accounts cannot renew OAuth tokens here")
+		}
+		return s.Renew(ctx, mb)
 	}
 	url, err := creatio.CallbackURL(mb.Endpoint, "RefreshToken")
 	if err != nil {

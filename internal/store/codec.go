@@ -62,6 +62,7 @@ const (
 	mbWebhookRaw      = 26
 	mbWebhookInline   = 27 // zigzag
 	mbSMTP            = 28 // {1: host, 2: port, 3: secure, 4: user, 5: password}
+	mbOAuth2          = 29 // {1: token URL, 2: client id, 3: client secret, 4: refresh token, 5: scope (repeated)}
 )
 
 // Field numbers of the status record.
@@ -263,6 +264,17 @@ func encodeMailbox(m *mail.Mailbox) []byte {
 		en.str(5, s.Password)
 		e.bytes(mbSMTP, en.b)
 	}
+	if o := m.OAuth2; o != nil {
+		var en encoder
+		en.str(1, o.TokenURL)
+		en.str(2, o.ClientID)
+		en.str(3, o.ClientSecret)
+		en.str(4, o.RefreshToken)
+		for _, s := range o.Scopes {
+			en.bytes(5, []byte(s))
+		}
+		e.bytes(mbOAuth2, en.b)
+	}
 	return e.b
 }
 
@@ -337,6 +349,8 @@ func decodeMailbox(id mail.MailboxID, b []byte) (*mail.Mailbox, error) {
 			m.WebhookInlineMax = d.intField(d.int(wire))
 		case mbSMTP:
 			m.SMTP = decodeServer(&d, d.bytes(wire))
+		case mbOAuth2:
+			m.OAuth2 = decodeOAuth2(&d, d.bytes(wire))
 		default:
 			d.skip(wire)
 		}
@@ -407,6 +421,29 @@ func decodeServer(outer *decoder, b []byte) *mail.Server {
 		return true
 	})
 	return s
+}
+
+// decodeOAuth2 reads a native account's OAuth client record.
+func decodeOAuth2(outer *decoder, b []byte) *mail.OAuth2 {
+	o := &mail.OAuth2{}
+	outer.nested(b, func(d *decoder, field, wire int) bool {
+		switch field {
+		case 1:
+			o.TokenURL = d.str(wire)
+		case 2:
+			o.ClientID = d.str(wire)
+		case 3:
+			o.ClientSecret = d.str(wire)
+		case 4:
+			o.RefreshToken = d.str(wire)
+		case 5:
+			o.Scopes = append(o.Scopes, d.str(wire))
+		default:
+			return false
+		}
+		return true
+	})
+	return o
 }
 
 func encodeStatus(st mail.Status) []byte {

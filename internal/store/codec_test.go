@@ -16,7 +16,9 @@ func sampleMailbox() *mail.Mailbox {
 		FolderIDs: []string{"INBOX", "", "a/b"}, Endpoint: "https://e", User: "Supervisor", Workspace: "Default",
 		TimeZone: "UTC", SenderAddress: "s@x", Context: "{}", SubscriptionTTL: -5,
 		Features: map[string]bool{"on": true, "off": false, "": true}, Extra: map[string]string{"k": "v", "e": ""},
-		Client: mail.ClientNative, WebhookURL: "https://hook", WebhookSecret: "whsec_x"}
+		Client: mail.ClientNative, WebhookURL: "https://hook", WebhookSecret: "whsec_x",
+		OAuth2: &mail.OAuth2{TokenURL: "https://login/token", ClientID: "c", ClientSecret: "cs", RefreshToken: "rt",
+			Scopes: []string{"https://mail.google.com/", "offline_access"}}}
 }
 
 func TestMailboxCodecRoundTrip(t *testing.T) {

@@ -22,7 +22,7 @@ var (
 	// pure: wire formats and pure steps on domain types.
 	pure = []string{"creatio", "mime", "compose", "lockout", "ingest", "source", "source/exo", "source/wake", "redisconf", "webhook"}
 	// adapters talk to one kind of peer (mail servers, Redis, the client).
-	adapters = []string{"source/imapsrc", "source/ewssrc", "source/graphsrc", "graph", "ews", "ews/autodiscover", "sender", "store", "lease", "cluster", "delivery"}
+	adapters = []string{"source/imapsrc", "source/ewssrc", "source/graphsrc", "graph", "ews", "ews/autodiscover", "sender", "store", "lease", "cluster", "delivery", "oauthtoken"}
 	// consumers use adapters only through interfaces they declare.
 	consumers = []string{"syncer", "history", "placement", "service", "httpapi", "ui", "nativeapi", "events"}
 )
