@@ -236,7 +236,12 @@ func (s *Service) AccessToken(ctx context.Context, o *mail.OAuth2) (access, refr
 // again first, so that a refresh token rotated or replaced since mb was
 // handed out is the one redeemed.
 func (s *Service) RenewToken(ctx context.Context, mb *mail.Mailbox) error {
-	cur, err := s.Mailbox(ctx, mb.ID)
+	_, err, _ := s.renewals.Do(string(mb.ID), func() (any, error) { return nil, s.renewToken(ctx, mb.ID) })
+	return err
+}
+
+func (s *Service) renewToken(ctx context.Context, id mail.MailboxID) error {
+	cur, err := s.Mailbox(ctx, id)
 	if err != nil {
 		return err
 	}

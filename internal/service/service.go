@@ -17,6 +17,8 @@ import (
 	"runtime"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/emaillistener/emaillistener/internal/creatio"
 	"github.com/emaillistener/emaillistener/internal/history"
 	"github.com/emaillistener/emaillistener/internal/httpapi"
@@ -100,6 +102,10 @@ type Service struct {
 	log     *slog.Logger
 	started time.Time
 	probes  chan struct{}
+	// renewals joins concurrent token renewals of one account (the live
+	// subscription and a send may both find the token expired): a rotated
+	// refresh token can be redeemed only once.
+	renewals singleflight.Group
 }
 
 var (
