@@ -36,6 +36,7 @@ type graphSetup struct {
 	app     bool // the service has the tenant's application credentials
 	webhook bool // EL_GRAPH_NOTIFICATION_URL points at the service
 	fake    graphfake.Options
+	tweak   func(*config.Config)
 }
 
 func newGraphEnv(t *testing.T, s graphSetup) *graphEnv {
@@ -63,6 +64,9 @@ func newGraphEnv(t *testing.T, s graphSetup) *graphEnv {
 		front := newLoopbackServer(t, proxy)
 		cfg.GraphNotificationURL = front + "/graph/Notifications"
 		cfg.GraphPollInterval = 30 * time.Second // safety polls every 5 min: notifications must do the work
+	}
+	if s.tweak != nil {
+		s.tweak(&cfg)
 	}
 	logs := &logBuffer{t: t}
 	log, _ := obs.NewLogger(logs, "text", "debug")

@@ -128,3 +128,60 @@ func TestNativeExchangeAccount(t *testing.T) {
 		t.Fatalf("%d bad webhook requests: %v", n, recv.bad)
 	}
 }
+
+// An Exchange Online account through /v1/ with no password: the service's
+// Graph application credentials serve it (the fake Graph, polled every
+// second): message.new with the Graph item id, fetch by that id, a sync by
+// date, and a raw MIME send through Graph's sendMail.
+func TestNativeExchangeOnlineAccount(t *testing.T) {
+	const apiToken = "e2e-native-api-token-exo000001"
+	e := newGraphEnv(t, graphSetup{app: true, tweak: func(c *config.Config) { c.APITokens = config.Secret("e2e:" + apiToken) }})
+	recv, secret, hookURL := newWebhookReceiver(t)
+	call := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		return apiJSON(t, e.base, apiToken, method, path, body)
+	}
+	withSubject := func(subject string) func(map[string]any) bool {
+		return func(ev map[string]any) bool {
+			m, _ := ev["message"].(map[string]any)
+			return ev["type"] == "message.new" && m["subject"] == subject
+		}
+	}
+	e.deliver("carol@example.com", "inbox", simpleMail("earlier", "earlier@example.com"))
+	time.Sleep(1100 * time.Millisecond) // arrival times have whole seconds
+	body, _ := json.Marshal(map[string]any{
+		"id": "carol-365", "email": "carol@example.com",
+		"exchange": map[string]any{"url": "outlook.office365.com"},
+		"webhook":  map[string]any{"url": hookURL, "secret": secret},
+	})
+	if code, out := call("POST", "/v1/accounts", string(body)); code != http.StatusCreated {
+		t.Fatalf("create: %d %v", code, out)
+	}
+	recv.waitFor("account.state exists", 1, 15*time.Second, func(ev map[string]any) bool {
+		st, _ := ev["state"].(map[string]any)
+		return ev["type"] == "account.state" && st["state"] == "exists"
+	})
+	item := e.deliver("carol@example.com", "inbox", simpleMail("via graph", "via-graph@example.com"))
+	ev := recv.waitFor("message.new", 1, 15*time.Second, withSubject("via graph"))[0]
+	msg := ev["message"].(map[string]any)
+	if msg["serverId"] != item {
+		t.Errorf("serverId %v, want the Graph item id %s", msg["serverId"], item)
+	}
+	code, raw, _ := apiCall(t, e.base, apiToken, "GET", "/v1/accounts/carol-365/messages/"+fmt.Sprint(msg["id"])+"?format=raw", "", "")
+	if code != http.StatusOK || !strings.Contains(string(raw), "Subject: via graph") {
+		t.Fatalf("fetch: %d %.300s", code, raw)
+	}
+	since := time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly)
+	if code, out := call("POST", "/v1/accounts/carol-365/sync", `{"since":"`+since+`"}`); code != http.StatusAccepted {
+		t.Fatalf("sync: %d %v", code, out)
+	}
+	recv.waitFor("message.new (earlier)", 1, 20*time.Second, withSubject("earlier"))
+	mime := "From: carol@example.com\r\nTo: bob@example.com\r\nSubject: raw via graph\r\nMessage-ID: <raw-graph@example.com>\r\n\r\nhello\r\n"
+	if code, raw, _ = apiCall(t, e.base, apiToken, "POST", "/v1/accounts/carol-365/send", "message/rfc822", mime); code != http.StatusOK {
+		t.Fatalf("raw send: %d %s", code, raw)
+	}
+	sent := e.g.Sent("carol@example.com")
+	if len(sent) != 1 || !strings.Contains(string(sent[0]), "Subject: raw via graph") {
+		t.Fatalf("sent through Graph: %q", sent)
+	}
+}

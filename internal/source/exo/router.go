@@ -84,6 +84,10 @@ func (r Router) SendRaw(ctx context.Context, mb *mail.Mailbox, raw []byte) error
 	if err != nil {
 		return &mail.UserError{Err: err, Msg: err.Error()}
 	}
+	if a.SendRaw == nil {
+		err := mail.Errorf(mail.ClassConfig, "send raw", "this transport cannot send a message as it is")
+		return &mail.UserError{Err: err, Msg: err.Error()}
+	}
 	return a.SendRaw(ctx, m, raw)
 }
 
