@@ -165,17 +165,17 @@ func (h *Handler) wrap(rt route, op func(http.ResponseWriter, *http.Request) err
 				writeError(w, http.StatusServiceUnavailable, "native API disabled: set EL_API_TOKENS")
 				return
 			}
-			name, scope, ok := h.opts.Tokens.Check(r.Header.Get("Authorization"))
+			g, ok := h.opts.Tokens.Check(r.Header.Get("Authorization"))
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="emaillistener"`)
 				writeError(w, http.StatusUnauthorized, errNoToken.Error()+" with a token of EL_API_TOKENS")
 				return
 			}
-			if scope == ScopeRead && r.Method != http.MethodGet {
+			if g.Scope == ScopeRead && r.Method != http.MethodGet {
 				writeError(w, http.StatusForbidden, "this token may only read (scope read in EL_API_TOKENS)")
 				return
 			}
-			r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, name))
+			r = r.WithContext(context.WithValue(r.Context(), grantKey{}, g))
 		}
 		if err := op(w, r); err != nil {
 			h.fail(w, r, err)
@@ -183,9 +183,12 @@ func (h *Handler) wrap(rt route, op func(http.ResponseWriter, *http.Request) err
 	})
 }
 
-type tokenKey struct{}
+type grantKey struct{}
 
-func tokenName(ctx context.Context) string { s, _ := ctx.Value(tokenKey{}).(string); return s }
+// grant is the request's token's grant (public routes: the zero grant).
+func grant(ctx context.Context) Grant { g, _ := ctx.Value(grantKey{}).(Grant); return g }
+
+func tokenName(ctx context.Context) string { return grant(ctx).Name }
 
 // apiError is an error with its status.
 type apiError struct {
@@ -714,9 +717,10 @@ func (h *Handler) natives(ctx context.Context) ([]*mail.Mailbox, error) {
 	if err != nil {
 		return nil, err
 	}
+	g := grant(ctx)
 	out := all[:0:0]
 	for _, mb := range all {
-		if mb.Native() {
+		if mb.Native() && g.reaches(string(mb.ID)) {
 			out = append(out, mb)
 		}
 	}
@@ -767,7 +771,7 @@ func (h *Handler) lookup(r *http.Request) (*mail.Mailbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	if mb == nil || !mb.Native() {
+	if mb == nil || !mb.Native() || !grant(r.Context()).reaches(string(mb.ID)) {
 		return nil, errorf(http.StatusNotFound, "no account %q", mail.Excerpt(string(id), 64))
 	}
 	return mb, nil
@@ -865,6 +869,14 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 	var req AccountRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
+	}
+	if g := grant(r.Context()); g.Prefix != "" {
+		switch id := strings.ToLower(strings.TrimSpace(req.ID)); {
+		case id == "":
+			req.ID = g.Prefix + newID()
+		case !g.reaches(id):
+			return errorf(http.StatusForbidden, "this token may only make accounts whose id starts with %q", g.Prefix)
+		}
 	}
 	mb, err := req.mailbox()
 	if err != nil {

@@ -206,14 +206,14 @@ func TestParseTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name, scope, ok := tk.Check("Bearer " + token); !ok || name != "ci" || scope != ScopeWrite {
-		t.Fatalf("named token: %q %q %v", name, scope, ok)
+	if g, ok := tk.Check("Bearer " + token); !ok || g.Name != "ci" || g.Scope != ScopeWrite || g.Prefix != "" {
+		t.Fatalf("named token: %+v %v", g, ok)
 	}
-	if name, _, ok := tk.Check("bearer bare-token-0123456789"); !ok || name != "token-2" {
-		t.Fatalf("bare token: %q %v", name, ok)
+	if g, ok := tk.Check("bearer bare-token-0123456789"); !ok || g.Name != "token-2" {
+		t.Fatalf("bare token: %+v %v", g, ok)
 	}
 	for _, bad := range []string{"", "Bearer", "Bearer ", "Basic " + token, "Bearer " + token + "x", token} {
-		if _, _, ok := tk.Check(bad); ok {
+		if _, ok := tk.Check(bad); ok {
 			t.Errorf("Check(%q) accepted", bad)
 		}
 	}
@@ -221,11 +221,26 @@ func TestParseTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name, scope, ok := ro.Check("Bearer read-only-token-0123456789"); !ok || name != "dash" || scope != ScopeRead {
-		t.Fatalf("read token: %q %q %v", name, scope, ok)
+	if g, ok := ro.Check("Bearer read-only-token-0123456789"); !ok || g.Name != "dash" || g.Scope != ScopeRead {
+		t.Fatalf("read token: %+v %v", g, ok)
 	}
-	if _, scope, ok := ro.Check("Bearer " + token); !ok || scope != ScopeWrite {
-		t.Fatalf("write token: %q %v", scope, ok)
+	if g, ok := ro.Check("Bearer " + token); !ok || g.Scope != ScopeWrite {
+		t.Fatalf("write token: %+v %v", g, ok)
+	}
+	tenant, err := ParseTokens("acme:tenant-token-0123456789:write:Acme-, viewer:viewer-token-0123456789::globex.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := tenant.Check("Bearer tenant-token-0123456789"); !ok || g.Prefix != "acme-" || g.Scope != ScopeWrite {
+		t.Fatalf("tenant token: %+v %v", g, ok)
+	}
+	if g, ok := tenant.Check("Bearer viewer-token-0123456789"); !ok || g.Prefix != "globex." || g.Scope != ScopeWrite {
+		t.Fatalf("token with a prefix and the default scope: %+v %v", g, ok)
+	}
+	for _, bad := range []string{"x:" + token + ":write:-lead", "x:" + token + ":write:" + strings.Repeat("a", 28), "x:" + token + ":write:a:b"} {
+		if _, err := ParseTokens(bad); err == nil {
+			t.Errorf("ParseTokens accepted a bad prefix entry %q", bad)
+		}
 	}
 	if _, err := ParseTokens("x:" + token + ":admin"); err == nil {
 		t.Error("an unknown scope was accepted")
@@ -440,5 +455,57 @@ func TestFoldersAndValidate(t *testing.T) {
 	}
 	if w := do(h, "GET", "/v1/accounts/creatio-1/folders", auth, ""); w.Code != 404 {
 		t.Errorf("a Creatio mailbox's folders: %d", w.Code)
+	}
+}
+
+// A token with an account prefix reaches only the accounts whose id starts
+// with it: it makes them (a random id gets the prefix), and the others do
+// not exist for it; a token without a prefix reaches all.
+func TestTokenPrefixes(t *testing.T) {
+	const acme, globex = "acme-token-0123456789", "globex-token-0123456789"
+	h, _ := newHandler(t, "acme:"+acme+":write:acme-, globex:"+globex+":write:globex-, ops:"+token)
+	body := func(id string) string {
+		return `{"id":"` + id + `","email":"a@b.example","imap":{"host":"imap.example.com","password":"pw"},` +
+			`"webhook":{"url":"https://hooks.example.com/in","secret":"0123456789abcdef0123"}}`
+	}
+	w := do(h, "POST", "/v1/accounts", "Bearer "+acme, body(""))
+	var acc Account
+	if err := json.Unmarshal(w.Body.Bytes(), &acc); w.Code != 201 || err != nil || !strings.HasPrefix(acc.ID, "acme-") || len(acc.ID) > 64 {
+		t.Fatalf("create without id: %d %s", w.Code, w.Body)
+	}
+	if w = do(h, "POST", "/v1/accounts", "Bearer "+acme, body("globex-1")); w.Code != 403 {
+		t.Fatalf("create outside the prefix: %d %s", w.Code, w.Body)
+	}
+	if w = do(h, "POST", "/v1/accounts", "Bearer "+globex, body("globex-1")); w.Code != 201 {
+		t.Fatalf("globex create: %d %s", w.Code, w.Body)
+	}
+	list := func(tok string) []string {
+		w := do(h, "GET", "/v1/accounts", "Bearer "+tok, "")
+		var out struct{ Accounts []Account }
+		_ = json.Unmarshal(w.Body.Bytes(), &out)
+		var ids []string
+		for _, a := range out.Accounts {
+			ids = append(ids, a.ID)
+		}
+		return ids
+	}
+	if got := list(globex); !slices.Equal(got, []string{"globex-1"}) {
+		t.Errorf("globex lists %v", got)
+	}
+	if got := list(token); len(got) != 2 {
+		t.Errorf("ops lists %v, want both", got)
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/v1/accounts/" + acc.ID, ""},
+		{"PATCH", "/v1/accounts/" + acc.ID, `{"folders":["INBOX"]}`},
+		{"DELETE", "/v1/accounts/" + acc.ID, ""},
+		{"POST", "/v1/accounts/" + acc.ID + "/sync", `{"since":"2026-11-01"}`},
+	} {
+		if w := do(h, c.method, c.path, "Bearer "+globex, c.body); w.Code != 404 {
+			t.Errorf("globex %s %s: %d %s", c.method, c.path, w.Code, w.Body)
+		}
+	}
+	if w = do(h, "DELETE", "/v1/accounts/"+acc.ID, "Bearer "+token, ""); w.Code != 204 {
+		t.Fatalf("ops delete: %d %s", w.Code, w.Body)
 	}
 }
