@@ -153,7 +153,8 @@ func (a *App) wire(version string, opts *Options) (*wired, error) {
 		relay      graphsrc.Relay
 	)
 	if parts != nil && cfg.GraphNotificationURL != "" {
-		graphRelay = cluster.NewRelay(parts.rdb, cfg.RedisPrefix, graphRelayTopic, func(b []byte) { msgraph.Relayed(b) }, log, a.panics)
+		graphRelay = cluster.NewRelay(parts.rdb, cluster.RelayOptions{Prefix: cfg.RedisPrefix, Topic: graphRelayTopic,
+			Handle: func(b []byte) { msgraph.Relayed(b) }, Logger: log, Registerer: reg, Panics: a.panics})
 		relay = graphRelay
 	}
 	msgraph, err = graphAdapter(cfg, mailTLS, mailNets, relay, log)

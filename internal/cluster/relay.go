@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/emaillistener/emaillistener/internal/obs"
@@ -33,23 +34,48 @@ type Relay struct {
 	handle  func(msg []byte)
 	log     *slog.Logger
 	panics  *obs.Panics
+	// published, failed and received count the topic's messages.
+	published, failed, received prometheus.Counter
 
 	mu   sync.Mutex
 	ps   *redis.PubSub
 	done chan struct{}
 }
 
-// NewRelay returns a relay of topic under prefix (redisconf.DefaultPrefix
-// when empty); handle gets every message, one at a time, on the relay's
-// goroutine, and must not block.
-func NewRelay(client RelayClient, prefix, topic string, handle func(msg []byte), log *slog.Logger, panics *obs.Panics) *Relay {
-	if log == nil {
-		log = obs.Discard()
+// RelayOptions configures NewRelay. Topic and Handle are required.
+type RelayOptions struct {
+	Prefix string // default redisconf.DefaultPrefix
+	Topic  string
+	// Handle gets every message, one at a time, on the relay's goroutine;
+	// it must not block.
+	Handle     func(msg []byte)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Panics     *obs.Panics
+}
+
+// NewRelay returns the relay of opts.Topic; it does no I/O.
+func NewRelay(client RelayClient, opts RelayOptions) *Relay {
+	if opts.Logger == nil {
+		opts.Logger = obs.Discard()
 	}
-	if prefix == "" {
-		prefix = redisconf.DefaultPrefix
+	if opts.Prefix == "" {
+		opts.Prefix = redisconf.DefaultPrefix
 	}
-	return &Relay{client: client, channel: keys{prefix: prefix}.relay(topic), handle: handle, log: log, panics: panics}
+	messages := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "emaillistener_cluster_relay_messages_total",
+		Help: "Messages of a cluster relay topic (graph-notifications: Graph change notifications for another replica's subscriptions), by result: published, failed (Redis did not take it), received (by this node, its own included).",
+	}, []string{"topic", "result"})
+	if opts.Registerer != nil {
+		// Relays of several topics share the one metric.
+		var are prometheus.AlreadyRegisteredError
+		if err := opts.Registerer.Register(messages); errors.As(err, &are) {
+			messages = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	return &Relay{client: client, channel: keys{prefix: opts.Prefix}.relay(opts.Topic), handle: opts.Handle, log: opts.Logger,
+		panics: opts.Panics, published: messages.WithLabelValues(opts.Topic, "published"),
+		failed: messages.WithLabelValues(opts.Topic, "failed"), received: messages.WithLabelValues(opts.Topic, "received")}
 }
 
 // Start subscribes and starts receiving; Redis trouble is not an error
@@ -78,6 +104,7 @@ func (r *Relay) Start(ctx context.Context) error {
 // deliver hands one message to handle; a panic there is recovered and
 // counted, and the relay goes on.
 func (r *Relay) deliver(msg []byte) {
+	r.received.Inc()
 	defer r.panics.Recover(r.log, "cluster relay", nil)
 	r.handle(msg)
 }
@@ -85,8 +112,10 @@ func (r *Relay) deliver(msg []byte) {
 // Forward publishes msg to every node's relay of the topic.
 func (r *Relay) Forward(ctx context.Context, msg []byte) error {
 	if err := r.client.Publish(ctx, r.channel, msg).Err(); err != nil {
+		r.failed.Inc()
 		return fmt.Errorf("cluster: relay publish: %w", err)
 	}
+	r.published.Inc()
 	return nil
 }
 

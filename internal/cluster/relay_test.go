@@ -6,9 +6,12 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emaillistener/emaillistener/internal/cluster"
 	"github.com/emaillistener/emaillistener/internal/obs"
@@ -41,15 +44,16 @@ func TestRelay(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	own := obs.NewPanics(nil) // not the package's: this test panics on purpose
 	var a, b, other inbox
+	reg := prometheus.NewRegistry()
 	relays := []*cluster.Relay{
-		cluster.NewRelay(c, "t:", "graph", a.handle, log, panics),
-		cluster.NewRelay(c, "t:", "graph", func(msg []byte) {
+		cluster.NewRelay(c, cluster.RelayOptions{Prefix: "t:", Topic: "graph", Handle: a.handle, Logger: log, Registerer: reg, Panics: panics}),
+		cluster.NewRelay(c, cluster.RelayOptions{Prefix: "t:", Topic: "graph", Handle: func(msg []byte) {
 			if string(msg) == "boom" {
 				panic("handler failed")
 			}
 			b.handle(msg)
-		}, log, own),
-		cluster.NewRelay(c, "t:", "other", other.handle, log, panics),
+		}, Logger: log, Registerer: reg, Panics: own}),
+		cluster.NewRelay(c, cluster.RelayOptions{Prefix: "t:", Topic: "other", Handle: other.handle, Logger: log, Registerer: reg, Panics: panics}),
 	}
 	for _, r := range relays {
 		if err := r.Start(t.Context()); err != nil {
@@ -74,6 +78,13 @@ func TestRelay(t *testing.T) {
 	if got := other.messages(); len(got) != 0 {
 		t.Errorf("a relay of another topic got %q", got)
 	}
+	want := map[string]float64{"graph/published": 3, "graph/received": 6, "other/received": 0}
+	for key, n := range want {
+		topic, result, _ := strings.Cut(key, "/")
+		if got := relayCount(t, reg, topic, result); got != n {
+			t.Errorf("%s: %v, want %v", key, got, n)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, r := range relays {
@@ -81,4 +92,29 @@ func TestRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// relayCount reads the relay metric of topic and result from reg (0 when
+// it has no such series).
+func relayCount(t *testing.T, reg *prometheus.Registry, topic, result string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "emaillistener_cluster_relay_messages_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["topic"] == topic && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
